@@ -1,0 +1,106 @@
+//! Kamal 2's secrets: `<secrets_path>-common`, then `<secrets_path>` (or `<secrets_path>.<destination>`),
+//! each parsed on its own, later files winning. Loaded on first lookup only, as Kamal does, because
+//! loading can run commands (password managers) that prompt.
+
+pub mod dotenv;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+pub use dotenv::{CommandSubstitution, ShellCommand};
+
+pub struct Secrets {
+    filenames: Vec<String>,
+    commands: Arc<dyn CommandSubstitution + Send + Sync>,
+    loaded: Mutex<Option<Vec<(String, String)>>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print values.
+        f.debug_struct("Secrets")
+            .field("filenames", &self.filenames)
+            .finish()
+    }
+}
+
+impl Secrets {
+    pub fn new(
+        secrets_path: &str,
+        destination: Option<&str>,
+        commands: Arc<dyn CommandSubstitution + Send + Sync>,
+    ) -> Self {
+        let main = match destination {
+            Some(d) => format!("{secrets_path}.{d}"),
+            None => secrets_path.to_string(),
+        };
+        Secrets {
+            filenames: vec![format!("{secrets_path}-common"), main],
+            commands,
+            loaded: Mutex::new(None),
+        }
+    }
+
+    /// The secrets files that exist, in load order.
+    pub fn files(&self) -> Vec<String> {
+        self.filenames
+            .iter()
+            .filter(|f| Path::new(f).exists())
+            .cloned()
+            .collect()
+    }
+
+    fn with_loaded<T>(&self, f: impl FnOnce(&[(String, String)]) -> T) -> Result<T> {
+        let mut guard = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let env = |name: &str| std::env::var(name).ok();
+            let mut all: Vec<(String, String)> = Vec::new();
+            for file in self.files() {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| Error::runtime(format!("Could not read {file}: {e}")))?;
+                for (k, v) in dotenv::parse(&text, &env, self.commands.as_ref())? {
+                    if let Some(slot) = all.iter_mut().find(|(key, _)| *key == k) {
+                        slot.1 = v;
+                    } else {
+                        all.push((k, v));
+                    }
+                }
+            }
+            *guard = Some(all);
+        }
+        Ok(f(guard.as_deref().expect("loaded above")))
+    }
+
+    pub fn contains(&self, key: &str) -> Result<bool> {
+        self.with_loaded(|all| all.iter().any(|(k, _)| k == key))
+    }
+
+    /// The value of a secret, or Kamal's "not found" error naming the files.
+    pub fn get(&self, key: &str) -> Result<String> {
+        if let Some(value) =
+            self.with_loaded(|all| all.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))?
+        {
+            return Ok(value);
+        }
+        let files = self.files();
+        Err(Error::config(if files.is_empty() {
+            format!(
+                "Secret '{key}' not found, no secret files ({}) provided",
+                self.filenames.join(", ")
+            )
+        } else {
+            format!("Secret '{key}' not found in {}", files.join(", "))
+        }))
+    }
+
+    /// Every secret value, so output can be scrubbed of them.
+    pub fn values(&self) -> Result<Vec<String>> {
+        self.with_loaded(|all| {
+            all.iter()
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+                .collect()
+        })
+    }
+}

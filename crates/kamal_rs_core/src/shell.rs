@@ -1,0 +1,205 @@
+//! Kamal's value escaping and flag builders (reference §0.2–§0.4). Every `docker` command and several
+//! parts of `kamal config` go through these, so they follow Kamal 2.x to the byte.
+
+use crate::value::Value;
+
+/// `escape_shell_value`: ASCII runs become a Ruby `String#dump` (double-quoted, backslash escapes) with
+/// backticks escaped and `$` escaped unless it opens a `${...}` group; non-ASCII runs stay raw.
+pub fn escape_shell_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    let mut run = String::new();
+    let mut run_ascii = true;
+    for ch in value.chars() {
+        if ch.is_ascii() != run_ascii && !run.is_empty() {
+            flush_run(&mut out, &run, run_ascii);
+            run.clear();
+        }
+        run_ascii = ch.is_ascii();
+        run.push(ch);
+    }
+    if !run.is_empty() || value.is_empty() {
+        flush_run(&mut out, &run, run_ascii);
+    }
+    out
+}
+
+fn flush_run(out: &mut String, run: &str, ascii: bool) {
+    if ascii {
+        out.push_str(&escape_dollars(&ruby_dump(run).replace('`', "\\`")));
+    } else {
+        out.push_str(run);
+    }
+}
+
+/// Ruby's `String#dump` for an ASCII string.
+pub fn ruby_dump(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x0c => out.push_str("\\f"),
+            0x0b => out.push_str("\\v"),
+            0x08 => out.push_str("\\b"),
+            0x07 => out.push_str("\\a"),
+            0x1b => out.push_str("\\e"),
+            b'#' if matches!(bytes.get(i + 1), Some(b'{' | b'$' | b'@')) => out.push_str("\\#"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02X}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `$` becomes `\$` unless it starts a `${...}` group that closes (`/\$(?!{[^\}]*\})/`).
+fn escape_dollars(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, ch) in s.char_indices() {
+        if ch == '$' && !opens_brace_group(&s[i + 1..]) {
+            out.push_str("\\$");
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn opens_brace_group(rest: &str) -> bool {
+    rest.strip_prefix('{')
+        .is_some_and(|inner| inner.contains('}'))
+}
+
+/// `argumentize(flag, attrs)`: `flag key="escaped"` per pair; `false` gives `key=false`; a blank value
+/// gives the bare key. A list of strings gives each string raw (that is how `--volume` is made).
+pub fn argumentize(flag: &str, attrs: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match attrs {
+        Value::Map(map) => {
+            for (k, v) in map.iter() {
+                out.push(flag.to_string());
+                out.push(argument(&k.to_ruby_s(), v));
+            }
+        }
+        Value::Seq(items) => {
+            for item in items.iter() {
+                out.push(flag.to_string());
+                out.push(item.to_ruby_s());
+            }
+        }
+        Value::Nil => {}
+        other => {
+            out.push(flag.to_string());
+            out.push(other.to_ruby_s());
+        }
+    }
+    out
+}
+
+fn argument(key: &str, value: &Value) -> String {
+    if value.is_present() {
+        format!("{key}={}", escape_shell_value(&value.to_ruby_s()))
+    } else if matches!(value, Value::Bool(false)) {
+        format!("{key}=false")
+    } else {
+        key.to_string()
+    }
+}
+
+/// `optionize(hash)`: `--key "escaped"`, a bare `--key` for `true`, arrays repeat the flag.
+/// With `with = Some("=")`, `--key="escaped"` as one token.
+pub fn optionize(pairs: &[(String, Value)], with: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        let values: Vec<&Value> = match value {
+            Value::Seq(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for v in values {
+            match (v, with) {
+                (Value::Bool(true), _) => out.push(format!("--{key}")),
+                (Value::Nil, _) => {}
+                (v, Some(sep)) => out.push(format!(
+                    "--{key}{sep}{}",
+                    escape_shell_value(&v.to_ruby_s())
+                )),
+                (v, None) => {
+                    out.push(format!("--{key}"));
+                    out.push(escape_shell_value(&v.to_ruby_s()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Map;
+
+    #[test]
+    fn escapes_as_the_reference_table() {
+        assert_eq!(escape_shell_value("plain"), r#""plain""#);
+        assert_eq!(escape_shell_value("a b"), r#""a b""#);
+        assert_eq!(escape_shell_value(r#"x"y"#), r#""x\"y""#);
+        assert_eq!(escape_shell_value("$HOME"), r#""\$HOME""#);
+        assert_eq!(escape_shell_value("${HOST_TOKEN}"), r#""${HOST_TOKEN}""#);
+        assert_eq!(escape_shell_value("`id`"), r#""\`id\`""#);
+        assert_eq!(escape_shell_value("café au lait"), r#""caf"é" au lait""#);
+        assert_eq!(escape_shell_value("a\nb"), r#""a\nb""#);
+        assert_eq!(escape_shell_value("#{x}"), r#""\#{x}""#);
+        assert_eq!(escape_shell_value(""), r#""""#);
+    }
+
+    #[test]
+    fn argumentize_follows_kamal() {
+        let mut map = Map::new();
+        map.set("max-size", Value::str("10m"));
+        map.set("CLEAR_TAG", Value::str(""));
+        map.set("off", Value::Bool(false));
+        assert_eq!(
+            argumentize("--log-opt", &Value::map(map)),
+            vec![
+                "--log-opt",
+                r#"max-size="10m""#,
+                "--log-opt",
+                "CLEAR_TAG",
+                "--log-opt",
+                "off=false"
+            ]
+        );
+        assert_eq!(
+            argumentize("--volume", &Value::strs(&["/a:/b"])),
+            vec!["--volume", "/a:/b"]
+        );
+    }
+
+    #[test]
+    fn optionize_follows_kamal() {
+        let pairs = vec![
+            ("log-driver".to_string(), Value::str("json-file")),
+            ("init".to_string(), Value::Bool(true)),
+            ("flag".to_string(), Value::Bool(false)),
+        ];
+        assert_eq!(
+            optionize(&pairs, None),
+            vec![
+                "--log-driver",
+                r#""json-file""#,
+                "--init",
+                "--flag",
+                r#""false""#
+            ]
+        );
+        assert_eq!(
+            optionize(&pairs[..1], Some("=")),
+            vec![r#"--log-driver="json-file""#]
+        );
+    }
+}

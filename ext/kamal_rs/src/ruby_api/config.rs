@@ -1,0 +1,93 @@
+//! `KamalRs::Native::Configuration`: the resolved, validated config (Ruby's `KamalRs::Configuration`
+//! wraps it; see `lib/kamal_rs/configuration.rb`).
+
+use kamal_rs_core::{Configuration as Core, LoadOptions};
+use magnus::{function, method, prelude::*, Error, RArray, RModule, Ruby, Value};
+
+use super::convert::{FromRuby, ToRuby};
+use super::errors;
+
+#[magnus::wrap(class = "KamalRs::Native::Configuration", free_immediately, size)]
+pub struct Configuration {
+    inner: Core,
+}
+
+impl Configuration {
+    /// `files`: each config file's parsed YAML, base first. `foreign` collects objects the model keeps opaque.
+    fn load(
+        ruby: &Ruby,
+        files: RArray,
+        destination: Option<String>,
+        version: Option<String>,
+        env_version: Option<String>,
+        foreign: RArray,
+    ) -> Result<Self, Error> {
+        let mut from = FromRuby::new(ruby, foreign);
+        let mut trees = Vec::with_capacity(files.len());
+        for i in 0..files.len() {
+            trees.push(from.convert(files.entry::<Value>(i as isize)?)?);
+        }
+        let options = LoadOptions {
+            destination,
+            version,
+            env_version,
+            ..LoadOptions::default()
+        };
+        Core::load(&trees, options)
+            .map(|inner| Configuration { inner })
+            .map_err(|e| errors::to_ruby(ruby, e))
+    }
+
+    fn to_h(ruby: &Ruby, rb_self: &Self, foreign: RArray) -> Result<Value, Error> {
+        let tree = rb_self.inner.to_h().map_err(|e| errors::to_ruby(ruby, e))?;
+        ToRuby::new(ruby, foreign).convert(&tree)
+    }
+
+    fn version(ruby: &Ruby, rb_self: &Self) -> Result<String, Error> {
+        rb_self
+            .inner
+            .version()
+            .map_err(|e| errors::to_ruby(ruby, e))
+    }
+
+    fn kamal_major(&self) -> u8 {
+        match self.inner.major {
+            kamal_rs_core::KamalMajor::V1 => 1,
+            kamal_rs_core::KamalMajor::V2 => 2,
+        }
+    }
+
+    fn service(&self) -> String {
+        self.inner.service()
+    }
+
+    fn destination(&self) -> Option<String> {
+        self.inner.destination.clone()
+    }
+
+    fn all_hosts(&self) -> Vec<String> {
+        self.inner.all_hosts()
+    }
+
+    fn role_names(&self) -> Vec<String> {
+        self.inner.roles.iter().map(|r| r.name.clone()).collect()
+    }
+
+    fn primary_host(&self) -> Option<String> {
+        self.inner.primary_host().map(str::to_string)
+    }
+}
+
+pub fn init(ruby: &Ruby, native: &RModule) -> Result<(), Error> {
+    let class = native.define_class("Configuration", ruby.class_object())?;
+    class.define_singleton_method("load", function!(Configuration::load, 5))?;
+    class.define_method("to_h", method!(Configuration::to_h, 1))?;
+    class.define_method("version", method!(Configuration::version, 0))?;
+    class.define_method("kamal_major", method!(Configuration::kamal_major, 0))?;
+    class.define_method("service", method!(Configuration::service, 0))?;
+    class.define_method("destination", method!(Configuration::destination, 0))?;
+    class.define_method("all_hosts", method!(Configuration::all_hosts, 0))?;
+    class.define_method("role_names", method!(Configuration::role_names, 0))?;
+    class.define_method("primary_host", method!(Configuration::primary_host, 0))?;
+    Ok(())
+}

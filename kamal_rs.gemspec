@@ -1,0 +1,22 @@
+require_relative "lib/kamal_rs/version"
+
+Gem::Specification.new do |spec|
+  spec.name = "kamal_rs"
+  spec.version = KamalRs::VERSION
+  spec.authors = [ "kamal_rs contributors" ]
+  spec.summary = "Kamal's deploy and redeploy from the same config/deploy.yml, with a Rust core"
+  spec.description = "Reads a Rails app's Kamal config exactly as Kamal does and leaves servers in the state " \
+    "Kamal would, with a faster parallel rollout over one multiplexed SSH connection per host."
+  spec.license = "MIT"
+  spec.required_ruby_version = ">= 3.0"
+
+  # The Rust workspace ships with the gem: extconf.rb builds it with cargo at install time.
+  spec.files = Dir.chdir(__dir__) do
+    Dir["lib/**/*.rb", "exe/*", "ext/kamal_rs/{extconf.rb,Cargo.toml}", "ext/kamal_rs/src/**/*.rs",
+        "crates/*/Cargo.toml", "crates/*/src/**/*.rs", "Cargo.toml", "Cargo.lock", "README.md", "kamal_rs.gemspec"]
+  end
+  spec.bindir = "exe"
+  spec.executables = [ "kamal-rs" ]
+  spec.require_paths = [ "lib" ]
+  spec.extensions = [ "ext/kamal_rs/extconf.rb" ]
+end

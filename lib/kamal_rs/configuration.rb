@@ -1,0 +1,52 @@
+require "erb"
+require "pathname"
+require "yaml"
+
+module KamalRs
+  # The resolved deploy config. Ruby reads the files as Kamal does (ERB with trim_mode "-", then YAML
+  # with aliases); the native core merges the destination file, validates and derives every name.
+  class Configuration
+    DEFAULT_CONFIG_FILE = "config/deploy.yml"
+
+    def self.create_from(config_file: nil, destination: nil, version: nil)
+      # Kamal sets this before ERB runs, so ERB, hooks and secrets commands can read it.
+      ENV["KAMAL_DESTINATION"] = destination
+      base = Pathname.new(config_file || DEFAULT_CONFIG_FILE)
+      files = [ base ]
+      files << base.sub_ext(".#{destination}.yml") if destination
+      trees = files.map { |file| load_file(file) }
+      foreign = []
+      new(Native::Configuration.load(trees, destination, version, ENV["VERSION"], foreign), foreign)
+    end
+
+    def self.load_file(file)
+      raise KamalRs::RuntimeError, "Configuration file not found in #{file}" unless file.exist?
+
+      YAML.unsafe_load(ERB.new(File.read(file), trim_mode: "-").result)
+    end
+
+    # `foreign` holds the Ruby objects (dates...) the native model keeps opaque.
+    def initialize(native, foreign)
+      @native = native
+      @foreign = foreign
+    end
+
+    # What `kamal config` prints: Kamal's Configuration#to_h.
+    def to_h
+      @native.to_h(@foreign)
+    end
+
+    def to_yaml
+      to_h.to_yaml
+    end
+
+    # 1 for a Kamal 1.x (Traefik) config, 2 for Kamal 2.x.
+    def kamal_major = @native.kamal_major
+    def version = @native.version
+    def service = @native.service
+    def destination = @native.destination
+    def roles = @native.role_names
+    def hosts = @native.all_hosts
+    def primary_host = @native.primary_host
+  end
+end

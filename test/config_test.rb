@@ -1,0 +1,115 @@
+require "test_helper"
+require "yaml"
+
+# `kamal-rs config` against fixtures: valid configs print what `kamal config` prints, byte for byte;
+# invalid ones print Kamal's error line and exit 1.
+class ConfigTest < Minitest::Test
+  include CliHelpers
+
+  VALID = Dir[File.join(FIXTURES, "configs", "*")].sort
+
+  VALID.each do |dir|
+    name = File.basename(dir)
+    define_method("test_valid_#{name}") do
+      args = File.exist?(File.join(dir, "args")) ? File.read(File.join(dir, "args")).split : []
+      status, out, = kamal_rs("config", *args, dir: dir, env: { "VERSION" => "fixture" })
+      assert_equal File.read(File.join(dir, "expected.yml")), out
+      assert_equal 0, status
+    end
+  end
+
+  INVALID = YAML.safe_load(File.read(File.join(FIXTURES, "invalid_configs.yml")))
+
+  INVALID["cases"].each do |kase|
+    define_method("test_invalid_#{kase["name"].tr(" ", "_")}") do
+      Dir.mktmpdir do |dir|
+        write_case(dir, kase)
+        status, out, = kamal_rs("config", *Array(kase["args"]), dir: dir, env: { "VERSION" => "v1" })
+        assert_equal "  \e[31mERROR (#{kase["error"].sub(": ", "): ")}\e[0m\n", out
+        assert_equal 1, status
+      end
+    end
+  end
+
+  def test_at_least_25_distinct_invalid_cases
+    assert_operator INVALID["cases"].map { |c| c["error"] }.uniq.size, :>=, 25
+  end
+
+  def test_version_from_git_head_with_uncommitted_suffix_only_for_a_context_build
+    Dir.mktmpdir do |dir|
+      FileUtils.cp_r(File.join(FIXTURES, "configs", "minimal_array", "config"), dir)
+      git = ->(*a) { system("git", "-C", dir, *a, out: File::NULL, err: File::NULL) || flunk("git #{a.join(" ")}") }
+      git.("init", "-q")
+      git.("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x")
+      head = `git -C #{dir} rev-parse HEAD`.strip
+      File.write(File.join(dir, "dirty"), "x")
+
+      _, out, = kamal_rs("config", dir: dir, env: { "VERSION" => nil })
+      assert_equal head, YAML.unsafe_load(out)[:version], "a clone build ignores uncommitted changes"
+
+      File.write(File.join(dir, "config", "deploy.yml"), File.read(File.join(dir, "config", "deploy.yml")).sub("arch: amd64", "arch: amd64\n  context: ."))
+      _, out, = kamal_rs("config", dir: dir, env: { "VERSION" => nil })
+      assert_match(/\A#{head}_uncommitted_[0-9a-f]{16}\z/, YAML.unsafe_load(out)[:version])
+
+      _, out, = kamal_rs("config", "--version", "v9", dir: dir, env: { "VERSION" => "v8" })
+      assert_equal "v9", YAML.unsafe_load(out)[:version], "--version wins over VERSION"
+    end
+  end
+
+  def test_no_git_repository
+    Dir.mktmpdir do |dir|
+      FileUtils.cp_r(File.join(FIXTURES, "configs", "minimal_array", "config"), dir)
+      status, out, = kamal_rs("config", dir: dir, env: { "VERSION" => nil, "GIT_CEILING_DIRECTORIES" => File.dirname(dir) })
+      assert_equal 1, status
+      assert_includes out, "ERROR (KamalRs::RuntimeError): Can't use commit hash as version, no git repository found in"
+    end
+  end
+
+  def test_kamal_destination_is_set_before_erb
+    dir = File.join(FIXTURES, "configs", "destination")
+    config = Dir.chdir(dir) { KamalRs.config(destination: "staging", version: "x") }
+    assert_equal "staging", ENV["KAMAL_DESTINATION"]
+    assert_equal [ "jobs", "web" ], config.roles
+    assert_equal 2, config.kamal_major
+  ensure
+    ENV.delete("KAMAL_DESTINATION")
+  end
+
+  def test_kamal_1_config_is_recognised
+    config = Dir.chdir(File.join(FIXTURES, "configs", "kamal1")) { KamalRs.config(version: "x") }
+    assert_equal 1, config.kamal_major
+  end
+
+  def test_secret_key_data_is_redacted
+    Dir.mktmpdir do |dir|
+      FileUtils.cp_r(File.join(FIXTURES, "configs", "minimal_array", "config"), dir)
+      FileUtils.mkdir_p(File.join(dir, ".kamal"))
+      File.write(File.join(dir, ".kamal", "secrets"), "SSH_KEY=\"-----BEGIN KEY\nsecret-material\n-----END KEY\"\n")
+      path = File.join(dir, "config", "deploy.yml")
+      File.write(path, File.read(path) + "  key_data: [ SSH_KEY ]\n")
+      status, out, = kamal_rs("config", dir: dir, env: { "VERSION" => "v1" })
+      assert_equal 0, status
+      assert_includes out, "  :key_data:\n  - \"[REDACTED]\"\n"
+      refute_includes out, "secret-material"
+    end
+  end
+
+  private
+    def write_case(dir, kase)
+      config = deep_merge(Marshal.load(Marshal.dump(INVALID["base"])), kase["set"] || {})
+      Array(kase["delete"]).each do |path|
+        *parents, last = path.split(".")
+        (parents.empty? ? config : config.dig(*parents)).delete(last)
+      end
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "deploy.yml"), YAML.dump(config))
+      (kase["files"] || {}).each do |file, content|
+        FileUtils.mkdir_p(File.dirname(File.join(dir, file)))
+        File.write(File.join(dir, file), content)
+      end
+    end
+
+    def deep_merge(a, b)
+      a.merge(b) { |_, x, y| x.is_a?(Hash) && y.is_a?(Hash) ? deep_merge(x, y) : y }
+    end
+end
