@@ -404,8 +404,14 @@ module Lab
     rule = [ "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass", "-m", "comment", "--comment", TAG ]
     hosts.each { |h| sh("ip", "netns", "exec", h.ns, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "eth0", *rule) }
     sh("iptables", "-t", "mangle", "-A", "INPUT", "-i", BRIDGE, *rule)
-    spawn_logged([ File.join(TOOLS_BIN, "lab-netem"), (rtt / 2.0).round.to_s, "self", *hosts.map { |h| "/run/netns/#{h.ns}" } ],
-      File.join(STATE, "netem.log"))
+    log = File.join(STATE, "netem.log")
+    pid = spawn_logged([ File.join(TOOLS_BIN, "lab-netem"), (rtt / 2.0).round.to_s, "self", *hosts.map { |h| "/run/netns/#{h.ns}" } ], log)
+    wait_until(what: "lab-netem (#{log})") do
+      raise Error, "lab-netem failed: #{File.read(log)}" unless alive?(pid)
+
+      File.read(log).include?("ready")
+    end
+    pid
   end
 
   # ---- teardown pieces ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! kamal_rs's core: Kamal's deploy model in Rust, with no Ruby in it, so it tests with plain `cargo test`.
 //! The Ruby binding (`ext/kamal_rs`) hands it the parsed config files and drives it.
 
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod secrets;

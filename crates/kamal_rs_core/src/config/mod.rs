@@ -4,6 +4,7 @@
 //! destination merge on happens here, so that the model is the same whichever way kamal_rs is driven.
 
 pub mod accessory;
+pub mod env;
 pub mod gem_version;
 mod git;
 pub mod role;

@@ -30,6 +30,10 @@ fn main() {
         queues.push((ns.clone(), open_queue().unwrap_or_else(|e| panic!("queue in {ns}: {e}"))));
         unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) };
     }
+    // Until a queue is bound, --queue-bypass lets packets through undelayed: say when all are bound.
+    println!("ready");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
     let threads: Vec<_> = queues
         .into_iter()
         .map(|(ns, (queue, fd))| {
