@@ -10,6 +10,7 @@ rescue LoadError => e
 end
 
 require "kamal_rs/configuration"
+require "kamal_rs/deploy"
 
 # Kamal's deploy and redeploy from the same config/deploy.yml, with a Rust core.
 module KamalRs

@@ -68,6 +68,9 @@ module KamalRs
     rescue OptionParser::ParseError => e
       @err.puts thor_style(e)
       1
+    rescue Interrupt, KamalRs::Interrupted
+      @out.puts "  \e[31mERROR (Interrupt): stopped; the lock was released\e[0m"
+      130
     rescue StandardError => e
       @out.puts "  \e[31mERROR (#{e.class}): #{e.message}\e[0m"
       @out.puts e.backtrace if ENV["VERBOSE"]
@@ -82,12 +85,18 @@ module KamalRs
         0
       end
 
-      def deploy_command(_options)
-        raise KamalRs::Error, "deploy is not available in this kamal_rs build yet"
+      def deploy_command(options)
+        run_deploy(:deploy, options)
       end
 
-      def redeploy_command(_options)
-        raise KamalRs::Error, "redeploy is not available in this kamal_rs build yet"
+      def redeploy_command(options)
+        run_deploy(:redeploy, options)
+      end
+
+      def run_deploy(command, options)
+        keys = KamalRs::OPTION_NAMES + %i[config_file destination version]
+        KamalRs.public_send(command, **options.slice(*keys))
+        0
       end
 
       # Thor accepts `--skip_push` for `--skip-push`.

@@ -40,6 +40,9 @@ module KamalRs
       to_h.to_yaml
     end
 
+    # The native configuration (KamalRs::Native::Configuration).
+    attr_reader :native
+
     # 1 for a Kamal 1.x (Traefik) config, 2 for Kamal 2.x.
     def kamal_major = @native.kamal_major
     def version = @native.version

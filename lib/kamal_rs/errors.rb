@@ -1,5 +1,6 @@
 module KamalRs
-  # Every failure kamal_rs raises is a KamalRs::Error.
+  # Every failure kamal_rs raises is a KamalRs::Error. Names follow Kamal's (Kamal::Cli::LockError →
+  # KamalRs::LockError); the messages are Kamal's.
   class Error < StandardError; end
 
   # The config is invalid (Kamal's Kamal::ConfigurationError).
@@ -10,4 +11,25 @@ module KamalRs
 
   # Where Kamal raises a plain RuntimeError (for example "Configuration file not found in ...").
   class RuntimeError < Error; end
+
+  # A hook exited non-zero.
+  class HookError < Error; end
+
+  # The deploy lock is held by someone else, or waiting for it timed out.
+  class LockError < Error; end
+
+  # A new container did not boot.
+  class BootError < Error; end
+
+  # A new container did not become healthy, or the primary role's barrier closed.
+  class HealthcheckError < Error; end
+
+  # A remote command failed (Kamal reports SSHKit::Command::Failed).
+  class CommandFailed < Error; end
+
+  # A host could not be reached over SSH.
+  class ConnectionError < Error; end
+
+  # The run was stopped (Ctrl-C, Thread#raise, Timeout) after releasing the lock.
+  class Interrupted < Error; end
 end

@@ -11,6 +11,20 @@ pub enum ErrorKind {
     Argument,
     /// Kamal raises a plain `RuntimeError` (for example `Configuration file not found in ...`).
     Runtime,
+    /// A hook exited non-zero (`Kamal::Cli::HookError`).
+    Hook,
+    /// The deploy lock is held, or could not be waited for (`Kamal::Cli::LockError`).
+    Lock,
+    /// A container did not boot (`Kamal::Cli::BootError`).
+    Boot,
+    /// A container did not become healthy, or the barrier closed (`Kamal::Cli::Healthcheck::Error`).
+    Healthcheck,
+    /// A remote command failed (SSHKit's `SSHKit::Command::Failed`).
+    CommandFailed,
+    /// A host could not be reached over SSH.
+    Connection,
+    /// Stopped by Ctrl-C, `Thread#raise` or `Timeout`.
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -20,6 +34,13 @@ impl ErrorKind {
             ErrorKind::Configuration => "ConfigurationError",
             ErrorKind::Argument => "ArgumentError",
             ErrorKind::Runtime => "RuntimeError",
+            ErrorKind::Hook => "HookError",
+            ErrorKind::Lock => "LockError",
+            ErrorKind::Boot => "BootError",
+            ErrorKind::Healthcheck => "HealthcheckError",
+            ErrorKind::CommandFailed => "CommandFailed",
+            ErrorKind::Connection => "ConnectionError",
+            ErrorKind::Interrupted => "Interrupted",
         }
     }
 }
@@ -32,6 +53,13 @@ pub struct Error {
 }
 
 impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
     pub fn config(message: impl Into<String>) -> Self {
         Error {
             kind: ErrorKind::Configuration,

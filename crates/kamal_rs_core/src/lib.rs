@@ -4,8 +4,12 @@
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod output;
+pub mod runner;
 pub mod secrets;
 pub mod shell;
+pub mod ssh;
+pub mod time;
 pub mod value;
 
 pub use config::{Configuration, KamalMajor, LoadOptions};

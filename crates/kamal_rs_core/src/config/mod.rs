@@ -7,6 +7,7 @@ pub mod accessory;
 pub mod env;
 pub mod gem_version;
 mod git;
+pub use git::random_hex;
 pub mod role;
 pub mod schema;
 pub mod ssh;

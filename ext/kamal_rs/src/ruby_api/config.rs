@@ -73,6 +73,10 @@ impl Configuration {
         self.inner.roles.iter().map(|r| r.name.clone()).collect()
     }
 
+    fn deploy(ruby: &Ruby, rb_self: &Self, options: magnus::RHash) -> Result<magnus::RHash, Error> {
+        super::deploy::deploy(ruby, &rb_self.inner, options)
+    }
+
     fn primary_host(&self) -> Option<String> {
         self.inner.primary_host().map(str::to_string)
     }
@@ -89,5 +93,6 @@ pub fn init(ruby: &Ruby, native: &RModule) -> Result<(), Error> {
     class.define_method("all_hosts", method!(Configuration::all_hosts, 0))?;
     class.define_method("role_names", method!(Configuration::role_names, 0))?;
     class.define_method("primary_host", method!(Configuration::primary_host, 0))?;
+    class.define_method("deploy", method!(Configuration::deploy, 1))?;
     Ok(())
 }

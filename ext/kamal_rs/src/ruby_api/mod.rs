@@ -1,5 +1,6 @@
 mod config;
 mod convert;
+mod deploy;
 mod errors;
 
 use magnus::{function, prelude::*, Error, Ruby};

@@ -1,0 +1,146 @@
+//! One SSH round trip per (host, role) boot. Kamal sends each of these commands on its own; here they
+//! run in Kamal's order inside one remote script, with the same effect:
+//!
+//! 1. stale containers: every running version of the role except the current one is stopped;
+//! 2. a container already named for the new version is renamed `V_replaced_<hex>` (audited);
+//! 3. the current (old) version is read again;
+//! 4. assets are extracted and synced (proxy roles with `asset_path`);
+//! 5. `Booted app version V` is audited, the env file written (mode 0600, contents on stdin: secrets
+//!    never appear in a command line), and the container started with Kamal's `docker run`;
+//! 6. proxy roles: kamal-proxy deploys it (health-gated), then the old container is stopped.
+//!
+//! Progress comes back as `kamal-rs:` marker lines on stdout; a failure exits with a code naming the step.
+
+use crate::commands::app::App;
+use crate::commands::auditor::Auditor;
+use crate::commands::single_quote;
+
+pub const MARK: &str = "kamal-rs:";
+pub const EXIT_ENV: i32 = 70;
+pub const EXIT_RUN: i32 = 72;
+pub const EXIT_ENDPOINT: i32 = 73;
+pub const EXIT_PROXY: i32 = 74;
+pub const EXIT_ASSETS: i32 = 75;
+const CID: &str = "KAMALRSCONTAINERID";
+
+pub struct BootScript<'a> {
+    pub app: &'a App<'a>,
+    pub auditor: &'a Auditor<'a>,
+    pub host: &'a str,
+    pub version: &'a str,
+    pub recorded_at: &'a str,
+    pub hostname: &'a str,
+    pub replaced_suffix: &'a str,
+}
+
+impl BootScript<'_> {
+    pub fn build(&self) -> String {
+        let app = self.app;
+        let role = app.role.name.as_str();
+        let v = self.version;
+        let prefix = app.container_prefix();
+        let stop_t = app
+            .stop_timeout()
+            .map(|t| format!(" -t {t}"))
+            .unwrap_or_default();
+        let stop_version = |var: &str| {
+            format!("docker container ls --all --filter \"name=^{prefix}-${{{var}}}\\$\" --quiet | xargs docker stop{stop_t}")
+        };
+        let env_dir = app.env_directory();
+        let env_file = app.env_file_path();
+        let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
+        let mut s: Vec<String> = Vec::new();
+        s.push(format!(
+            "old=$({}); echo \"{MARK}current $old\"",
+            app.current_running_version()
+        ));
+        s.push(format!(
+            "for stale in $({}); do [ \"$stale\" = \"$old\" ] && continue; echo \"{MARK}stale $stale\"; {} >/dev/null 2>&1; done",
+            app.list_versions(),
+            stop_version("stale")
+        ));
+        s.push(format!(
+            "if [ -n \"$({})\" ]; then echo \"{MARK}renamed {replaced}\"; {} && {}; fi",
+            app.container_id_for(v),
+            self.auditor.record(
+                self.recorded_at,
+                Some(role),
+                &format!("Renaming container {v} to {replaced}")
+            ),
+            app.rename(v, &replaced)
+        ));
+        s.push(format!(
+            "old=$({}); echo \"{MARK}old $old\"",
+            app.current_running_version()
+        ));
+        if let Some(asset_path) = app.asset_path() {
+            s.push(self.assets(asset_path.split(':').next().unwrap_or(&asset_path)));
+        }
+        s.push(format!(
+            "{} || exit {EXIT_RUN}",
+            self.auditor.record(
+                self.recorded_at,
+                Some(role),
+                &format!("Booted app version {v}")
+            )
+        ));
+        s.push(format!(
+            "mkdir -p {env_dir} && (umask 077 && cat > {env_file}) && chmod 600 {env_file} || exit {EXIT_ENV}"
+        ));
+        s.push(format!(
+            "echo \"{MARK}run\"; {} || exit {EXIT_RUN}",
+            app.run(self.host, v, self.hostname)
+        ));
+        if app.running_proxy() {
+            s.push(format!(
+                "cid=$({}); [ -n \"$cid\" ] || exit {EXIT_ENDPOINT}; echo \"{MARK}container $cid\"",
+                app.container_id_for(v)
+            ));
+            // The container ID is only known on the host: Kamal's `--target="<id>:<port>"`, filled in there.
+            let deploy = app.proxy_deploy(CID, v).replace(CID, "${cid}");
+            s.push(format!("{deploy} || exit {EXIT_PROXY}"));
+            s.push(format!("echo \"{MARK}healthy\""));
+            s.push(format!(
+                "[ -z \"$old\" ] || {{ echo \"{MARK}stopping $old\"; {} >/dev/null 2>&1; }}",
+                stop_version("old")
+            ));
+            if app.asset_path().is_some() {
+                s.push(self.assets_cleanup());
+            }
+            s.push(format!("echo \"{MARK}done\""));
+        } else {
+            s.push(format!("echo \"{MARK}started\""));
+        }
+        s.join("\n")
+    }
+
+    /// Extract the new version's assets from its image, and cross-copy with the old version's.
+    fn assets(&self, path: &str) -> String {
+        let app = self.app;
+        let role = app.role.name.as_str();
+        let v = self.version;
+        let sd = app.config.service_and_destination();
+        let base = format!(".kamal/apps/{sd}/assets");
+        let helper = format!("{}-assets", app.container_prefix());
+        let image = format!("{}:{v}", app.config.repository());
+        format!(
+            "{{ mkdir -p {base}/extracted/{role}-{v} && docker container rm {helper} 2> /dev/null || true && docker container create --name {helper} {image} && docker container cp -L {helper}:{path}/. {base}/extracted/{role}-{v} && docker container rm {helper}; }} >/dev/null || exit {EXIT_ASSETS}\n\
+             mkdir -p {base}/volumes/{role}-{v} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-{v}\n\
+             [ -z \"$old\" ] || {{ cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-$old || true ; cp -rnT {base}/extracted/{role}-$old {base}/volumes/{role}-{v} || true ; }}"
+        )
+    }
+
+    fn assets_cleanup(&self) -> String {
+        let role = self.app.role.name.as_str();
+        let v = self.version;
+        let base = format!(
+            ".kamal/apps/{}/assets",
+            self.app.config.service_and_destination()
+        );
+        format!(
+            "find {base}/extracted -maxdepth 1 -name {} ! -name {role}-{v} -exec rm -rf \"{{}}\" + ; find {base}/volumes -maxdepth 1 -name {} ! -name {role}-{v} -exec rm -rf \"{{}}\" +",
+            single_quote(&format!("{role}-*")),
+            single_quote(&format!("{role}-*"))
+        )
+    }
+}

@@ -1,0 +1,1420 @@
+//! `deploy` and `redeploy` for Kamal 2 configs (reference §4), as per-host pipelines.
+//!
+//! Every host moves through its steps as soon as its previous step is done. The only cross-host waits
+//! are the ones Kamal's safety needs:
+//! - all pulls succeed and the lock is held before anything changes a server (then `pre-deploy`);
+//! - (deploy) kamal-proxy is running on every proxy host before any container is switched;
+//! - the primary role's first health result opens or closes the barrier for the other roles;
+//! - `boot.limit` groups boot one after the other;
+//! - `latest` is tagged (and old containers/images pruned, deploy only) only after every host booted.
+//!
+//! Fewer round trips per host where the effect is identical: a host's pull is one command, each
+//! (host, role) boot one script (`boot.rs`), the tag and prune one command.
+
+pub mod boot;
+pub mod cancel;
+pub mod commander;
+pub mod hooks;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::sync::watch;
+
+use crate::commands::app::{container_hostname, App};
+use crate::commands::auditor::Auditor;
+use crate::commands::{lock, proxy, prune, registry};
+use crate::config::{random_hex, Configuration, KamalMajor};
+use crate::error::{Error, ErrorKind, Result};
+use crate::output::{uuid, Output, Verbosity};
+use crate::ssh::{Connection, RunDir, SshError, SshSettings};
+use crate::value::Value;
+use boot::{BootScript, MARK};
+pub use cancel::Cancel;
+use commander::Selection;
+use hooks::Hooks;
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// `redeploy`: no proxy boot, no prune.
+    pub redeploy: bool,
+    pub skip_push: bool,
+    pub hosts: Option<String>,
+    pub roles: Option<String>,
+    pub primary: bool,
+    pub skip_hooks: bool,
+    pub verbosity: Verbosity,
+    /// stdout is a terminal: colours and the live per-host view.
+    pub terminal: bool,
+    pub lock_wait: bool,
+    pub lock_wait_timeout: f64,
+    pub lock_wait_interval: f64,
+    /// A remote command that takes longer fails its host.
+    pub command_timeout: Duration,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            redeploy: false,
+            skip_push: false,
+            hosts: None,
+            roles: None,
+            primary: false,
+            skip_hooks: false,
+            verbosity: Verbosity::Normal,
+            terminal: false,
+            lock_wait: false,
+            lock_wait_timeout: 900.0,
+            lock_wait_interval: 15.0,
+            command_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where one role on one host stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleState {
+    /// Its boot never started: the old version (if any) still serves.
+    NotBooted,
+    /// The new version is live (proxy roles) or running (others).
+    Live,
+    /// Its boot failed: the new container was stopped, the old version still serves.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RoleReport {
+    pub role: String,
+    pub old_version: Option<String>,
+    pub state: RoleState,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    pub host: String,
+    pub roles: Vec<RoleReport>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct DeployReport {
+    pub version: String,
+    pub runtime: f64,
+    pub hosts: Vec<HostReport>,
+    pub error: Option<Error>,
+}
+
+impl DeployReport {
+    /// One line per host saying where it stopped.
+    pub fn summary_lines(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let parts: Vec<String> = h
+                    .roles
+                    .iter()
+                    .map(|r| {
+                        let old = r
+                            .old_version
+                            .as_deref()
+                            .map(|v| format!("old version {v} still serving"))
+                            .unwrap_or_else(|| "no previous version".into());
+                        match &r.state {
+                            RoleState::Live => {
+                                format!("{}: new version {} live", r.role, self.version)
+                            }
+                            RoleState::NotBooted => format!("{}: not booted, {old}", r.role),
+                            RoleState::Failed(_) => format!("{}: boot failed, {old}", r.role),
+                        }
+                    })
+                    .collect();
+                let body = if parts.is_empty() {
+                    h.error.clone().unwrap_or_else(|| "untouched".into())
+                } else {
+                    parts.join("; ")
+                };
+                format!("{}: {body}", h.host)
+            })
+            .collect()
+    }
+}
+
+/// Runs a deploy (or redeploy) to completion, failure or cancellation. Never panics into the caller.
+pub fn deploy(config: &Configuration, options: DeployOptions, cancel: Arc<Cancel>) -> DeployReport {
+    let started = Instant::now();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return DeployReport {
+                version: String::new(),
+                runtime: 0.0,
+                hosts: Vec::new(),
+                error: Some(Error::runtime(e.to_string())),
+            }
+        }
+    };
+    runtime.block_on(async {
+        match Deploy::new(config, options, cancel, started) {
+            Ok(d) => d.run().await,
+            Err(e) => DeployReport {
+                version: String::new(),
+                runtime: started.elapsed().as_secs_f64(),
+                hosts: Vec::new(),
+                error: Some(e),
+            },
+        }
+    })
+}
+
+/// A failure on one host, in Kamal's words.
+#[derive(Debug, Clone)]
+struct HostError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl HostError {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        HostError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The health barrier: unset, open (first primary container healthy) or closed.
+type Barrier = watch::Sender<Option<bool>>;
+
+struct Deploy<'a> {
+    config: &'a Configuration,
+    options: DeployOptions,
+    sel: Selection,
+    version: String,
+    output: Output,
+    hooks: Hooks,
+    /// `S[-D]`, the name of the app's remote state (audit log, lock, apps dir).
+    service_and_destination: String,
+    cancel: Arc<Cancel>,
+    started: Instant,
+    performer: String,
+    conns: Mutex<HashMap<String, Arc<Connection>>>,
+    reports: Mutex<Vec<HostReport>>,
+    holding_lock: AtomicBool,
+    failed: AtomicBool,
+    barrier: Barrier,
+    run_dir: RunDir,
+}
+
+impl<'a> Deploy<'a> {
+    fn new(
+        config: &'a Configuration,
+        options: DeployOptions,
+        cancel: Arc<Cancel>,
+        started: Instant,
+    ) -> Result<Deploy<'a>> {
+        if config.major == KamalMajor::V1 {
+            return Err(Error::config("This is a Kamal 1.x (Traefik) config: kamal_rs deploys Kamal 2 configs only for now"));
+        }
+        if !options.skip_push {
+            return Err(Error::runtime(
+                "Building and pushing the image is not available in kamal_rs yet: build and push it, then deploy with --skip-push (-P) and --version",
+            ));
+        }
+        let version = config.version()?;
+        let sel = Selection::new(
+            config,
+            options.hosts.as_deref(),
+            options.roles.as_deref(),
+            options.primary,
+        )?;
+        let live_hosts = sel.hosts.clone();
+        let output = Output::new(options.verbosity, options.terminal, &live_hosts);
+        if let Ok(values) = config.secrets.values() {
+            output.add_secrets(values);
+        }
+        let hooks_output = config.get("hooks_output").cloned();
+        let hooks = Hooks {
+            path: config.hooks_path(),
+            skip: options.skip_hooks,
+            visibility: Box::new(move |hook: &str| match &hooks_output {
+                Some(Value::Map(m)) => m.get(hook).map(Value::to_ruby_s),
+                Some(v) => Some(v.to_ruby_s()),
+                None => None,
+            }),
+        };
+        let holding = std::env::var("KAMAL_LOCK").is_ok_and(|v| v == "true");
+        let run_dir = RunDir::new()
+            .map_err(|e| Error::runtime(format!("Could not create a temporary directory: {e}")))?;
+        Ok(Deploy {
+            config,
+            sel,
+            version,
+            output,
+            hooks,
+            service_and_destination: config.service_and_destination(),
+            cancel,
+            started,
+            performer: performer(),
+            conns: Mutex::new(HashMap::new()),
+            reports: Mutex::new(Vec::new()),
+            holding_lock: AtomicBool::new(holding),
+            failed: AtomicBool::new(false),
+            barrier: watch::channel(None).0,
+            options,
+            run_dir,
+        })
+    }
+
+    async fn run(self) -> DeployReport {
+        let external_lock = self.holding_lock.load(Ordering::SeqCst);
+        let result = self.steps().await;
+        let result = match (result, self.cancel.is_cancelled()) {
+            (Err(e), _) => Err(e),
+            (Ok(()), true) => Err(Error::new(ErrorKind::Interrupted, "Interrupted")),
+            (Ok(()), false) => Ok(()),
+        };
+        // Kamal releases the lock on failure; kamal_rs also does on Ctrl-C (Kamal leaves it held).
+        if !external_lock && self.holding_lock.load(Ordering::SeqCst) {
+            self.output.say("Releasing the deploy lock...");
+            if let Err(e) = self.release_lock().await {
+                self.output
+                    .red(&format!("Error releasing the deploy lock: {}", e.message));
+            }
+        }
+        let runtime = self.started.elapsed().as_secs_f64();
+        self.output.finish();
+        if result.is_ok() {
+            let mut env = self.hook_env(&self.sel.hosts, false);
+            env.push((
+                "KAMAL_RUNTIME".into(),
+                format!("{}", runtime.round() as i64),
+            ));
+            self.output
+                .plain(&format!("  Finished all in {runtime:.1} seconds"));
+            if let Err(e) = self.run_hook("post-deploy", env, true) {
+                return self.report(runtime, Some(e)).await;
+            }
+            return self.report(runtime, None).await;
+        }
+        self.output
+            .plain(&format!("  Finished all in {runtime:.1} seconds"));
+        self.report(runtime, result.err()).await
+    }
+
+    async fn report(self, runtime: f64, error: Option<Error>) -> DeployReport {
+        let conns: Vec<Arc<Connection>> =
+            self.conns.lock().unwrap().drain().map(|(_, c)| c).collect();
+        join_all(conns.into_iter().map(Connection::close)).await;
+        let reports = self.reports.lock().unwrap().clone();
+        let report = DeployReport {
+            version: self.version.clone(),
+            runtime,
+            hosts: reports,
+            error,
+        };
+        if report.error.is_some() && !report.hosts.is_empty() {
+            for line in report.summary_lines() {
+                self.output.red(&format!("  {line}"));
+            }
+        }
+        report
+    }
+
+    async fn steps(&self) -> Result<()> {
+        for h in &self.sel.hosts {
+            let roles = self
+                .sel
+                .roles_on(self.config, h)
+                .iter()
+                .map(|r| RoleReport {
+                    role: r.name.clone(),
+                    old_version: None,
+                    state: RoleState::NotBooted,
+                })
+                .collect();
+            self.reports.lock().unwrap().push(HostReport {
+                host: h.clone(),
+                roles,
+                error: None,
+            });
+        }
+        self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)?;
+        self.output.say("Pull app image...");
+        self.connect_all().await?;
+        self.pull_and_lock().await?;
+        self.checkpoint()?;
+        self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)?;
+        if !self.options.redeploy {
+            self.output.say("Ensure kamal-proxy is running...");
+            self.on_hosts(&self.sel.hosts, |h| self.boot_proxy(h))
+                .await?;
+            self.checkpoint()?;
+        }
+        self.output.say("Detect stale containers...");
+        self.output.say(&format!(
+            "Start container with version {} (or reboot if already running)...",
+            self.version
+        ));
+        self.boot_groups().await?;
+        self.checkpoint()?;
+        if !self.options.redeploy {
+            self.output.say("Prune old containers and images...");
+        }
+        self.on_hosts(&self.sel.hosts, |h| self.tag_and_prune(h))
+            .await?;
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            Err(Error::new(ErrorKind::Interrupted, "Interrupted"))
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- hooks -------------------------------------------------------------------------------------
+
+    fn hook_env(&self, hosts: &[String], _secrets: bool) -> Vec<(String, String)> {
+        let c = self.config;
+        let mut env = vec![
+            ("KAMAL_RECORDED_AT".to_string(), crate::time::now()),
+            ("KAMAL_PERFORMER".to_string(), self.performer.clone()),
+            ("KAMAL_VERSION".to_string(), self.version.clone()),
+            (
+                "KAMAL_SERVICE_VERSION".to_string(),
+                format!("{}@{}", c.service(), abbreviated(&self.version)),
+            ),
+            ("KAMAL_SERVICE".to_string(), c.service()),
+            ("KAMAL_HOSTS".to_string(), hosts.join(",")),
+            (
+                "KAMAL_COMMAND".to_string(),
+                if self.options.redeploy {
+                    "redeploy"
+                } else {
+                    "deploy"
+                }
+                .to_string(),
+            ),
+        ];
+        if let Some(d) = &c.destination {
+            env.push(("KAMAL_DESTINATION".into(), d.clone()));
+        }
+        if let Some(roles) = &self.sel.specific_roles {
+            env.push(("KAMAL_ROLES".into(), roles.join(",")));
+        }
+        env.push((
+            "KAMAL_LOCK".into(),
+            self.holding_lock.load(Ordering::SeqCst).to_string(),
+        ));
+        env
+    }
+
+    /// `with_secrets`: pre-connect, pre-deploy and post-deploy also get every secret in their environment.
+    fn run_hook(
+        &self,
+        name: &str,
+        mut env: Vec<(String, String)>,
+        with_secrets: bool,
+    ) -> Result<()> {
+        if !self.hooks.exists(name) {
+            return Ok(());
+        }
+        if with_secrets {
+            let secrets = self.config.secrets.files();
+            if !secrets.is_empty() {
+                for key in self.secret_names()? {
+                    env.push((key.clone(), self.config.secrets.get(&key)?));
+                }
+            }
+        }
+        self.output.info(&format!("Running the {name} hook..."));
+        tokio::task::block_in_place(|| self.hooks.run(name, &env, &self.output))
+    }
+
+    fn secret_names(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for file in self.config.secrets.files() {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for line in text.lines() {
+                let line = line.trim_start().trim_start_matches("export ").trim_start();
+                if let Some((k, _)) = line.split_once(['=', ':']) {
+                    let k = k.trim();
+                    if !k.is_empty()
+                        && !k.starts_with('#')
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                        && !names.contains(&k.to_string())
+                    {
+                        names.push(k.to_string());
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    // ---- SSH -----------------------------------------------------------------------------------------
+
+    async fn connect_all(&self) -> Result<()> {
+        let settings = SshSettings::from_config(self.config.get("ssh"));
+        let config_file = self.run_dir.path.join("ssh_config");
+        std::fs::write(&config_file, settings.ssh_config())
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        let control = self.run_dir.path.clone();
+        let results = join_all(self.sel.hosts.iter().map(|h| {
+            let config_file = config_file.clone();
+            let control = control.clone();
+            async move {
+                self.output.progress(h, "connecting");
+                tokio::select! {
+                    r = Connection::connect(h, &config_file, &control) => (h.clone(), r),
+                    _ = self.cancel.cancelled() => (h.clone(), Err(SshError::Connect("interrupted".into()))),
+                }
+            }
+        }))
+        .await;
+        let mut errors = Vec::new();
+        for (host, r) in results {
+            match r {
+                Ok(conn) => {
+                    self.conns.lock().unwrap().insert(host, conn);
+                }
+                Err(e) => {
+                    let message = format!("Exception while executing on host {host}: {e}");
+                    self.mark_host_error(&host, &message);
+                    self.output
+                        .progress_done(&host, &format!("unreachable: {e}"));
+                    errors.push(HostError::new(ErrorKind::Connection, message));
+                }
+            }
+        }
+        self.checkpoint()?;
+        combine(errors)
+    }
+
+    fn conn(&self, host: &str) -> std::result::Result<Arc<Connection>, HostError> {
+        self.conns
+            .lock()
+            .unwrap()
+            .get(host)
+            .cloned()
+            .ok_or_else(|| {
+                HostError::new(ErrorKind::Connection, format!("no connection to {host}"))
+            })
+    }
+
+    /// Runs one remote command line on a host. `shown` are the Kamal commands it stands for, printed
+    /// as Kamal prints them (`true`: a debug-level command, shown only with `-v`).
+    async fn exec(
+        &self,
+        host: &str,
+        shown: &[(String, bool)],
+        command: &str,
+        stdin: Option<&[u8]>,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> std::result::Result<crate::ssh::Output, HostError> {
+        let conn = self.conn(host)?;
+        let ids: Vec<(String, bool)> = shown
+            .iter()
+            .map(|(c, debug)| {
+                let id = uuid();
+                self.output.running(&id, c, host, *debug);
+                (id, *debug)
+            })
+            .collect();
+        let started = Instant::now();
+        let result = conn
+            .run(command, stdin, self.options.command_timeout, on_line)
+            .await;
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(out) => {
+                for (id, debug) in &ids {
+                    self.output.finished(id, secs, out.status, host, *debug);
+                }
+                if let Some((id, _)) = ids.first() {
+                    self.output.debug(
+                        id,
+                        out.stdout
+                            .lines()
+                            .filter(|l| !l.starts_with(MARK))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                            .as_str(),
+                    );
+                    self.output.debug(id, &out.stderr);
+                }
+                Ok(out)
+            }
+            Err(e) => Err(HostError::new(
+                if matches!(e, SshError::Connect(_)) {
+                    ErrorKind::Connection
+                } else {
+                    ErrorKind::CommandFailed
+                },
+                format!("Exception while executing on host {host}: {e}"),
+            )),
+        }
+    }
+
+    /// SSHKit's failure text for a command that exited non-zero.
+    fn failed(&self, host: &str, first_word: &str, out: &crate::ssh::Output) -> HostError {
+        let written = |s: &str| {
+            let s: String = s
+                .lines()
+                .filter(|l| !l.starts_with(MARK))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if s.trim().is_empty() {
+                "Nothing written".to_string()
+            } else {
+                s.trim().to_string()
+            }
+        };
+        HostError::new(
+            ErrorKind::CommandFailed,
+            format!(
+                "Exception while executing on host {host}: {first_word} exit status: {}\n{first_word} stdout: {}\n{first_word} stderr: {}",
+                out.status.unwrap_or(-1),
+                written(&out.stdout),
+                written(&out.stderr)
+            ),
+        )
+    }
+
+    /// Runs `step` on every host at once; every host finishes, then the errors are raised together.
+    async fn on_hosts<'b, F, Fut>(&'b self, hosts: &'b [String], step: F) -> Result<()>
+    where
+        F: Fn(&'b str) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(), HostError>> + 'b,
+    {
+        let results = join_all(hosts.iter().map(|h| step(h))).await;
+        let errors: Vec<HostError> = results.into_iter().filter_map(|r| r.err()).collect();
+        self.checkpoint()?;
+        combine(errors)
+    }
+
+    fn mark_host_error(&self, host: &str, message: &str) {
+        if let Some(r) = self
+            .reports
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r.host == host)
+        {
+            r.error.get_or_insert_with(|| message.to_string());
+        }
+    }
+
+    fn set_role(&self, host: &str, role: &str, update: impl FnOnce(&mut RoleReport)) {
+        if let Some(r) = self
+            .reports
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r.host == host)
+        {
+            if let Some(rr) = r.roles.iter_mut().find(|rr| rr.role == role) {
+                update(rr);
+            }
+        }
+    }
+
+    fn auditor(&self) -> Auditor<'_> {
+        Auditor {
+            service_and_destination: &self.service_and_destination,
+            destination: self.config.destination.as_deref(),
+            performer: &self.performer,
+        }
+    }
+
+    // ---- pull and lock -------------------------------------------------------------------------------
+
+    /// Every app host pulls the image (after logging in) and checks its `service` label; every host gets
+    /// `.kamal`; meanwhile the primary host takes the lock. Nothing changes before all of that succeeded.
+    async fn pull_and_lock(&self) -> Result<()> {
+        let pulls = self.on_hosts(&self.sel.hosts, |h| self.pull(h));
+        let lock = async {
+            if self.holding_lock.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.acquire_lock().await
+        };
+        let (pulls, lock) = tokio::join!(pulls, lock);
+        match (pulls, lock) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        }
+    }
+
+    async fn pull(&self, host: &str) -> std::result::Result<(), HostError> {
+        let c = self.config;
+        let image = c
+            .absolute_image()
+            .map_err(|e| HostError::new(e.kind, e.message))?;
+        let service = c.service();
+        if !self.sel.app_hosts.iter().any(|h| h == host) {
+            self.exec(
+                host,
+                &[("mkdir -p .kamal".into(), false)],
+                "mkdir -p .kamal",
+                None,
+                &mut |_| {},
+            )
+            .await?;
+            return Ok(());
+        }
+        self.output.progress(host, &format!("pulling {image}"));
+        let mut shown = Vec::new();
+        let mut script = Vec::new();
+        if !c.local_registry() {
+            let (user, password) = self
+                .registry_credentials()
+                .map_err(|e| HostError::new(e.kind, e.message))?;
+            shown.push((
+                registry::login_redacted(c.registry_server().as_deref()),
+                false,
+            ));
+            script.push(format!(
+                "echo {MARK}login && {}",
+                registry::login(c.registry_server().as_deref(), &user, &password)
+            ));
+        }
+        let audit = self.auditor().record(
+            &crate::time::now(),
+            None,
+            &format!("Pulled image with version {}", self.version),
+        );
+        let label_check = format!(
+            "docker inspect -f '{{{{ .Config.Labels.service }}}}' {image} | grep -x {service} || (echo \"Image {image} is missing the 'service' label\" && exit 1)"
+        );
+        shown.push((audit.clone(), true));
+        shown.push((format!("docker image rm --force {image}"), false));
+        shown.push((format!("docker pull {image}"), false));
+        shown.push((label_check.clone(), false));
+        script.push(format!("echo {MARK}audit && {audit}"));
+        script.push(format!(
+            "{{ docker image rm --force {image} >/dev/null 2>&1; true; }}"
+        ));
+        script.push(format!("echo {MARK}pull && docker pull {image}"));
+        script.push(format!("echo {MARK}label && {{ {label_check}; }}"));
+        let out = self
+            .exec(host, &shown, &script.join(" && "), None, &mut |_| {})
+            .await?;
+        if !out.success() {
+            self.output.progress_done(host, "pull failed");
+            return Err(self.failed(host, "docker", &out));
+        }
+        self.output.progress(host, "pulled, waiting for the lock");
+        Ok(())
+    }
+
+    fn registry_credentials(&self) -> Result<(String, String)> {
+        let registry = self
+            .config
+            .get("registry")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        let lookup = |key: &str| -> Result<String> {
+            match registry.get(key) {
+                Some(Value::Seq(items)) if items.len() == 1 => {
+                    self.config.secrets.get(&items[0].to_ruby_s())
+                }
+                Some(v) => Ok(v.to_ruby_s()),
+                None => Ok(String::new()),
+            }
+        };
+        let (user, password) = (lookup("username")?, lookup("password")?);
+        self.output.add_secrets([user.clone(), password.clone()]);
+        Ok((user, password))
+    }
+
+    async fn acquire_lock(&self) -> Result<()> {
+        let host = self.sel.primary_host.clone();
+        let sd = self.config.service_and_destination();
+        let waiting = self.options.lock_wait;
+        if waiting {
+            self.output.say(&format!(
+                "Acquiring the deploy lock (waiting up to {}s)...",
+                fmt_secs(self.options.lock_wait_timeout)
+            ));
+        } else {
+            self.output.say("Acquiring the deploy lock...");
+        }
+        let deadline = Instant::now() + Duration::from_secs_f64(self.options.lock_wait_timeout);
+        let mut told = false;
+        loop {
+            let details = lock::details(
+                &git_config("user.name").unwrap_or_else(|| "Unknown".into()),
+                &crate::time::now(),
+                &self.version,
+                "Automatic deploy lock",
+            );
+            let command = format!("mkdir -p .kamal && {}", lock::acquire(&sd, &details));
+            let out = self
+                .exec(
+                    &host,
+                    &[
+                        ("mkdir -p .kamal".into(), false),
+                        (lock::acquire(&sd, &details), true),
+                    ],
+                    &command,
+                    None,
+                    &mut |_| {},
+                )
+                .await
+                .map_err(to_error)?;
+            if out.success() {
+                self.holding_lock.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            if !out.stderr.contains("cannot create directory")
+                && !out.stderr.contains("File exists")
+            {
+                return Err(to_error(self.failed(&host, "mkdir", &out)));
+            }
+            let status = self
+                .exec(
+                    &host,
+                    &[(lock::status(&sd), false)],
+                    &lock::status(&sd),
+                    None,
+                    &mut |_| {},
+                )
+                .await
+                .map_err(to_error)?
+                .stdout;
+            if !waiting {
+                self.output.red("Deploy lock already in place!");
+                self.output.plain(status.trim_end());
+                return Err(Error::new(
+                    ErrorKind::Lock,
+                    "Deploy lock found. Run 'kamal lock help' for more information",
+                ));
+            }
+            if !told {
+                self.output.plain("Deploy lock is held by:");
+                self.output.plain(status.trim_end());
+                told = true;
+                if !status.contains("Automatic deploy lock") {
+                    return Err(Error::new(ErrorKind::Lock, "Deploy lock held manually, not waiting. Run 'kamal lock help' for more information"));
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                self.output.red(&format!(
+                    "Timed out after {}s waiting for the deploy lock",
+                    fmt_secs(self.options.lock_wait_timeout)
+                ));
+                return Err(Error::new(
+                    ErrorKind::Lock,
+                    "Timed out waiting for deploy lock",
+                ));
+            }
+            self.output.plain(&format!(
+                "Retrying in {}s ({}s remaining)...",
+                fmt_secs(self.options.lock_wait_interval),
+                fmt_secs(remaining.as_secs_f64().round())
+            ));
+            if !self
+                .cancel
+                .sleep(remaining.min(Duration::from_secs_f64(self.options.lock_wait_interval)))
+                .await
+            {
+                return Err(Error::new(ErrorKind::Interrupted, "Interrupted"));
+            }
+        }
+    }
+
+    async fn release_lock(&self) -> Result<()> {
+        let sd = self.config.service_and_destination();
+        let host = self.sel.primary_host.clone();
+        let out = self
+            .exec(
+                &host,
+                &[(lock::release(&sd), true)],
+                &lock::release(&sd),
+                None,
+                &mut |_| {},
+            )
+            .await
+            .map_err(to_error)?;
+        if !out.success() {
+            return Err(to_error(self.failed(&host, "rm", &out)));
+        }
+        self.holding_lock.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    // ---- proxy boot (deploy only) --------------------------------------------------------------------
+
+    async fn boot_proxy(&self, host: &str) -> std::result::Result<(), HostError> {
+        if self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        self.output
+            .progress(host, "ensuring kamal-proxy is running");
+        let mut shown = vec![(proxy::NETWORK_CREATE.to_string(), false)];
+        let mut script = vec![format!(
+            "out=$({} 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
+            proxy::NETWORK_CREATE
+        )];
+        if self.sel.proxy_hosts.iter().any(|h| h == host) {
+            if !self.config.local_registry() {
+                let (user, password) = self
+                    .registry_credentials()
+                    .map_err(|e| HostError::new(e.kind, e.message))?;
+                shown.push((
+                    registry::login_redacted(self.config.registry_server().as_deref()),
+                    false,
+                ));
+                script.push(format!(
+                    "{} >/dev/null || exit 1",
+                    registry::login(self.config.registry_server().as_deref(), &user, &password)
+                ));
+            }
+            shown.push((proxy::VERSION.to_string(), false));
+            script.push(format!(
+                "v=$({}); echo \"{MARK}proxy-version $v\"",
+                proxy::VERSION
+            ));
+            script.push(format!(
+                "if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${{v#v}}\" {min} | sort -V | head -n1)\" != {min} ]; then exit 90; fi",
+                min = proxy::MINIMUM_VERSION.trim_start_matches('v')
+            ));
+            let start = match self.proxy_run_config(host) {
+                Some(run) => proxy::start_or_run(&run),
+                None => proxy::start_or_run_from_boot_config(),
+            };
+            shown.push((proxy::MKDIR_APPS_CONFIG.to_string(), false));
+            shown.push((start.clone(), false));
+            script.push(format!("{} && {{ {start}; }}", proxy::MKDIR_APPS_CONFIG));
+        }
+        let out = self
+            .exec(host, &shown, &script.join("\n"), None, &mut |_| {})
+            .await?;
+        if out.status == Some(90) {
+            let v = marker(&out.stdout, "proxy-version").unwrap_or_default();
+            return Err(HostError::new(
+                ErrorKind::Runtime,
+                format!("kamal-proxy version {v} is too old, run `kamal proxy reboot` in order to update to at least {}", proxy::MINIMUM_VERSION),
+            ));
+        }
+        if !out.success() {
+            return Err(self.failed(host, "docker", &out));
+        }
+        Ok(())
+    }
+
+    /// The `proxy.run` settings of the proxy roles on this host (validation made them identical).
+    fn proxy_run_config(&self, host: &str) -> Option<crate::value::Map> {
+        self.sel
+            .roles_on(self.config, host)
+            .into_iter()
+            .filter(|r| r.running_proxy())
+            .find_map(|r| r.proxy_config(self.config.get("proxy")))
+            .and_then(|p| {
+                p.as_map()
+                    .and_then(|m| m.get("run"))
+                    .and_then(Value::as_map)
+                    .cloned()
+            })
+    }
+
+    // ---- app boot ------------------------------------------------------------------------------------
+
+    /// Boot groups one after the other; within a group every host boots at once, its roles in order.
+    async fn boot_groups(&self) -> Result<()> {
+        let groups = self.sel.boot_groups(self.config);
+        let wait = self
+            .config
+            .get("boot")
+            .and_then(Value::as_map)
+            .and_then(|b| b.get("wait"))
+            .and_then(Value::as_int);
+        for (i, group) in groups.iter().enumerate() {
+            self.checkpoint()?;
+            let mut env = self.hook_env(group, false);
+            env.retain(|(k, _)| k != "KAMAL_HOSTS");
+            env.push(("KAMAL_HOSTS".into(), group.join(",")));
+            self.run_hook("pre-app-boot", env.clone(), false)?;
+            self.on_hosts(group, |h| self.boot_host(h)).await?;
+            self.run_hook("post-app-boot", env, false)?;
+            if let Some(secs) = wait.filter(|w| *w > 0) {
+                if i + 1 < groups.len() || groups.len() == 1 {
+                    self.cancel.sleep(Duration::from_secs(secs as u64)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn boot_host(&self, host: &str) -> std::result::Result<(), HostError> {
+        let roles = self.sel.roles_on(self.config, host);
+        let parallel = self
+            .config
+            .get("boot")
+            .and_then(Value::as_map)
+            .and_then(|b| b.get("parallel_roles"))
+            .is_some_and(Value::truthy);
+        let result = if parallel {
+            let results = join_all(roles.iter().map(|r| self.boot_role(host, r))).await;
+            results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
+        } else {
+            let mut result = Ok(());
+            for role in &roles {
+                if let Err(e) = self.boot_role(host, role).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            result
+        };
+        match &result {
+            Ok(()) => self.output.progress(
+                host,
+                &format!("{} booted, waiting for the other hosts", self.version),
+            ),
+            Err(e) => {
+                self.failed.store(true, Ordering::SeqCst);
+                self.output.progress_done(
+                    host,
+                    &format!("failed: {}", e.message.lines().next().unwrap_or("")),
+                );
+            }
+        }
+        result
+    }
+
+    async fn boot_role(
+        &self,
+        host: &str,
+        role: &crate::config::Role,
+    ) -> std::result::Result<(), HostError> {
+        if self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let app = App::new(self.config, role);
+        let gatekeeper = role.name == self.sel.primary_role;
+        let needs_barrier = self.sel.roles.len() > 1;
+        if needs_barrier && !gatekeeper {
+            let primary = self.sel.primary_role.clone();
+            let mut rx = self.barrier.subscribe();
+            if rx.borrow().is_none() {
+                self.output.info(&format!("Waiting for the first healthy {primary} container before booting {} on {host}...", role.name));
+                self.output.progress(
+                    host,
+                    &format!("waiting for the first healthy {primary} container"),
+                );
+            }
+            let opened = tokio::select! {
+                r = rx.wait_for(|v| v.is_some()) => r.map(|v| *v == Some(true)).unwrap_or(false),
+                _ = self.cancel.cancelled() => return Ok(()),
+            };
+            if !opened {
+                self.output.info(&format!(
+                    "First {primary} container is unhealthy, not booting {} on {host}",
+                    role.name
+                ));
+                return Err(HostError::new(
+                    ErrorKind::Healthcheck,
+                    format!("Exception while executing on host {host}: Halted at barrier"),
+                ));
+            }
+            self.output.info(&format!(
+                "First {primary} container is healthy, booting {} on {host}...",
+                role.name
+            ));
+        }
+        self.output
+            .progress(host, &format!("booting {} {}", role.name, self.version));
+        let env_file = app
+            .env_file(host)
+            .map_err(|e| HostError::new(e.kind, e.message))?;
+        let recorded_at = crate::time::now();
+        let hostname = container_hostname(host, &random_hex(6));
+        let suffix = random_hex(8);
+        let auditor = self.auditor();
+        let script = BootScript {
+            app: &app,
+            auditor: &auditor,
+            host,
+            version: &self.version,
+            recorded_at: &recorded_at,
+            hostname: &hostname,
+            replaced_suffix: &suffix,
+        }
+        .build();
+        let shown = vec![
+            (app.list_versions(), false),
+            (app.current_running_version(), false),
+            (app.container_id_for(&self.version), false),
+            (
+                auditor.record(
+                    &recorded_at,
+                    Some(&role.name),
+                    &format!("Booted app version {}", self.version),
+                ),
+                true,
+            ),
+            (format!("mkdir -p {}", app.env_directory()), false),
+            (format!("Uploading {}", app.env_file_path()), false),
+            (app.run(host, &self.version, &hostname), false),
+        ];
+        let role_name = role.name.clone();
+        let primary = self.sel.primary_role.clone();
+        let version = self.version.clone();
+        let mut proxy_line: Option<(String, Instant)> = None;
+        let mut on_line = |line: &str| {
+            let Some(rest) = line.strip_prefix(MARK) else {
+                return;
+            };
+            let (what, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+            match what {
+                "stale" => self.output.plain(&format!("App Host: {host}\nStopping stale container for role {role_name} with version {arg}")),
+                "renamed" => self.output.info(&format!("Renaming container {} to {arg} as already deployed on {host}", self.version)),
+                "old" => self.set_role(host, &role_name, |r| r.old_version = (!arg.is_empty()).then(|| arg.to_string())),
+                "container" => {
+                    self.output.progress(host, &format!("kamal-proxy deploying {role_name} {version}"));
+                    let id = uuid();
+                    self.output.running(&id, &app.proxy_deploy(arg, &version), host, false);
+                    proxy_line = Some((id, Instant::now()));
+                }
+                "healthy" => {
+                    if let Some((id, at)) = proxy_line.take() {
+                        self.output.finished(&id, at.elapsed().as_secs_f64(), Some(0), host, false);
+                    }
+                    self.set_role(host, &role_name, |r| r.state = RoleState::Live);
+                    if gatekeeper && self.barrier.send_if_modified(|b| b.is_none().then(|| *b = Some(true)).is_some()) {
+                        self.output.info(&format!("First {primary} container is healthy on {host}, booting any other roles"));
+                    }
+                }
+                "stopping" => self.output.progress(host, &format!("stopping {role_name} {arg}")),
+                _ => {}
+            }
+        };
+        let result = self
+            .exec(
+                host,
+                &shown,
+                &script,
+                Some(env_file.as_bytes()),
+                &mut on_line,
+            )
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => return Err(self.boot_failed(host, &app, gatekeeper, e).await),
+        };
+        let error = match out.status {
+            Some(0) => None,
+            Some(boot::EXIT_ENDPOINT) => Some(HostError::new(
+                ErrorKind::Boot,
+                format!("Exception while executing on host {host}: Failed to get endpoint for {} on {host}, did the container boot?", role.name),
+            )),
+            _ => Some(self.failed(host, "docker", &out)),
+        };
+        if let Some(e) = error {
+            return Err(self.boot_failed(host, &app, gatekeeper, e).await);
+        }
+        if !app.running_proxy() {
+            if let Err(e) = self.wait_until_ready(host, &app).await {
+                return Err(self.boot_failed(host, &app, gatekeeper, e).await);
+            }
+            self.set_role(host, &role.name, |r| r.state = RoleState::Live);
+            if gatekeeper
+                && self
+                    .barrier
+                    .send_if_modified(|b| b.is_none().then(|| *b = Some(true)).is_some())
+            {
+                self.output.info(&format!(
+                    "First {} container is healthy on {host}, booting any other roles",
+                    self.sel.primary_role
+                ));
+            }
+            let old = self
+                .reports
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| r.host == host)
+                .and_then(|r| r.roles.iter().find(|rr| rr.role == role.name))
+                .and_then(|rr| rr.old_version.clone());
+            if let Some(old) = old {
+                let stop = app.stop(&old);
+                let _ = self
+                    .exec(host, &[(stop.clone(), false)], &stop, None, &mut |_| {})
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kamal's readiness poll for roles without the proxy (reference §4.5.4, step 6).
+    async fn wait_until_ready(
+        &self,
+        host: &str,
+        app: &App<'_>,
+    ) -> std::result::Result<(), HostError> {
+        let timeout = self
+            .config
+            .get("deploy_timeout")
+            .and_then(Value::as_int)
+            .unwrap_or(30) as u64;
+        let delay = self
+            .config
+            .get("readiness_delay")
+            .and_then(Value::as_int)
+            .unwrap_or(7) as u64;
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        let status_cmd = app.status(&self.version);
+        let mut attempt = 0u64;
+        let status = |out: crate::ssh::Output| out.stdout.trim().to_string();
+        loop {
+            let s = status(
+                self.exec(
+                    host,
+                    &[(status_cmd.clone(), false)],
+                    &status_cmd,
+                    None,
+                    &mut |_| {},
+                )
+                .await?,
+            );
+            if s == "healthy" {
+                break;
+            }
+            if s == "running" && delay > 0 {
+                self.output.info(&format!(
+                    "Container is running, waiting for readiness delay of {delay} seconds"
+                ));
+                self.output.progress(
+                    host,
+                    &format!("waiting {delay} s for {} to be ready", app.role.name),
+                );
+                if !self.cancel.sleep(Duration::from_secs(delay)).await {
+                    return Err(HostError::new(ErrorKind::Interrupted, "Interrupted"));
+                }
+                let s = status(
+                    self.exec(
+                        host,
+                        &[(status_cmd.clone(), false)],
+                        &status_cmd,
+                        None,
+                        &mut |_| {},
+                    )
+                    .await?,
+                );
+                if s == "running" || s == "healthy" {
+                    break;
+                }
+            } else if s == "running" {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(HostError::new(ErrorKind::Healthcheck, format!("Exception while executing on host {host}: container not ready after {timeout} seconds ({s})")));
+            }
+            attempt += 1;
+            if !self
+                .cancel
+                .sleep(left.min(Duration::from_secs(attempt)))
+                .await
+            {
+                return Err(HostError::new(ErrorKind::Interrupted, "Interrupted"));
+            }
+        }
+        self.output.info("Container is healthy!");
+        Ok(())
+    }
+
+    /// A failed boot: Kamal's messages, the barrier closed if this was the first primary result, the
+    /// logs shown, and the new container stopped, so the old one keeps serving.
+    async fn boot_failed(
+        &self,
+        host: &str,
+        app: &App<'_>,
+        gatekeeper: bool,
+        error: HostError,
+    ) -> HostError {
+        let role = app.role.name.clone();
+        self.output
+            .error(&format!("Failed to boot {role} on {host}"));
+        self.set_role(host, &role, |r| {
+            r.state = RoleState::Failed(error.message.clone())
+        });
+        if gatekeeper
+            && self
+                .barrier
+                .send_if_modified(|b| b.is_none().then(|| *b = Some(false)).is_some())
+        {
+            self.output.info(&format!(
+                "First {role} container is unhealthy on {host}, not booting any other roles"
+            ));
+            let logs = app.logs(&self.version);
+            match self
+                .exec(host, &[(logs.clone(), false)], &logs, None, &mut |_| {})
+                .await
+            {
+                Ok(out) => {
+                    for line in out.stdout.lines() {
+                        self.output.info(line);
+                    }
+                }
+                Err(_) => self
+                    .output
+                    .info(&format!("Could not fetch logs for {}", self.version)),
+            }
+            let health = app.health_json(&self.version);
+            if let Ok(out) = self
+                .exec(host, &[(health.clone(), false)], &health, None, &mut |_| {})
+                .await
+            {
+                self.output.info(out.stdout.trim());
+            }
+        }
+        let stop = app.stop(&self.version);
+        let _ = self
+            .exec(host, &[(stop.clone(), false)], &stop, None, &mut |_| {})
+            .await;
+        error
+    }
+
+    // ---- tag latest and prune ------------------------------------------------------------------------
+
+    async fn tag_and_prune(&self, host: &str) -> std::result::Result<(), HostError> {
+        let c = self.config;
+        let auditor = self.auditor();
+        let mut shown = Vec::new();
+        let mut script = Vec::new();
+        if self.sel.app_hosts.iter().any(|h| h == host) {
+            let image = format!("{}:{}", c.repository(), self.version);
+            let audit = auditor.record(
+                &crate::time::now(),
+                None,
+                &format!("Tagging {image} as the latest image"),
+            );
+            let tag = format!("docker tag {image} {}:{}", c.repository(), c.latest_tag());
+            shown.push((audit.clone(), true));
+            shown.push((tag.clone(), false));
+            script.push(format!("{audit} && {tag}"));
+        }
+        if !self.options.redeploy {
+            let service = c.service();
+            for (message, commands) in [
+                (
+                    "Pruned containers",
+                    vec![prune::containers(&service, c.retain_containers())],
+                ),
+                (
+                    "Pruned images",
+                    vec![
+                        prune::dangling_images(&service),
+                        prune::tagged_images(&service, &c.repository(), &c.latest_tag()),
+                    ],
+                ),
+            ] {
+                let audit = auditor.record(&crate::time::now(), None, message);
+                shown.push((audit.clone(), true));
+                script.push(audit);
+                for cmd in commands {
+                    shown.push((cmd.clone(), false));
+                    script.push(format!("{{ {cmd}; }}"));
+                }
+            }
+        }
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.output.progress(host, "tagging latest");
+        let out = self
+            .exec(host, &shown, &script.join(" && "), None, &mut |_| {})
+            .await?;
+        if !out.success() {
+            return Err(self.failed(host, "docker", &out));
+        }
+        let done = if self.sel.app_hosts.iter().any(|h| h == host) {
+            format!("{} live", self.version)
+        } else {
+            "done".into()
+        };
+        self.output.progress_done(host, &done);
+        Ok(())
+    }
+}
+
+fn combine(errors: Vec<HostError>) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(to_error(errors.into_iter().next().unwrap())),
+        n => {
+            let kind = errors[0].kind;
+            let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+            Err(Error::new(
+                kind,
+                format!("Exceptions on {n} hosts:\n{}", messages.join("\n")),
+            ))
+        }
+    }
+}
+
+fn to_error(e: HostError) -> Error {
+    Error::new(e.kind, e.message)
+}
+
+fn marker(stdout: &str, name: &str) -> Option<String> {
+    stdout.lines().find_map(|l| {
+        l.strip_prefix(MARK)
+            .and_then(|r| r.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// `git config user.email`, else `whoami` (Kamal's performer).
+fn performer() -> String {
+    git_config("user.email")
+        .or_else(|| {
+            std::process::Command::new("whoami")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn git_config(key: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", key])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// `S@<V[0,7]>`; a version containing `_` is used whole.
+pub fn abbreviated(version: &str) -> String {
+    if version.contains('_') {
+        version.to_string()
+    } else {
+        version.chars().take(7).collect()
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{}", s as i64)
+    } else {
+        format!("{s}")
+    }
+}

@@ -1,0 +1,65 @@
+module KamalRs
+  # What a deploy or redeploy did: the version, the runtime, and each host's outcome per role.
+  class Result
+    attr_reader :version, :runtime, :hosts, :summary
+
+    def initialize(report)
+      @version = report["version"]
+      @runtime = report["runtime"]
+      @hosts = report["hosts"].map do |h|
+        { host: h["host"], error: h["error"],
+          roles: h["roles"].map { |r| { role: r["role"], old_version: r["old_version"], state: r["state"].to_sym, detail: r["detail"] } } }
+      end
+      @summary = report["summary"]
+      @error = report["error"]
+    end
+
+    def success?
+      @error.nil?
+    end
+  end
+
+  class Error
+    # The Result of the run that failed, when it got as far as running.
+    attr_accessor :result
+  end
+
+  OPTION_NAMES = %i[skip_push hosts roles primary skip_hooks verbose quiet lock_wait lock_wait_timeout
+                    lock_wait_interval command_timeout].freeze
+
+  # Deploys to the config's servers as `kamal deploy` does (Kamal 2 configs). Keyword options mirror
+  # the CLI: config_file:, destination:, version:, skip_push:, hosts:, roles:, primary:, skip_hooks:,
+  # verbose:, quiet:, lock_wait:, lock_wait_timeout:, lock_wait_interval:. Returns a KamalRs::Result;
+  # raises a KamalRs::Error (with #result) on failure. The GVL is released while it runs.
+  def self.deploy(**options)
+    run_deploy(redeploy: false, **options)
+  end
+
+  # As `kamal redeploy`: no kamal-proxy boot, no prune.
+  def self.redeploy(**options)
+    run_deploy(redeploy: true, **options)
+  end
+
+  def self.run_deploy(redeploy:, config_file: nil, destination: nil, version: nil, **options)
+    unknown = options.keys - OPTION_NAMES
+    raise ::ArgumentError, "unknown option#{"s" if unknown.size > 1}: #{unknown.join(", ")}" if unknown.any?
+
+    config = Configuration.create_from(config_file: config_file, destination: destination, version: version)
+    native_options = options.to_h { |k, v| [ k.to_s, v.is_a?(Array) ? v.join(",") : v ] }
+    native_options["lock_wait_timeout"] &&= native_options["lock_wait_timeout"].to_f
+    native_options["lock_wait_interval"] &&= native_options["lock_wait_interval"].to_f
+    native_options["command_timeout"] &&= native_options["command_timeout"].to_f
+    native_options["redeploy"] = redeploy
+    native_options["terminal"] = $stdout.tty? && !options[:quiet]
+    $stdout.flush
+    report = config.native.deploy(native_options)
+    result = Result.new(report)
+    if (error = report["error"])
+      exception = KamalRs.const_get(error["class"]).new(error["message"])
+      exception.result = result
+      raise exception
+    end
+    result
+  end
+  private_class_method :run_deploy
+end
