@@ -52,7 +52,7 @@ module KamalRs
     native_options["redeploy"] = redeploy
     native_options["terminal"] = $stdout.tty? && !options[:quiet]
     $stdout.flush
-    report = config.native.deploy(native_options)
+    report = run_native { config.native.deploy(native_options) }
     result = Result.new(report)
     if (error = report["error"])
       exception = KamalRs.const_get(error["class"]).new(error["message"])
@@ -62,4 +62,32 @@ module KamalRs
     result
   end
   private_class_method :run_deploy
+
+  # Runs the native deploy on a thread of its own and waits for it. Whatever ends the wait early
+  # (Ctrl-C, Thread#raise, Timeout, which unwinds with `throw` rather than an exception) is passed on
+  # to that thread as an Interrupt: it stops at a safe point, releases the lock and reports each host,
+  # and only then does the caller continue. A second Ctrl-C does not cut that short: leaving mid-way
+  # would abandon the lock.
+  def self.run_native(&work)
+    worker = Thread.new do
+      Thread.current.report_on_exception = false
+      work.call
+    end
+    finished = false
+    begin
+      result = worker.value
+      finished = true
+      result
+    ensure
+      unless finished
+        worker.raise(Interrupt, "interrupted") if worker.alive?
+        begin
+          worker.join
+        rescue Exception # rubocop:disable Lint/RescueException -- the worker's own Interrupt, or a 2nd Ctrl-C
+          retry if worker.alive?
+        end
+      end
+    end
+  end
+  private_class_method :run_native
 end

@@ -127,15 +127,24 @@ module Lab
     end
   end
 
-  # Every command the host's sshd ran: [{time:, client:, command:}], oldest first.
+  # Every command the host's sshd ran: [{time:, ended:, status:, client:, command:}], by start time.
   def transcript(host)
     path = Host.new(index: find_host(host)["index"]).transcript
     return [] unless File.exist?(path)
 
-    File.readlines(path, chomp: true).map do |line|
-      time, client, command = line.split(" ", 3)
-      { time: time.to_f, client: client, command: command.to_s.gsub("\\n", "\n") }
+    started = {}
+    entries = []
+    File.readlines(path, chomp: true).each do |line|
+      time, client, pid, command = line.split(" ", 4)
+      if command.to_s.start_with?("#exit ")
+        entry = started.delete(pid) and (entry[:ended] = time.to_f; entry[:status] = command.split.last.to_i)
+      else
+        entry = { time: time.to_f, ended: nil, status: nil, client: client, command: command.to_s.gsub("\\n", "\n") }
+        started[pid] = entry
+        entries << entry
+      end
     end
+    entries
   end
 
   def reset_transcripts
@@ -351,16 +360,20 @@ module Lab
       "holder" => holder, "sshd" => sshd, "dockerd" => dockerd }
   end
 
-  # Logs every command sshd runs (time, client ip:port, the command with newlines as \n), then runs it
-  # unchanged: stdin, exit status, scp and sftp keep working.
+  # Logs every command sshd runs (time, client ip:port, wrapper pid, the command with newlines as \n),
+  # runs it unchanged (stdin, exit status, scp and sftp keep working), then logs its end and status.
   def write_wrapper(host)
     path = File.join(host.dir, "ssh-wrapper")
-    File.write(path, <<~'SH'.sub("TRANSCRIPT", host.transcript))
+    File.write(path, <<~'SH'.gsub("TRANSCRIPT", host.transcript))
       #!/bin/bash
       set -- $SSH_CLIENT
-      printf '%s %s:%s %s\n' "$EPOCHREALTIME" "$1" "$2" "${SSH_ORIGINAL_COMMAND//$'\n'/\\n}" >> TRANSCRIPT
+      client="$1:$2"
+      printf '%s %s %s %s\n' "$EPOCHREALTIME" "$client" "$$" "${SSH_ORIGINAL_COMMAND//$'\n'/\\n}" >> TRANSCRIPT
       [ -n "$SSH_ORIGINAL_COMMAND" ] || exec "$SHELL" -l
-      exec "$SHELL" -c "$SSH_ORIGINAL_COMMAND"
+      "$SHELL" -c "$SSH_ORIGINAL_COMMAND"
+      rc=$?
+      printf '%s %s %s #exit %s\n' "$EPOCHREALTIME" "$client" "$$" "$rc" >> TRANSCRIPT
+      exit $rc
     SH
     File.chmod(0o755, path)
     FileUtils.touch(host.transcript)
@@ -395,6 +408,7 @@ module Lab
         IdentitiesOnly yes
         UserKnownHostsFile #{KNOWN_HOSTS}
         StrictHostKeyChecking yes
+        ConnectTimeout 5
     CONF
   end
 
@@ -533,7 +547,10 @@ if $PROGRAM_NAME == __FILE__
     when "status" then Lab.status
     when "exec" then exit Lab.exec_in(ARGV.shift, *ARGV)
     when "transcript"
-      Lab.transcript(ARGV.shift).each { |l| puts "#{format("%.6f", l[:time])} #{l[:client]} #{l[:command]}" }
+      Lab.transcript(ARGV.shift).each do |l|
+        took = l[:ended] ? format("%.3fs exit %d", l[:ended] - l[:time], l[:status]) : "running"
+        puts "#{format("%.6f", l[:time])} #{l[:client]} (#{took}) #{l[:command]}"
+      end
     when "reset-transcripts" then Lab.reset_transcripts
     when "env" then Lab.env_exports.each { |k, v| puts "export #{k}=#{v}" }
     else

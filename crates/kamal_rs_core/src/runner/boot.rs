@@ -98,7 +98,9 @@ impl BootScript<'_> {
             ));
             // The container ID is only known on the host: Kamal's `--target="<id>:<port>"`, filled in there.
             let deploy = app.proxy_deploy(CID, v).replace(CID, "${cid}");
-            s.push(format!("{deploy} || exit {EXIT_PROXY}"));
+            s.push(format!(
+                "{deploy} || {{ rc=$?; echo \"{MARK}failed $rc\"; exit {EXIT_PROXY}; }}"
+            ));
             s.push(format!("echo \"{MARK}healthy\""));
             s.push(format!(
                 "[ -z \"$old\" ] || {{ echo \"{MARK}stopping $old\"; {} >/dev/null 2>&1; }}",

@@ -2,7 +2,6 @@
 //! `-H`, with the `KAMAL_*` environment (and the secrets, for pre-connect / pre-deploy / post-deploy).
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{Output, Verbosity};
@@ -19,20 +18,29 @@ impl Hooks {
         !self.skip && Path::new(&self.path).join(name).is_file()
     }
 
-    pub fn run(&self, name: &str, env: &[(String, String)], out: &Output) -> Result<()> {
+    /// Runs the hook; a cancellation kills it (as Ctrl-C in a terminal would) and fails the step.
+    pub async fn run(
+        &self,
+        name: &str,
+        env: &[(String, String)],
+        out: &Output,
+        cancel: &super::Cancel,
+    ) -> Result<()> {
         if !self.exists(name) {
             return Ok(());
         }
         let file = format!("{}/{name}", self.path);
-        let output = Command::new(&file)
+        let child = tokio::process::Command::new(&file)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Hook,
-                    format!("Hook `{name}` failed:\n{file}: {e}"),
-                )
-            })?;
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::select! {
+            r = child => r.map_err(|e| Error::new(ErrorKind::Hook, format!("Hook `{name}` failed:\n{file}: {e}")))?,
+            _ = cancel.cancelled() => {
+                return Err(Error::new(ErrorKind::Interrupted, format!("Interrupted while running the {name} hook")))
+            }
+        };
         let stdout = String::from_utf8_lossy(&output.stdout).to_string();
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
         let show = match out.verbosity() {

@@ -299,7 +299,7 @@ impl<'a> Deploy<'a> {
             ));
             self.output
                 .plain(&format!("  Finished all in {runtime:.1} seconds"));
-            if let Err(e) = self.run_hook("post-deploy", env, true) {
+            if let Err(e) = self.run_hook("post-deploy", env, true).await {
                 return self.report(runtime, Some(e)).await;
             }
             return self.report(runtime, None).await;
@@ -346,12 +346,14 @@ impl<'a> Deploy<'a> {
                 error: None,
             });
         }
-        self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)?;
+        self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
+            .await?;
         self.output.say("Pull app image...");
         self.connect_all().await?;
         self.pull_and_lock().await?;
         self.checkpoint()?;
-        self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)?;
+        self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)
+            .await?;
         if !self.options.redeploy {
             self.output.say("Ensure kamal-proxy is running...");
             self.on_hosts(&self.sel.hosts, |h| self.boot_proxy(h))
@@ -419,7 +421,7 @@ impl<'a> Deploy<'a> {
     }
 
     /// `with_secrets`: pre-connect, pre-deploy and post-deploy also get every secret in their environment.
-    fn run_hook(
+    async fn run_hook(
         &self,
         name: &str,
         mut env: Vec<(String, String)>,
@@ -437,7 +439,7 @@ impl<'a> Deploy<'a> {
             }
         }
         self.output.info(&format!("Running the {name} hook..."));
-        tokio::task::block_in_place(|| self.hooks.run(name, &env, &self.output))
+        self.hooks.run(name, &env, &self.output, &self.cancel).await
     }
 
     fn secret_names(&self) -> Result<Vec<String>> {
@@ -566,14 +568,25 @@ impl<'a> Deploy<'a> {
         }
     }
 
-    /// SSHKit's failure text for a command that exited non-zero.
+    /// SSHKit's failure text for a command that exited non-zero. When a script ran several commands,
+    /// only the failing one's output and exit status count (what follows the last step marker).
     fn failed(&self, host: &str, first_word: &str, out: &crate::ssh::Output) -> HostError {
-        let written = |s: &str| {
-            let s: String = s
-                .lines()
-                .filter(|l| !l.starts_with(MARK))
-                .collect::<Vec<_>>()
-                .join("\n");
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        let last_step = lines
+            .iter()
+            .rposition(|l| l.starts_with(MARK) && !l[MARK.len()..].starts_with("failed"))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let own: Vec<&str> = lines[last_step..]
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with(MARK))
+            .collect();
+        let status = marker(&out.stdout, "failed")
+            .and_then(|rc| rc.parse().ok())
+            .or(out.status)
+            .unwrap_or(-1);
+        let written = |s: String| {
             if s.trim().is_empty() {
                 "Nothing written".to_string()
             } else {
@@ -583,10 +596,9 @@ impl<'a> Deploy<'a> {
         HostError::new(
             ErrorKind::CommandFailed,
             format!(
-                "Exception while executing on host {host}: {first_word} exit status: {}\n{first_word} stdout: {}\n{first_word} stderr: {}",
-                out.status.unwrap_or(-1),
-                written(&out.stdout),
-                written(&out.stderr)
+                "Exception while executing on host {host}: {first_word} exit status: {status}\n{first_word} stdout: {}\n{first_word} stderr: {}",
+                written(own.join("\n")),
+                written(out.stderr.clone())
             ),
         )
     }
@@ -707,9 +719,30 @@ impl<'a> Deploy<'a> {
         ));
         script.push(format!("echo {MARK}pull && docker pull {image}"));
         script.push(format!("echo {MARK}label && {{ {label_check}; }}"));
-        let out = self
-            .exec(host, &shown, &script.join(" && "), None, &mut |_| {})
-            .await?;
+        // Read-only, for the report only: the version each role runs now (decisions are taken later,
+        // under the lock). The pull's own exit status counts, not the probes'.
+        let mut probes = String::new();
+        for role in self.sel.roles_on(c, host) {
+            let current = App::new(c, role).current_running_version();
+            probes.push_str(&format!(
+                "; echo \"{MARK}current {} $({current})\"",
+                role.name
+            ));
+        }
+        let script = format!("{{ {}; }}; rc=$?{probes}; exit $rc", script.join(" && "));
+        let mut on_line = |line: &str| {
+            if let Some(rest) = line
+                .strip_prefix(MARK)
+                .and_then(|l| l.strip_prefix("current "))
+            {
+                let (role, version) = rest.split_once(' ').unwrap_or((rest, ""));
+                let version = version.trim().to_string();
+                self.set_role(host, role, |r| {
+                    r.old_version = (!version.is_empty()).then_some(version)
+                });
+            }
+        };
+        let out = self.exec(host, &shown, &script, None, &mut on_line).await?;
         if !out.success() {
             self.output.progress_done(host, "pull failed");
             return Err(self.failed(host, "docker", &out));
@@ -947,9 +980,9 @@ impl<'a> Deploy<'a> {
             let mut env = self.hook_env(group, false);
             env.retain(|(k, _)| k != "KAMAL_HOSTS");
             env.push(("KAMAL_HOSTS".into(), group.join(",")));
-            self.run_hook("pre-app-boot", env.clone(), false)?;
+            self.run_hook("pre-app-boot", env.clone(), false).await?;
             self.on_hosts(group, |h| self.boot_host(h)).await?;
-            self.run_hook("post-app-boot", env, false)?;
+            self.run_hook("post-app-boot", env, false).await?;
             if let Some(secs) = wait.filter(|w| *w > 0) {
                 if i + 1 < groups.len() || groups.len() == 1 {
                     self.cancel.sleep(Duration::from_secs(secs as u64)).await;

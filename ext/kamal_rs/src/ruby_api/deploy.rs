@@ -1,5 +1,7 @@
 //! `KamalRs::Native::Configuration#deploy(options)`: runs the deploy on its own thread and waits for it
-//! without the GVL. An interrupt (Ctrl-C, `Thread#raise`, `Timeout`) wakes the wait; Ruby then runs its
+//! without the GVL. Call it from a Ruby thread other than the main one (lib/kamal_rs/deploy.rb does):
+//! on the main thread, when it is Ruby's only thread, `rb_thread_call_without_gvl2` joins a helper
+//! thread on its way out, and that join raises a pending Interrupt by longjmp across these frames. An interrupt (Ctrl-C, `Thread#raise`, `Timeout`) wakes the wait; Ruby then runs its
 //! handlers. If they raise, the deploy is told to stop at a safe point (lock released, each host's state
 //! printed) and the exception propagates once it has; if they do not (a trap that only logs), the wait
 //! resumes and the deploy carries on.
@@ -105,8 +107,10 @@ pub fn deploy(
             if nogvl(|| waiter.wait(), &wake) == Some(true) {
                 break;
             }
-            if raised.is_none() {
-                if let Err(e) = ruby.thread_check_ints() {
+            // Run Ruby's pending interrupts; once one has raised, later ones are consumed and ignored
+            // while the run winds down (a second Ctrl-C must not abandon the lock).
+            if let Err(e) = ruby.thread_check_ints() {
+                if raised.is_none() {
                     cancel.cancel();
                     raised = Some(e);
                 }
