@@ -22,3 +22,17 @@ pub fn login_redacted(server: Option<&str>) -> String {
         None => "docker login -u [REDACTED] -p [REDACTED]".into(),
     }
 }
+
+/// `docker login`, skipped when the host's `~/.docker/config.json` already holds these exact
+/// credentials for this registry (the end state is the same; it saves the registry round trips).
+pub fn login_unless_logged_in(server: Option<&str>, username: &str, password: &str) -> String {
+    use base64::Engine;
+    let Some(server) = server else {
+        return login(None, username, password);
+    };
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    format!(
+        "grep -A1 -F '\"{server}\": {{' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"{auth}\"' || {}",
+        login(Some(server), username, password)
+    )
+}

@@ -43,36 +43,29 @@ impl BootScript<'_> {
             .stop_timeout()
             .map(|t| format!(" -t {t}"))
             .unwrap_or_default();
-        let stop_version = |var: &str| {
-            format!("docker container ls --all --filter \"name=^{prefix}-${{{var}}}\\$\" --quiet | xargs docker stop{stop_t}")
-        };
+        // Kamal stops `$(docker container ls --all --filter 'name=^NAME$' --quiet)`: the container of
+        // exactly that name, which is what `docker stop NAME` stops, in one docker call instead of two.
+        let stop_version = |var: &str| format!("docker stop{stop_t} \"{prefix}-${{{var}}}\"");
         let env_dir = app.env_directory();
         let env_file = app.env_file_path();
         let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
+        let current = app.current_version_into_old();
         let mut s: Vec<String> = Vec::new();
+        s.push(current.clone());
+        s.push(format!("containers=$({})", app.containers_with_state()));
+        // Running versions other than the current one are stale (Kamal's `docker ps` without `-a`
+        // lists running, restarting and paused containers).
         s.push(format!(
-            "old=$({}); echo \"{MARK}current $old\"",
-            app.current_running_version()
-        ));
-        s.push(format!(
-            "for stale in $({}); do [ \"$stale\" = \"$old\" ] && continue; echo \"{MARK}stale $stale\"; {} >/dev/null 2>&1; done",
-            app.list_versions(),
+            "for stale in $(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting|paused) echo \"${{n#{prefix}-}}\";; esac; done); do [ \"$stale\" = \"$old\" ] && continue; echo \"{MARK}stale $stale\"; {} >/dev/null 2>&1; done",
             stop_version("stale")
         ));
+        // The current version is read again only if a rename could have changed it.
         s.push(format!(
-            "if [ -n \"$({})\" ]; then echo \"{MARK}renamed {replaced}\"; {} && {}; fi",
-            app.container_id_for(v),
-            self.auditor.record(
-                self.recorded_at,
-                Some(role),
-                &format!("Renaming container {v} to {replaced}")
-            ),
+            "if echo \"$containers\" | grep -q \"^{prefix}-{v} \"; then echo \"{MARK}renamed {replaced}\"; {} && {} && {current}; fi",
+            self.auditor.record(self.recorded_at, Some(role), &format!("Renaming container {v} to {replaced}")),
             app.rename(v, &replaced)
         ));
-        s.push(format!(
-            "old=$({}); echo \"{MARK}old $old\"",
-            app.current_running_version()
-        ));
+        s.push(format!("echo \"{MARK}old $old\""));
         if let Some(asset_path) = app.asset_path() {
             s.push(self.assets(asset_path.split(':').next().unwrap_or(&asset_path)));
         }
@@ -84,17 +77,16 @@ impl BootScript<'_> {
                 &format!("Booted app version {v}")
             )
         ));
+        s.push(format!("mkdir -p {env_dir} && (umask 077 && cat > {env_file}) && chmod 600 {env_file} || exit {EXIT_ENV}"));
+        // `docker run --detach` prints the new container's ID: its first 12 characters are what Kamal
+        // reads back with `docker container ls --all --filter 'name=^NAME$' --quiet`.
         s.push(format!(
-            "mkdir -p {env_dir} && (umask 077 && cat > {env_file}) && chmod 600 {env_file} || exit {EXIT_ENV}"
-        ));
-        s.push(format!(
-            "echo \"{MARK}run\"; {} || exit {EXIT_RUN}",
+            "echo \"{MARK}run\"; cid=$({}) || {{ rc=$?; echo \"{MARK}failed $rc\"; exit {EXIT_RUN}; }}; cid=$(printf %.12s \"$cid\")",
             app.run(self.host, v, self.hostname)
         ));
         if app.running_proxy() {
             s.push(format!(
-                "cid=$({}); [ -n \"$cid\" ] || exit {EXIT_ENDPOINT}; echo \"{MARK}container $cid\"",
-                app.container_id_for(v)
+                "[ -n \"$cid\" ] || exit {EXIT_ENDPOINT}; echo \"{MARK}container $cid\""
             ));
             // The container ID is only known on the host: Kamal's `--target="<id>:<port>"`, filled in there.
             let deploy = app.proxy_deploy(CID, v).replace(CID, "${cid}");

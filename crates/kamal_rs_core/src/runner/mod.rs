@@ -208,6 +208,8 @@ struct Deploy<'a> {
     conns: Mutex<HashMap<String, Arc<Connection>>>,
     reports: Mutex<Vec<HostReport>>,
     holding_lock: AtomicBool,
+    /// KAMAL_LOCK=true: a caller holds the lock for us; never take or release it.
+    external_lock: bool,
     failed: AtomicBool,
     barrier: Barrier,
     run_dir: RunDir,
@@ -266,6 +268,7 @@ impl<'a> Deploy<'a> {
             conns: Mutex::new(HashMap::new()),
             reports: Mutex::new(Vec::new()),
             holding_lock: AtomicBool::new(holding),
+            external_lock: holding,
             failed: AtomicBool::new(false),
             barrier: watch::channel(None).0,
             options,
@@ -274,7 +277,7 @@ impl<'a> Deploy<'a> {
     }
 
     async fn run(self) -> DeployReport {
-        let external_lock = self.holding_lock.load(Ordering::SeqCst);
+        let external_lock = self.external_lock;
         let result = self.steps().await;
         let result = match (result, self.cancel.is_cancelled()) {
             (Err(e), _) => Err(e),
@@ -310,6 +313,9 @@ impl<'a> Deploy<'a> {
     }
 
     async fn report(self, runtime: f64, error: Option<Error>) -> DeployReport {
+        if error.is_some() {
+            self.probe_unbooted().await;
+        }
         let conns: Vec<Arc<Connection>> =
             self.conns.lock().unwrap().drain().map(|(_, c)| c).collect();
         join_all(conns.into_iter().map(Connection::close)).await;
@@ -370,9 +376,58 @@ impl<'a> Deploy<'a> {
         if !self.options.redeploy {
             self.output.say("Prune old containers and images...");
         }
-        self.on_hosts(&self.sel.hosts, |h| self.tag_and_prune(h))
+        // The primary host goes last and releases the lock in the same round trip as its tag.
+        let release_with_tag = !self.external_lock && self.holding_lock.load(Ordering::SeqCst);
+        let primary = self.sel.primary_host.clone();
+        let others: Vec<String> = self
+            .sel
+            .hosts
+            .iter()
+            .filter(|h| !release_with_tag || **h != primary)
+            .cloned()
+            .collect();
+        self.on_hosts(&others, |h| self.tag_and_prune(h, false))
             .await?;
+        if release_with_tag {
+            self.output.say("Releasing the deploy lock...");
+            self.tag_and_prune(&primary, true).await.map_err(to_error)?;
+            self.holding_lock.store(false, Ordering::SeqCst);
+        }
         Ok(())
+    }
+
+    /// After a failure or an interrupt: which version the roles that were not booted still run (read
+    /// only then, so a successful run pays nothing for it).
+    async fn probe_unbooted(&self) {
+        let todo: Vec<(String, String)> = self
+            .reports
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|h| {
+                h.roles
+                    .iter()
+                    .filter(|r| r.state == RoleState::NotBooted && r.old_version.is_none())
+                    .map(|r| (h.host.clone(), r.role.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        join_all(todo.iter().map(|(host, role)| async move {
+            let Some(role_cfg) = self.config.role(role) else {
+                return;
+            };
+            let app = App::new(self.config, role_cfg);
+            let probe = format!("{}; echo \"$old\"", app.current_version_into_old());
+            let Ok(conn) = self.conn(host) else { return };
+            if let Ok(out) = conn
+                .run(&probe, None, Duration::from_secs(10), &mut |_| {})
+                .await
+            {
+                let v = out.stdout.trim().to_string();
+                self.set_role(host, role, |r| r.old_version = (!v.is_empty()).then_some(v));
+            }
+        }))
+        .await;
     }
 
     fn checkpoint(&self) -> Result<()> {
@@ -697,8 +752,8 @@ impl<'a> Deploy<'a> {
                 false,
             ));
             script.push(format!(
-                "echo {MARK}login && {}",
-                registry::login(c.registry_server().as_deref(), &user, &password)
+                "echo {MARK}login && {{ {}; }}",
+                registry::login_unless_logged_in(c.registry_server().as_deref(), &user, &password)
             ));
         }
         let audit = self.auditor().record(
@@ -709,39 +764,16 @@ impl<'a> Deploy<'a> {
         let label_check = format!(
             "docker inspect -f '{{{{ .Config.Labels.service }}}}' {image} | grep -x {service} || (echo \"Image {image} is missing the 'service' label\" && exit 1)"
         );
+        // Kamal removes the tag first to force a fresh pull; `docker pull` re-resolves the tag against
+        // the registry anyway, so the image is the same, without downloading layers again.
         shown.push((audit.clone(), true));
-        shown.push((format!("docker image rm --force {image}"), false));
         shown.push((format!("docker pull {image}"), false));
         shown.push((label_check.clone(), false));
         script.push(format!("echo {MARK}audit && {audit}"));
-        script.push(format!(
-            "{{ docker image rm --force {image} >/dev/null 2>&1; true; }}"
-        ));
         script.push(format!("echo {MARK}pull && docker pull {image}"));
         script.push(format!("echo {MARK}label && {{ {label_check}; }}"));
-        // Read-only, for the report only: the version each role runs now (decisions are taken later,
-        // under the lock). The pull's own exit status counts, not the probes'.
-        let mut probes = String::new();
-        for role in self.sel.roles_on(c, host) {
-            let current = App::new(c, role).current_running_version();
-            probes.push_str(&format!(
-                "; echo \"{MARK}current {} $({current})\"",
-                role.name
-            ));
-        }
-        let script = format!("{{ {}; }}; rc=$?{probes}; exit $rc", script.join(" && "));
-        let mut on_line = |line: &str| {
-            if let Some(rest) = line
-                .strip_prefix(MARK)
-                .and_then(|l| l.strip_prefix("current "))
-            {
-                let (role, version) = rest.split_once(' ').unwrap_or((rest, ""));
-                let version = version.trim().to_string();
-                self.set_role(host, role, |r| {
-                    r.old_version = (!version.is_empty()).then_some(version)
-                });
-            }
-        };
+        let script = script.join(" && ");
+        let mut on_line = |_: &str| {};
         let out = self.exec(host, &shown, &script, None, &mut on_line).await?;
         if !out.success() {
             self.output.progress_done(host, "pull failed");
@@ -1325,7 +1357,11 @@ impl<'a> Deploy<'a> {
 
     // ---- tag latest and prune ------------------------------------------------------------------------
 
-    async fn tag_and_prune(&self, host: &str) -> std::result::Result<(), HostError> {
+    async fn tag_and_prune(
+        &self,
+        host: &str,
+        release_lock: bool,
+    ) -> std::result::Result<(), HostError> {
         let c = self.config;
         let auditor = self.auditor();
         let mut shown = Vec::new();
@@ -1365,6 +1401,11 @@ impl<'a> Deploy<'a> {
                     script.push(format!("{{ {cmd}; }}"));
                 }
             }
+        }
+        if release_lock {
+            let release = lock::release(&self.service_and_destination);
+            shown.push((release.clone(), true));
+            script.push(release);
         }
         if script.is_empty() {
             return Ok(());

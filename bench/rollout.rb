@@ -1,0 +1,111 @@
+# Rollout benchmark (not a test): deploy then redeploy to 1, 4 and 16 lab hosts, with 0 and 50 ms added
+# RTT, through the real `kamal-rs` command line. Beside each warm redeploy it measures the floor: a plain
+# script that opens one new SSH connection per host and runs, all hosts in parallel, only the docker work
+# a redeploy cannot avoid (pull, `docker run` of the new container, `kamal-proxy deploy`, stop the old
+# one, tag latest). Prints a table of wall times, SSH connections per host and remote commands per host.
+#
+#   ruby bench/rollout.rb [--hosts 1,4,16] [--rtt 0,50]        (as root; brings the lab up and down)
+require "open3"
+require "optparse"
+require "tmpdir"
+require_relative "../test/lab/lab"
+
+ROOT = File.expand_path("..", __dir__)
+counts = [ 1, 4, 16 ]
+rtts = [ 0, 50 ]
+OptionParser.new do |o|
+  o.on("--hosts LIST") { |v| counts = v.split(",").map(&:to_i) }
+  o.on("--rtt LIST") { |v| rtts = v.split(",").map(&:to_i) }
+end.parse!
+
+def config_for(hosts)
+  <<~YAML
+    service: app
+    image: app
+    servers:
+      web:
+    #{hosts.map { |h| "    - #{h}" }.join("\n")}
+    registry:
+      server: #{Lab::REGISTRY}
+      username: lab
+      password: lab
+    builder:
+      arch: amd64
+    ssh:
+      keys: [ #{Lab::KEY} ]
+      config: #{Lab::SSH_CONFIG}
+  YAML
+end
+
+def timed
+  t = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  ok = yield
+  [ Process.clock_gettime(Process::CLOCK_MONOTONIC) - t, ok ]
+end
+
+def kamal_rs(dir, *args)
+  timed do
+    out, status = Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, "-q", chdir: dir)
+    warn out unless status.success?
+    status.success?
+  end
+end
+
+# One new SSH connection per host, only the unavoidable docker work, all hosts in parallel.
+def floor(hosts, from, to)
+  image = "#{Lab::REGISTRY}/app"
+  timed do
+    hosts.map do |h|
+      Thread.new do
+        script = "docker pull -q #{image}:#{to} >/dev/null && " \
+                 "cid=$(docker run --detach --name app-web-floor-#{to} --network kamal --label service=app --label role=web #{image}:#{to}) && " \
+                 "docker exec kamal-proxy kamal-proxy deploy app-web --target=\"$(echo $cid | cut -c1-12):80\" --deploy-timeout=\"30s\" && " \
+                 "docker stop app-web-#{from} >/dev/null && docker tag #{image}:#{to} #{image}:latest"
+        _, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", h, script)
+        status.success?
+      end
+    end.all?(&:value)
+  end
+end
+
+def per_host(hosts)
+  lines = hosts.map { |h| Lab.transcript(h) }
+  [ lines.map { |l| l.map { |e| e[:client] }.uniq.size }.max, lines.map(&:size).max ]
+end
+
+abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
+system("rake", "compile", chdir: ROOT, out: File::NULL) or abort "rake compile failed"
+rows = []
+begin
+  rtts.each do |rtt|
+    counts.each do |n|
+      Lab.up(n, rtt: rtt)
+      hosts = Lab.hosts.map { |h| h["ip"] }
+      Dir.mktmpdir do |dir|
+        FileUtils.mkdir_p(File.join(dir, "config"))
+        File.write(File.join(dir, "config", "deploy.yml"), config_for(hosts))
+        Lab.reset_transcripts
+        deploy, ok1 = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+        deploy_conns, deploy_cmds = per_host(hosts)
+        first, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")
+        Lab.reset_transcripts
+        warm, ok3 = kamal_rs(dir, "redeploy", "-P", "--version", "v1")
+        conns, cmds = per_host(hosts)
+        floor_time, ok4 = floor(hosts, "v1", "v2")
+        rows << { n: n, rtt: rtt, deploy: deploy, first: first, warm: warm, floor: floor_time, conns: conns, cmds: cmds,
+                  deploy_conns: deploy_conns, deploy_cmds: deploy_cmds, ok: ok1 && ok2 && ok3 && ok4 }
+        warn "hosts=#{n} rtt=#{rtt}: deploy #{deploy.round(2)} s, redeploy #{warm.round(2)} s, floor #{floor_time.round(2)} s"
+      end
+    end
+  end
+ensure
+  Lab.down(quiet: true)
+end
+
+puts
+puts "| hosts | RTT | deploy (cold) | redeploy (warm) | floor | redeploy / floor | SSH conns/host | remote cmds/host (deploy, redeploy) | ok |"
+puts "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
+rows.each do |r|
+  puts format("| %d | %d ms | %.2f s | %.2f s | %.2f s | %.2f× | %d | %d, %d | %s |", r[:n], r[:rtt], r[:deploy], r[:warm], r[:floor],
+    r[:warm] / r[:floor], [ r[:conns], r[:deploy_conns] ].max, r[:deploy_cmds], r[:cmds], r[:ok] ? "yes" : "NO")
+end
