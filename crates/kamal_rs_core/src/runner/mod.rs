@@ -230,6 +230,7 @@ impl<'a> Deploy<'a> {
                 "Building and pushing the image is not available in kamal_rs yet: build and push it, then deploy with --skip-push (-P) and --version",
             ));
         }
+        unsupported(config)?;
         let version = config.version()?;
         let sel = Selection::new(
             config,
@@ -1425,6 +1426,21 @@ impl<'a> Deploy<'a> {
         self.output.progress_done(host, &done);
         Ok(())
     }
+}
+
+/// Settings whose deploy steps kamal_rs does not perform yet: refused before any host is touched,
+/// rather than deploying something different from what Kamal would.
+fn unsupported(config: &Configuration) -> Result<()> {
+    if config.get("error_pages_path").is_some() {
+        return Err(Error::config("error_pages_path is not supported by kamal_rs yet (deploy this app with Kamal)"));
+    }
+    let custom_certs = |proxy: Option<Value>| {
+        proxy.and_then(|p| p.as_map().and_then(|m| m.get("ssl").cloned())).is_some_and(|ssl| matches!(ssl, Value::Map(_)))
+    };
+    if config.roles.iter().any(|r| custom_certs(r.proxy_config(config.get("proxy")))) {
+        return Err(Error::config("proxy.ssl with custom certificates is not supported by kamal_rs yet (deploy this app with Kamal)"));
+    }
+    Ok(())
 }
 
 fn combine(errors: Vec<HostError>) -> Result<()> {
