@@ -6,29 +6,38 @@ use crate::value::Value;
 /// `escape_shell_value`: ASCII runs become a Ruby `String#dump` (double-quoted, backslash escapes) with
 /// backticks escaped and `$` escaped unless it opens a `${...}` group; non-ASCII runs stay raw.
 pub fn escape_shell_value(value: &str) -> String {
+    map_ascii_runs(
+        value,
+        |run| escape_dollars(&ruby_dump(run).replace('`', "\\`")),
+        true,
+    )
+}
+
+/// Kamal's escapers treat a value as maximal runs of ASCII and non-ASCII characters: `ascii` maps each
+/// ASCII run, non-ASCII runs stay raw. `empty_run`: an empty value counts as one (empty) ASCII run.
+pub fn map_ascii_runs(value: &str, ascii: impl Fn(&str) -> String, empty_run: bool) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     let mut run = String::new();
     let mut run_ascii = true;
+    let flush = |out: &mut String, run: &str, is_ascii: bool| {
+        out.push_str(&if is_ascii {
+            ascii(run)
+        } else {
+            run.to_string()
+        })
+    };
     for ch in value.chars() {
         if ch.is_ascii() != run_ascii && !run.is_empty() {
-            flush_run(&mut out, &run, run_ascii);
+            flush(&mut out, &run, run_ascii);
             run.clear();
         }
         run_ascii = ch.is_ascii();
         run.push(ch);
     }
-    if !run.is_empty() || value.is_empty() {
-        flush_run(&mut out, &run, run_ascii);
+    if !run.is_empty() || (value.is_empty() && empty_run) {
+        flush(&mut out, &run, run_ascii);
     }
     out
-}
-
-fn flush_run(out: &mut String, run: &str, ascii: bool) {
-    if ascii {
-        out.push_str(&escape_dollars(&ruby_dump(run).replace('`', "\\`")));
-    } else {
-        out.push_str(run);
-    }
 }
 
 /// Ruby's `String#dump` for an ASCII string.

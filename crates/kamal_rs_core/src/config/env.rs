@@ -87,33 +87,16 @@ pub fn env_file(values: &[(String, String)]) -> String {
 }
 
 fn escape_env_file_value(value: &str) -> String {
-    let mut out = String::new();
-    let mut run = String::new();
-    let mut ascii = true;
-    let flush = |out: &mut String, run: &str, ascii: bool| {
-        if ascii {
+    crate::shell::map_ascii_runs(
+        value,
+        |run| {
             let dumped = crate::shell::ruby_dump(run);
-            out.push_str(
-                &dumped[1..dumped.len() - 1]
-                    .replace("\\\"", "\"")
-                    .replace("\\#", "#"),
-            );
-        } else {
-            out.push_str(run);
-        }
-    };
-    for ch in value.chars() {
-        if ch.is_ascii() != ascii && !run.is_empty() {
-            flush(&mut out, &run, ascii);
-            run.clear();
-        }
-        ascii = ch.is_ascii();
-        run.push(ch);
-    }
-    if !run.is_empty() {
-        flush(&mut out, &run, ascii);
-    }
-    out
+            dumped[1..dumped.len() - 1]
+                .replace("\\\"", "\"")
+                .replace("\\#", "#")
+        },
+        false,
+    )
 }
 
 #[cfg(test)]

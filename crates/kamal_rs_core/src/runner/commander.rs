@@ -105,7 +105,7 @@ impl Selection {
         let app_hosts = primary_first(app_hosts);
         let mut roles: Vec<String> = role_list
             .iter()
-            .filter(|r| r.hosts.iter().any(|h| selected(h)))
+            .filter(|r| r.hosts.iter().any(&selected))
             .map(|r| r.name.clone())
             .collect();
         roles.sort_by_key(|r| *r != primary_role);

@@ -6,11 +6,14 @@ use std::path::Path;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{Output, Verbosity};
 
+/// `hooks_output` for a hook: `Some("verbose")`, `Some("quiet")` or `None` (follow -q/-v).
+pub type Visibility = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct Hooks {
     pub path: String,
     pub skip: bool,
     /// `hooks_output`: `Some("verbose")`/`Some("quiet")` globally or per hook.
-    pub visibility: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub visibility: Visibility,
 }
 
 impl Hooks {

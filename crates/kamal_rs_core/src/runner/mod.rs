@@ -624,6 +624,23 @@ impl<'a> Deploy<'a> {
         }
     }
 
+    /// One Kamal command on its own (shown as itself).
+    async fn exec_one(
+        &self,
+        host: &str,
+        command: &str,
+        debug: bool,
+    ) -> std::result::Result<crate::ssh::Output, HostError> {
+        self.exec(
+            host,
+            &[(command.to_string(), debug)],
+            command,
+            None,
+            &mut |_| {},
+        )
+        .await
+    }
+
     /// SSHKit's failure text for a command that exited non-zero. When a script ran several commands,
     /// only the failing one's output and exit status count (what follows the last step marker).
     fn failed(&self, host: &str, first_word: &str, out: &crate::ssh::Output) -> HostError {
@@ -731,14 +748,7 @@ impl<'a> Deploy<'a> {
             .map_err(|e| HostError::new(e.kind, e.message))?;
         let service = c.service();
         if !self.sel.app_hosts.iter().any(|h| h == host) {
-            self.exec(
-                host,
-                &[("mkdir -p .kamal".into(), false)],
-                "mkdir -p .kamal",
-                None,
-                &mut |_| {},
-            )
-            .await?;
+            self.exec_one(host, "mkdir -p .kamal", false).await?;
             return Ok(());
         }
         self.output.progress(host, &format!("pulling {image}"));
@@ -850,13 +860,7 @@ impl<'a> Deploy<'a> {
                 return Err(to_error(self.failed(&host, "mkdir", &out)));
             }
             let status = self
-                .exec(
-                    &host,
-                    &[(lock::status(&sd), false)],
-                    &lock::status(&sd),
-                    None,
-                    &mut |_| {},
-                )
+                .exec_one(&host, &lock::status(&sd), false)
                 .await
                 .map_err(to_error)?
                 .stdout;
@@ -906,13 +910,7 @@ impl<'a> Deploy<'a> {
         let sd = self.config.service_and_destination();
         let host = self.sel.primary_host.clone();
         let out = self
-            .exec(
-                &host,
-                &[(lock::release(&sd), true)],
-                &lock::release(&sd),
-                None,
-                &mut |_| {},
-            )
+            .exec_one(&host, &lock::release(&sd), true)
             .await
             .map_err(to_error)?;
         if !out.success() {
@@ -1218,9 +1216,7 @@ impl<'a> Deploy<'a> {
                 .and_then(|rr| rr.old_version.clone());
             if let Some(old) = old {
                 let stop = app.stop(&old);
-                let _ = self
-                    .exec(host, &[(stop.clone(), false)], &stop, None, &mut |_| {})
-                    .await;
+                let _ = self.exec_one(host, &stop, false).await;
             }
         }
         Ok(())
@@ -1247,16 +1243,7 @@ impl<'a> Deploy<'a> {
         let mut attempt = 0u64;
         let status = |out: crate::ssh::Output| out.stdout.trim().to_string();
         loop {
-            let s = status(
-                self.exec(
-                    host,
-                    &[(status_cmd.clone(), false)],
-                    &status_cmd,
-                    None,
-                    &mut |_| {},
-                )
-                .await?,
-            );
+            let s = status(self.exec_one(host, &status_cmd, false).await?);
             if s == "healthy" {
                 break;
             }
@@ -1271,16 +1258,7 @@ impl<'a> Deploy<'a> {
                 if !self.cancel.sleep(Duration::from_secs(delay)).await {
                     return Err(HostError::new(ErrorKind::Interrupted, "Interrupted"));
                 }
-                let s = status(
-                    self.exec(
-                        host,
-                        &[(status_cmd.clone(), false)],
-                        &status_cmd,
-                        None,
-                        &mut |_| {},
-                    )
-                    .await?,
-                );
+                let s = status(self.exec_one(host, &status_cmd, false).await?);
                 if s == "running" || s == "healthy" {
                     break;
                 }
@@ -1328,10 +1306,7 @@ impl<'a> Deploy<'a> {
                 "First {role} container is unhealthy on {host}, not booting any other roles"
             ));
             let logs = app.logs(&self.version);
-            match self
-                .exec(host, &[(logs.clone(), false)], &logs, None, &mut |_| {})
-                .await
-            {
+            match self.exec_one(host, &logs, false).await {
                 Ok(out) => {
                     for line in out.stdout.lines() {
                         self.output.info(line);
@@ -1342,17 +1317,12 @@ impl<'a> Deploy<'a> {
                     .info(&format!("Could not fetch logs for {}", self.version)),
             }
             let health = app.health_json(&self.version);
-            if let Ok(out) = self
-                .exec(host, &[(health.clone(), false)], &health, None, &mut |_| {})
-                .await
-            {
+            if let Ok(out) = self.exec_one(host, &health, false).await {
                 self.output.info(out.stdout.trim());
             }
         }
         let stop = app.stop(&self.version);
-        let _ = self
-            .exec(host, &[(stop.clone(), false)], &stop, None, &mut |_| {})
-            .await;
+        let _ = self.exec_one(host, &stop, false).await;
         error
     }
 
@@ -1432,12 +1402,20 @@ impl<'a> Deploy<'a> {
 /// rather than deploying something different from what Kamal would.
 fn unsupported(config: &Configuration) -> Result<()> {
     if config.get("error_pages_path").is_some() {
-        return Err(Error::config("error_pages_path is not supported by kamal_rs yet (deploy this app with Kamal)"));
+        return Err(Error::config(
+            "error_pages_path is not supported by kamal_rs yet (deploy this app with Kamal)",
+        ));
     }
     let custom_certs = |proxy: Option<Value>| {
-        proxy.and_then(|p| p.as_map().and_then(|m| m.get("ssl").cloned())).is_some_and(|ssl| matches!(ssl, Value::Map(_)))
+        proxy
+            .and_then(|p| p.as_map().and_then(|m| m.get("ssl").cloned()))
+            .is_some_and(|ssl| matches!(ssl, Value::Map(_)))
     };
-    if config.roles.iter().any(|r| custom_certs(r.proxy_config(config.get("proxy")))) {
+    if config
+        .roles
+        .iter()
+        .any(|r| custom_certs(r.proxy_config(config.get("proxy"))))
+    {
         return Err(Error::config("proxy.ssl with custom certificates is not supported by kamal_rs yet (deploy this app with Kamal)"));
     }
     Ok(())
