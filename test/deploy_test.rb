@@ -212,6 +212,40 @@ class DeployTest < Minitest::Test
     WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
   end
 
+  def test_11_error_pages_and_custom_tls_certificates
+    Dir.mktmpdir do |dir|
+      FileUtils.cp_r(Dir.glob(File.join(APP, "{config,.kamal}")), dir)
+      FileUtils.mkdir_p(File.join(dir, "public"))
+      File.write(File.join(dir, "public", "404.html"), "<h1>not here</h1>\n")
+      File.write(File.join(dir, "public", "502.html"), "<h1>gone</h1>\n")
+      File.write(File.join(dir, "public", "index.html"), "not an error page\n")
+      File.open(File.join(dir, ".kamal", "secrets.staging"), "a") do |f|
+        f.puts %(CERT_PEM="-----BEGIN CERTIFICATE-----\ncert-body\n-----END CERTIFICATE-----")
+        f.puts %(KEY_PEM="-----BEGIN PRIVATE KEY-----\nkey-body-secret\n-----END PRIVATE KEY-----")
+      end
+      path = File.join(dir, "config", "deploy.yml")
+      File.write(path, File.read(path) + <<~YAML)
+        error_pages_path: public
+        proxy:
+          host: app.example.com
+          ssl:
+            certificate_pem: CERT_PEM
+            private_key_pem: KEY_PEM
+      YAML
+      status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1", dir: dir)
+      assert_equal 0, status, out
+      refute_includes out, "key-body-secret"
+      assert_includes out, "Writing SSL certificates for web on 10.213.0.11"
+      assert_includes out, %(--tls-certificate-path="/home/kamal-proxy/.apps-config/app-staging/tls/web/cert.pem")
+      assert_includes out, %(--error-pages="/home/kamal-proxy/.apps-config/app-staging/error_pages/v1")
+      listing, = remote(WEB[0], "cd .kamal/proxy/apps-config/app-staging && stat -c '%a %n' error_pages/v1 error_pages/v1/* tls/web/*.pem && cat tls/web/key.pem error_pages/v1/404.html")
+      assert_equal "700 error_pages/v1\n700 error_pages/v1/404.html\n700 error_pages/v1/502.html\n644 tls/web/cert.pem\n644 tls/web/key.pem\n" \
+                   "-----BEGIN PRIVATE KEY-----\nkey-body-secret\n-----END PRIVATE KEY-----<h1>not here</h1>\n", listing
+      out, = Open3.capture2("curl", "-s", "--max-time", "5", "-H", "Host: app.example.com", "http://#{WEB[1]}/")
+      assert_equal "app v1\n", out
+    end
+  end
+
   private
     def kamal_rs(*args, env: {}, dir: APP)
       full_env = { "KAMAL_HOOK_MARKERS" => @markers, "RUBYLIB" => File.join(ROOT, "lib") }.merge(env)

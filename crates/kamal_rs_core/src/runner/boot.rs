@@ -31,6 +31,11 @@ pub struct BootScript<'a> {
     pub recorded_at: &'a str,
     pub hostname: &'a str,
     pub replaced_suffix: &'a str,
+    /// Sizes of what follows on stdin: the env file, then (custom TLS) the certificate and the key.
+    pub env_len: usize,
+    pub tls_lens: Option<(usize, usize)>,
+    /// Error pages to write (`error_pages_path`): (file name, contents), on this host's first role.
+    pub error_pages: &'a [(String, Vec<u8>)],
 }
 
 impl BootScript<'_> {
@@ -77,7 +82,29 @@ impl BootScript<'_> {
                 &format!("Booted app version {v}")
             )
         ));
-        s.push(format!("mkdir -p {env_dir} && (umask 077 && cat > {env_file}) && chmod 600 {env_file} || exit {EXIT_ENV}"));
+        // stdin carries the env file, then the TLS certificate and key: `head -c N` never reads past N.
+        s.push(format!(
+            "mkdir -p {env_dir} && (umask 077 && head -c {} > {env_file}) && chmod 600 {env_file} || exit {EXIT_ENV}",
+            self.env_len
+        ));
+        let sd = app.config.service_and_destination();
+        if let Some((cert_len, key_len)) = self.tls_lens {
+            let dir = format!(".kamal/proxy/apps-config/{sd}/tls/{role}");
+            s.push(format!("echo \"{MARK}tls\"; mkdir -p {dir} && head -c {cert_len} > {dir}/cert.pem && head -c {key_len} > {dir}/key.pem && chmod 644 {dir}/cert.pem {dir}/key.pem || exit {EXIT_ENV}"));
+        }
+        if !self.error_pages.is_empty() {
+            let dir = format!(".kamal/proxy/apps-config/{sd}/error_pages");
+            let mut w = vec![format!("mkdir -p {dir}/{v}")];
+            for (name, body) in self.error_pages {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+                w.push(format!(
+                    "printf '%s' '{b64}' | base64 -d > {dir}/{v}/{name}"
+                ));
+            }
+            w.push(format!("chmod -R 700 {dir}/{v}"));
+            s.push(format!("{{ {}; }} || exit {EXIT_ENV}", w.join(" && ")));
+        }
         // `docker run --detach` prints the new container's ID: its first 12 characters are what Kamal
         // reads back with `docker container ls --all --filter 'name=^NAME$' --quiet`.
         s.push(format!(
@@ -100,6 +127,12 @@ impl BootScript<'_> {
             ));
             if app.asset_path().is_some() {
                 s.push(self.assets_cleanup());
+            }
+            if app.config.get("error_pages_path").is_some() {
+                s.push(format!(
+                    "find .kamal/proxy/apps-config/{}/error_pages -mindepth 1 -maxdepth 1 ! -name {v} -exec rm -rf {{}} +",
+                    app.config.service_and_destination()
+                ));
             }
             s.push(format!("echo \"{MARK}done\""));
         } else {

@@ -230,7 +230,6 @@ impl<'a> Deploy<'a> {
                 "Building and pushing the image is not available in kamal_rs yet: build and push it, then deploy with --skip-push (-P) and --version",
             ));
         }
-        unsupported(config)?;
         let version = config.version()?;
         let sel = Selection::new(
             config,
@@ -1109,6 +1108,26 @@ impl<'a> Deploy<'a> {
         let hostname = container_hostname(host, &random_hex(6));
         let suffix = random_hex(8);
         let auditor = self.auditor();
+        let tls = self
+            .tls_certificates(&app)
+            .map_err(|e| HostError::new(e.kind, e.message))?;
+        if tls.is_some() {
+            self.output.info(&format!(
+                "Writing SSL certificates for {} on {host}",
+                role.name
+            ));
+        }
+        let first_role = self
+            .sel
+            .roles_on(self.config, host)
+            .first()
+            .map(|r| r.name == role.name)
+            .unwrap_or(false);
+        let error_pages = if first_role {
+            self.error_pages()
+        } else {
+            Vec::new()
+        };
         let script = BootScript {
             app: &app,
             auditor: &auditor,
@@ -1117,8 +1136,16 @@ impl<'a> Deploy<'a> {
             recorded_at: &recorded_at,
             hostname: &hostname,
             replaced_suffix: &suffix,
+            env_len: env_file.len(),
+            tls_lens: tls.as_ref().map(|(c, k)| (c.len(), k.len())),
+            error_pages: &error_pages,
         }
         .build();
+        let mut stdin = env_file.clone().into_bytes();
+        if let Some((cert, key)) = &tls {
+            stdin.extend_from_slice(cert.as_bytes());
+            stdin.extend_from_slice(key.as_bytes());
+        }
         let shown = vec![
             (app.list_versions(), false),
             (app.current_running_version(), false),
@@ -1168,13 +1195,7 @@ impl<'a> Deploy<'a> {
             }
         };
         let result = self
-            .exec(
-                host,
-                &shown,
-                &script,
-                Some(env_file.as_bytes()),
-                &mut on_line,
-            )
+            .exec(host, &shown, &script, Some(stdin.as_slice()), &mut on_line)
             .await;
         let out = match result {
             Ok(out) => out,
@@ -1220,6 +1241,51 @@ impl<'a> Deploy<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Custom TLS certificates (`proxy.ssl: {certificate_pem:, private_key_pem:}` naming secrets) for a
+    /// proxy role: their contents, to write to `.kamal/proxy/apps-config/S[-D]/tls/R/`.
+    fn tls_certificates(&self, app: &App<'_>) -> Result<Option<(String, String)>> {
+        if !app.running_proxy() {
+            return Ok(None);
+        }
+        let proxy = app.proxy_config();
+        let Some(ssl) = proxy.get("ssl").and_then(Value::as_map) else {
+            return Ok(None);
+        };
+        let (Some(cert), Some(key)) = (ssl.get("certificate_pem"), ssl.get("private_key_pem"))
+        else {
+            return Ok(None);
+        };
+        let cert = self.config.secrets.get(&cert.to_ruby_s())?;
+        let key = self.config.secrets.get(&key.to_ruby_s())?;
+        self.output.add_secrets([key.clone()]);
+        Ok(Some((cert, key)))
+    }
+
+    /// The `4??.html` and `5??.html` files of `error_pages_path`.
+    fn error_pages(&self) -> Vec<(String, Vec<u8>)> {
+        let Some(dir) = self.config.get("error_pages_path").map(Value::to_ruby_s) else {
+            return Vec::new();
+        };
+        let mut pages: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        let b = name.as_bytes();
+                        let page = name.len() == 8
+                            && name.ends_with(".html")
+                            && (b[0] == b'4' || b[0] == b'5');
+                        page.then(|| std::fs::read(e.path()).ok().map(|body| (name, body)))
+                            .flatten()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        pages.sort();
+        pages
     }
 
     /// Kamal's readiness poll for roles without the proxy (reference §4.5.4, step 6).
@@ -1396,29 +1462,6 @@ impl<'a> Deploy<'a> {
         self.output.progress_done(host, &done);
         Ok(())
     }
-}
-
-/// Settings whose deploy steps kamal_rs does not perform yet: refused before any host is touched,
-/// rather than deploying something different from what Kamal would.
-fn unsupported(config: &Configuration) -> Result<()> {
-    if config.get("error_pages_path").is_some() {
-        return Err(Error::config(
-            "error_pages_path is not supported by kamal_rs yet (deploy this app with Kamal)",
-        ));
-    }
-    let custom_certs = |proxy: Option<Value>| {
-        proxy
-            .and_then(|p| p.as_map().and_then(|m| m.get("ssl").cloned()))
-            .is_some_and(|ssl| matches!(ssl, Value::Map(_)))
-    };
-    if config
-        .roles
-        .iter()
-        .any(|r| custom_certs(r.proxy_config(config.get("proxy"))))
-    {
-        return Err(Error::config("proxy.ssl with custom certificates is not supported by kamal_rs yet (deploy this app with Kamal)"));
-    }
-    Ok(())
 }
 
 fn combine(errors: Vec<HostError>) -> Result<()> {
