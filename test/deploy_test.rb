@@ -246,6 +246,22 @@ class DeployTest < Minitest::Test
     end
   end
 
+  def test_12_a_stale_running_container_is_stopped_and_the_current_one_replaced
+    status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", "v2")
+    assert_equal 0, status, out
+    # A leftover container of the role (say, from a failed deploy), newer than the current one.
+    docker(WEB[0], "run -d --name app-web-staging-leftover --label service=app --label role=web --label destination=staging " \
+                   "--network kamal 10.213.0.1:5000/app:v1")
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1")
+    assert_equal 0, status, out
+    assert_includes out, "App Host: 10.213.0.11\nStopping stale container for role web with version leftover"
+    states = docker(WEB[0], "ps -a --format '{{.Names}} {{.State}}' --filter label=role=web").lines.map(&:strip)
+    assert_includes states, "app-web-staging-leftover exited"
+    assert_includes states, "app-web-staging-v2 exited"
+    assert_equal [ "app-web-staging-v1 running" ], states.grep(/ running\z/)
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+  end
+
   private
     def kamal_rs(*args, env: {}, dir: APP)
       full_env = { "KAMAL_HOOK_MARKERS" => @markers, "RUBYLIB" => File.join(ROOT, "lib") }.merge(env)

@@ -56,8 +56,14 @@ impl BootScript<'_> {
         let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
         let current = app.current_version_into_old();
         let mut s: Vec<String> = Vec::new();
-        s.push(current.clone());
         s.push(format!("containers=$({})", app.containers_with_state()));
+        // With exactly one running (or restarting) container, that one is the current version whatever
+        // its image, as both of Kamal's queries return it; with none, there is none. Only several
+        // running containers need the `latest`-image preference.
+        s.push(format!(
+            "live=$(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting) echo \"$n\";; esac; done); \
+             case $(echo \"$live\" | grep -c .) in 0) old= ;; 1) old=${{live#{prefix}-}} ;; *) {current} ;; esac"
+        ));
         // Running versions other than the current one are stale (Kamal's `docker ps` without `-a`
         // lists running, restarting and paused containers).
         s.push(format!(
