@@ -21,6 +21,8 @@ pub const EXIT_RUN: i32 = 72;
 pub const EXIT_ENDPOINT: i32 = 73;
 pub const EXIT_PROXY: i32 = 74;
 pub const EXIT_ASSETS: i32 = 75;
+/// The tag / prune / lock release folded after a run's only boot failed (the boot itself succeeded).
+pub const EXIT_TAG: i32 = 76;
 const CID: &str = "KAMALRSCONTAINERID";
 
 pub struct BootScript<'a> {

@@ -208,6 +208,8 @@ struct Deploy<'a> {
     conns: Mutex<HashMap<String, Arc<Connection>>>,
     reports: Mutex<Vec<HostReport>>,
     holding_lock: AtomicBool,
+    /// The single boot of the run also tagged latest (and pruned, and released the lock).
+    tagged_in_boot: AtomicBool,
     /// KAMAL_LOCK=true: a caller holds the lock for us; never take or release it.
     external_lock: bool,
     failed: AtomicBool,
@@ -269,6 +271,7 @@ impl<'a> Deploy<'a> {
             reports: Mutex::new(Vec::new()),
             holding_lock: AtomicBool::new(holding),
             external_lock: holding,
+            tagged_in_boot: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             barrier: watch::channel(None).0,
             options,
@@ -373,6 +376,9 @@ impl<'a> Deploy<'a> {
         ));
         self.boot_groups().await?;
         self.checkpoint()?;
+        if self.tagged_in_boot.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         if !self.options.redeploy {
             self.output.say("Prune old containers and images...");
         }
@@ -1141,6 +1147,21 @@ impl<'a> Deploy<'a> {
             error_pages: &error_pages,
         }
         .build();
+        // With one host and one proxy role, this boot is every boot: "latest only after every host
+        // booted" holds as soon as it succeeds, so the tag (prune, lock release) follows in the same
+        // script, only after the boot finished.
+        let fold_release = self.releases_with_tag(host);
+        let folded = self
+            .single_boot(host, &app)
+            .then(|| self.tag_parts(host, fold_release))
+            .flatten();
+        let script = match &folded {
+            Some((tag, _)) => format!(
+                "{script}\n{{ {tag}; }} || exit {}\necho \"{MARK}tagged\"",
+                boot::EXIT_TAG
+            ),
+            None => script,
+        };
         let mut stdin = env_file.clone().into_bytes();
         if let Some((cert, key)) = &tls {
             stdin.extend_from_slice(cert.as_bytes());
@@ -1194,6 +1215,10 @@ impl<'a> Deploy<'a> {
                 _ => {}
             }
         };
+        let mut shown = shown;
+        if let Some((_, tag_shown)) = &folded {
+            shown.extend(tag_shown.iter().cloned());
+        }
         let result = self
             .exec(host, &shown, &script, Some(stdin.as_slice()), &mut on_line)
             .await;
@@ -1201,6 +1226,22 @@ impl<'a> Deploy<'a> {
             Ok(out) => out,
             Err(e) => return Err(self.boot_failed(host, &app, gatekeeper, e).await),
         };
+        if out.status == Some(boot::EXIT_TAG) {
+            // The boot succeeded (the new version is live); tagging or pruning after it failed.
+            return Err(self.failed(host, "docker", &out));
+        }
+        if folded.is_some() && marker(&out.stdout, "tagged").is_some() {
+            self.tagged_in_boot.store(true, Ordering::SeqCst);
+            if !self.options.redeploy {
+                self.output.say("Prune old containers and images...");
+            }
+            if fold_release {
+                self.output.say("Releasing the deploy lock...");
+                self.holding_lock.store(false, Ordering::SeqCst);
+            }
+            self.output
+                .progress_done(host, &format!("{} live", self.version));
+        }
         let error = match out.status {
             Some(0) => None,
             Some(boot::EXIT_ENDPOINT) => Some(HostError::new(
@@ -1241,6 +1282,20 @@ impl<'a> Deploy<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the run boots exactly one (host, proxy role) and touches no other host.
+    fn single_boot(&self, host: &str, app: &App<'_>) -> bool {
+        self.sel.hosts.len() == 1
+            && self.sel.app_hosts.len() == 1
+            && self.sel.roles_on(self.config, host).len() == 1
+            && app.running_proxy()
+    }
+
+    fn releases_with_tag(&self, host: &str) -> bool {
+        host == self.sel.primary_host
+            && !self.external_lock
+            && self.holding_lock.load(Ordering::SeqCst)
     }
 
     /// Custom TLS certificates (`proxy.ssl: {certificate_pem:, private_key_pem:}` naming secrets) for a
@@ -1394,11 +1449,9 @@ impl<'a> Deploy<'a> {
 
     // ---- tag latest and prune ------------------------------------------------------------------------
 
-    async fn tag_and_prune(
-        &self,
-        host: &str,
-        release_lock: bool,
-    ) -> std::result::Result<(), HostError> {
+    /// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`): the command and the
+    /// Kamal commands it stands for; `None` when there is nothing to do on this host.
+    fn tag_parts(&self, host: &str, release_lock: bool) -> Option<(String, Vec<(String, bool)>)> {
         let c = self.config;
         let auditor = self.auditor();
         let mut shown = Vec::new();
@@ -1444,13 +1497,19 @@ impl<'a> Deploy<'a> {
             shown.push((release.clone(), true));
             script.push(release);
         }
-        if script.is_empty() {
+        (!script.is_empty()).then(|| (script.join(" && "), shown))
+    }
+
+    async fn tag_and_prune(
+        &self,
+        host: &str,
+        release_lock: bool,
+    ) -> std::result::Result<(), HostError> {
+        let Some((script, shown)) = self.tag_parts(host, release_lock) else {
             return Ok(());
-        }
+        };
         self.output.progress(host, "tagging latest");
-        let out = self
-            .exec(host, &shown, &script.join(" && "), None, &mut |_| {})
-            .await?;
+        let out = self.exec(host, &shown, &script, None, &mut |_| {}).await?;
         if !out.success() {
             return Err(self.failed(host, "docker", &out));
         }
