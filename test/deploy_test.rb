@@ -262,6 +262,23 @@ class DeployTest < Minitest::Test
     WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
   end
 
+  def test_13_asset_path_is_extracted_synced_and_mounted
+    Dir.mktmpdir do |dir|
+      FileUtils.cp_r(Dir.glob(File.join(APP, "{config,.kamal}")), dir)
+      path = File.join(dir, "config", "deploy.yml")
+      File.write(path, File.read(path) + "asset_path: /www\n")
+      %w[v1 v2].each do |version|
+        status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", version, dir: dir)
+        assert_equal 0, status, out
+      end
+      dirs, = remote(WEB[0], "cd .kamal/apps/app-staging/assets && ls extracted volumes")
+      assert_equal "extracted:\nweb-v2\n\nvolumes:\nweb-v2\n", dirs, "older versions' assets are removed after the switch"
+      mounts = docker(WEB[0], "inspect app-web-staging-v2 --format '{{range .Mounts}}{{.Source}}:{{.Destination}}{{end}}'")
+      assert_equal "/root/.kamal/apps/app-staging/assets/volumes/web-v2:/www\n", mounts
+      WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
+    end
+  end
+
   private
     def kamal_rs(*args, env: {}, dir: APP)
       full_env = { "KAMAL_HOOK_MARKERS" => @markers, "RUBYLIB" => File.join(ROOT, "lib") }.merge(env)
