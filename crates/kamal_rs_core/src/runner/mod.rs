@@ -693,7 +693,7 @@ impl<'a> Deploy<'a> {
         combine(errors)
     }
 
-    fn mark_host_error(&self, host: &str, message: &str) {
+    fn with_report(&self, host: &str, update: impl FnOnce(&mut HostReport)) {
         if let Some(r) = self
             .reports
             .lock()
@@ -701,22 +701,22 @@ impl<'a> Deploy<'a> {
             .iter_mut()
             .find(|r| r.host == host)
         {
-            r.error.get_or_insert_with(|| message.to_string());
+            update(r);
         }
     }
 
+    fn mark_host_error(&self, host: &str, message: &str) {
+        self.with_report(host, |r| {
+            r.error.get_or_insert_with(|| message.to_string());
+        });
+    }
+
     fn set_role(&self, host: &str, role: &str, update: impl FnOnce(&mut RoleReport)) {
-        if let Some(r) = self
-            .reports
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .find(|r| r.host == host)
-        {
+        self.with_report(host, |r| {
             if let Some(rr) = r.roles.iter_mut().find(|rr| rr.role == role) {
                 update(rr);
             }
-        }
+        });
     }
 
     fn auditor(&self) -> Auditor<'_> {
