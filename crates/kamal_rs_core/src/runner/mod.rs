@@ -492,37 +492,10 @@ impl<'a> Deploy<'a> {
             return Ok(());
         }
         if with_secrets {
-            let secrets = self.config.secrets.files();
-            if !secrets.is_empty() {
-                for key in self.secret_names()? {
-                    env.push((key.clone(), self.config.secrets.get(&key)?));
-                }
-            }
+            env.extend(self.config.secrets.pairs()?);
         }
         self.output.info(&format!("Running the {name} hook..."));
         self.hooks.run(name, &env, &self.output, &self.cancel).await
-    }
-
-    fn secret_names(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        for file in self.config.secrets.files() {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            for line in text.lines() {
-                let line = line.trim_start().trim_start_matches("export ").trim_start();
-                if let Some((k, _)) = line.split_once(['=', ':']) {
-                    let k = k.trim();
-                    if !k.is_empty()
-                        && !k.starts_with('#')
-                        && k.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                        && !names.contains(&k.to_string())
-                    {
-                        names.push(k.to_string());
-                    }
-                }
-            }
-        }
-        Ok(names)
     }
 
     // ---- SSH -----------------------------------------------------------------------------------------

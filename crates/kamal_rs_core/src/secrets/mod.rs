@@ -94,6 +94,11 @@ impl Secrets {
         }))
     }
 
+    /// Every secret (name, value), in load order: the environment of the hooks that get secrets.
+    pub fn pairs(&self) -> Result<Vec<(String, String)>> {
+        self.with_loaded(|all| all.to_vec())
+    }
+
     /// Every secret value, so output can be scrubbed of them.
     pub fn values(&self) -> Result<Vec<String>> {
         self.with_loaded(|all| {
