@@ -200,6 +200,14 @@ impl Configuration {
             .unwrap_or(5)
     }
 
+    /// A key of the `boot:` section (`limit`, `wait`, `parallel_roles`).
+    pub fn boot_setting(&self, key: &str) -> Option<&Value> {
+        self.get("boot")
+            .and_then(Value::as_map)
+            .and_then(|b| b.get(key))
+            .filter(|v| !v.is_nil())
+    }
+
     pub fn builder_config(&self) -> Value {
         self.section("builder")
     }

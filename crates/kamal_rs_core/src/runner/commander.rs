@@ -139,10 +139,7 @@ impl Selection {
 
     /// App hosts in boot groups of `boot.limit` (a count, or `N%` of all hosts, accessories included).
     pub fn boot_groups(&self, config: &Configuration) -> Vec<Vec<String>> {
-        let limit = config
-            .get("boot")
-            .and_then(Value::as_map)
-            .and_then(|b| b.get("limit").cloned());
+        let limit = config.boot_setting("limit").cloned();
         let size = match limit {
             Some(Value::Int(n)) if n > 0 => n as usize,
             Some(Value::Str(s)) if s.ends_with('%') => {

@@ -978,24 +978,16 @@ impl<'a> Deploy<'a> {
     /// Boot groups one after the other; within a group every host boots at once, its roles in order.
     async fn boot_groups(&self) -> Result<()> {
         let groups = self.sel.boot_groups(self.config);
-        let wait = self
-            .config
-            .get("boot")
-            .and_then(Value::as_map)
-            .and_then(|b| b.get("wait"))
-            .and_then(Value::as_int);
-        for (i, group) in groups.iter().enumerate() {
+        let wait = self.config.boot_setting("wait").and_then(Value::as_int);
+        for group in &groups {
             self.checkpoint()?;
-            let mut env = self.hook_env(group, false);
-            env.retain(|(k, _)| k != "KAMAL_HOSTS");
-            env.push(("KAMAL_HOSTS".into(), group.join(",")));
+            let env = self.hook_env(group, false);
             self.run_hook("pre-app-boot", env.clone(), false).await?;
             self.on_hosts(group, |h| self.boot_host(h)).await?;
             self.run_hook("post-app-boot", env, false).await?;
+            // Kamal sleeps `boot.wait` after every group, the last one included (reference §3.2).
             if let Some(secs) = wait.filter(|w| *w > 0) {
-                if i + 1 < groups.len() || groups.len() == 1 {
-                    self.cancel.sleep(Duration::from_secs(secs as u64)).await;
-                }
+                self.cancel.sleep(Duration::from_secs(secs as u64)).await;
             }
         }
         Ok(())
@@ -1005,9 +997,7 @@ impl<'a> Deploy<'a> {
         let roles = self.sel.roles_on(self.config, host);
         let parallel = self
             .config
-            .get("boot")
-            .and_then(Value::as_map)
-            .and_then(|b| b.get("parallel_roles"))
+            .boot_setting("parallel_roles")
             .is_some_and(Value::truthy);
         let result = if parallel {
             let results = join_all(roles.iter().map(|r| self.boot_role(host, r))).await;
