@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::value::Value;
 
@@ -155,6 +155,16 @@ pub enum SshError {
     Timeout(u64),
 }
 
+/// What a command reads on stdin.
+#[derive(Clone)]
+pub enum Stdin<'a> {
+    None,
+    Bytes(&'a [u8]),
+    /// Written once the gate turns true, so that a `read` in an already running command waits for
+    /// something that happens elsewhere (half a round trip, where a new session costs two).
+    Gated(&'a [u8], watch::Receiver<bool>),
+}
+
 /// A connected host.
 pub struct Connection {
     pub host: String,
@@ -198,7 +208,7 @@ impl Connection {
     pub async fn run(
         &self,
         command: &str,
-        stdin: Option<&[u8]>,
+        stdin: Stdin<'_>,
         timeout: Duration,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Output, SshError> {
@@ -206,7 +216,9 @@ impl Connection {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match tokio::time::timeout(timeout, self.run_once(command, stdin, on_line)).await {
+            match tokio::time::timeout(timeout, self.run_once(command, stdin.clone(), on_line))
+                .await
+            {
                 Err(_) => return Err(SshError::Timeout(timeout.as_secs())),
                 Ok(Err(e)) if attempt < 5 && refused_channel(&e) => {
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
@@ -219,14 +231,14 @@ impl Connection {
     async fn run_once(
         &self,
         command: &str,
-        stdin: Option<&[u8]>,
+        stdin: Stdin<'_>,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Output, SshError> {
         let mut cmd = self.session.raw_command(command);
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
+        cmd.stdin(if matches!(stdin, Stdin::None) {
             Stdio::null()
+        } else {
+            Stdio::piped()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -234,13 +246,25 @@ impl Connection {
             .spawn()
             .await
             .map_err(|e| SshError::Command(e.to_string()))?;
-        if let (Some(data), Some(mut input)) = (stdin, child.stdin().take()) {
-            input
-                .write_all(data)
-                .await
-                .map_err(|e| SshError::Command(format!("writing stdin: {e}")))?;
-            input.shutdown().await.ok();
-            drop(input);
+        match (stdin, child.stdin().take()) {
+            (Stdin::Bytes(data), Some(mut input)) => {
+                input
+                    .write_all(data)
+                    .await
+                    .map_err(|e| SshError::Command(format!("writing stdin: {e}")))?;
+                input.shutdown().await.ok();
+            }
+            (Stdin::Gated(data, mut gate), Some(mut input)) => {
+                let data = data.to_vec();
+                // A closed gate (sender dropped) sends nothing: the command's `read` sees EOF.
+                tokio::spawn(async move {
+                    if gate.wait_for(|open| *open).await.is_ok() {
+                        let _ = input.write_all(&data).await;
+                    }
+                    input.shutdown().await.ok();
+                });
+            }
+            _ => {}
         }
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();

@@ -30,7 +30,7 @@ use crate::commands::{lock, proxy, prune, registry};
 use crate::config::{random_hex, Configuration, KamalMajor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{uuid, Output, Verbosity};
-use crate::ssh::{Connection, RunDir, SshError, SshSettings};
+use crate::ssh::{Connection, RunDir, SshError, SshSettings, Stdin};
 use crate::value::Value;
 use boot::{BootScript, MARK};
 pub use cancel::Cancel;
@@ -382,7 +382,8 @@ impl<'a> Deploy<'a> {
         if !self.options.redeploy {
             self.output.say("Prune old containers and images...");
         }
-        // The primary host goes last and releases the lock in the same round trip as its tag.
+        // Every host tags at once. The primary's command also releases the lock, but only after a `go`
+        // line that is sent when every other host's tag has finished (half a round trip, not a session).
         let release_with_tag = !self.external_lock && self.holding_lock.load(Ordering::SeqCst);
         let primary = self.sel.primary_host.clone();
         let others: Vec<String> = self
@@ -392,14 +393,25 @@ impl<'a> Deploy<'a> {
             .filter(|h| !release_with_tag || **h != primary)
             .cloned()
             .collect();
-        self.on_hosts(&others, |h| self.tag_and_prune(h, false))
-            .await?;
-        if release_with_tag {
-            self.output.say("Releasing the deploy lock...");
-            self.tag_and_prune(&primary, true).await.map_err(to_error)?;
-            self.holding_lock.store(false, Ordering::SeqCst);
+        if !release_with_tag {
+            return self
+                .on_hosts(&others, |h| self.tag_and_prune(h, None))
+                .await;
         }
-        Ok(())
+        let (gate, gate_rx) = watch::channel(false);
+        let others_done = async {
+            let result = self
+                .on_hosts(&others, |h| self.tag_and_prune(h, None))
+                .await;
+            self.output.say("Releasing the deploy lock...");
+            let _ = gate.send(true);
+            result
+        };
+        let (others_result, primary_result) =
+            tokio::join!(others_done, self.tag_and_prune(&primary, Some(gate_rx)));
+        primary_result.map_err(to_error)?;
+        self.holding_lock.store(false, Ordering::SeqCst);
+        others_result
     }
 
     /// After a failure or an interrupt: which version the roles that were not booted still run (read
@@ -426,7 +438,7 @@ impl<'a> Deploy<'a> {
             let probe = format!("{}; echo \"$old\"", app.current_version_into_old());
             let Ok(conn) = self.conn(host) else { return };
             if let Ok(out) = conn
-                .run(&probe, None, Duration::from_secs(10), &mut |_| {})
+                .run(&probe, Stdin::None, Duration::from_secs(10), &mut |_| {})
                 .await
             {
                 let v = out.stdout.trim().to_string();
@@ -555,7 +567,7 @@ impl<'a> Deploy<'a> {
         host: &str,
         shown: &[(String, bool)],
         command: &str,
-        stdin: Option<&[u8]>,
+        stdin: Stdin<'_>,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> std::result::Result<crate::ssh::Output, HostError> {
         let conn = self.conn(host)?;
@@ -613,7 +625,7 @@ impl<'a> Deploy<'a> {
             host,
             &[(command.to_string(), debug)],
             command,
-            None,
+            Stdin::None,
             &mut |_| {},
         )
         .await
@@ -763,7 +775,9 @@ impl<'a> Deploy<'a> {
         script.push(format!("echo {MARK}label && {{ {label_check}; }}"));
         let script = script.join(" && ");
         let mut on_line = |_: &str| {};
-        let out = self.exec(host, &shown, &script, None, &mut on_line).await?;
+        let out = self
+            .exec(host, &shown, &script, Stdin::None, &mut on_line)
+            .await?;
         if !out.success() {
             self.output.progress_done(host, "pull failed");
             return Err(self.failed(host, "docker", &out));
@@ -823,7 +837,7 @@ impl<'a> Deploy<'a> {
                         (lock::acquire(&sd, &details), true),
                     ],
                     &command,
-                    None,
+                    Stdin::None,
                     &mut |_| {},
                 )
                 .await
@@ -943,7 +957,7 @@ impl<'a> Deploy<'a> {
             script.push(format!("{} && {{ {start}; }}", proxy::MKDIR_APPS_CONFIG));
         }
         let out = self
-            .exec(host, &shown, &script.join("\n"), None, &mut |_| {})
+            .exec(host, &shown, &script.join("\n"), Stdin::None, &mut |_| {})
             .await?;
         if out.status == Some(90) {
             let v = marker(&out.stdout, "proxy-version").unwrap_or_default();
@@ -1116,7 +1130,7 @@ impl<'a> Deploy<'a> {
         let fold_release = self.releases_with_tag(host);
         let folded = self
             .single_boot(host, &app)
-            .then(|| self.tag_parts(host, fold_release))
+            .then(|| self.tag_parts(host, fold_release, false))
             .flatten();
         let script = match &folded {
             Some((tag, _)) => format!(
@@ -1183,7 +1197,13 @@ impl<'a> Deploy<'a> {
             shown.extend(tag_shown.iter().cloned());
         }
         let result = self
-            .exec(host, &shown, &script, Some(stdin.as_slice()), &mut on_line)
+            .exec(
+                host,
+                &shown,
+                &script,
+                Stdin::Bytes(stdin.as_slice()),
+                &mut on_line,
+            )
             .await;
         let out = match result {
             Ok(out) => out,
@@ -1414,7 +1434,13 @@ impl<'a> Deploy<'a> {
 
     /// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`): the command and the
     /// Kamal commands it stands for; `None` when there is nothing to do on this host.
-    fn tag_parts(&self, host: &str, release_lock: bool) -> Option<(String, Vec<(String, bool)>)> {
+    /// With `gated`, the release waits for a `go` line on stdin.
+    fn tag_parts(
+        &self,
+        host: &str,
+        release_lock: bool,
+        gated: bool,
+    ) -> Option<(String, Vec<(String, bool)>)> {
         let c = self.config;
         let auditor = self.auditor();
         let mut shown = Vec::new();
@@ -1458,6 +1484,9 @@ impl<'a> Deploy<'a> {
         if release_lock {
             let release = lock::release(&self.service_and_destination);
             shown.push((release.clone(), true));
+            if gated {
+                script.push("read go".into());
+            }
             script.push(release);
         }
         (!script.is_empty()).then(|| (script.join(" && "), shown))
@@ -1466,13 +1495,18 @@ impl<'a> Deploy<'a> {
     async fn tag_and_prune(
         &self,
         host: &str,
-        release_lock: bool,
+        release_after: Option<watch::Receiver<bool>>,
     ) -> std::result::Result<(), HostError> {
-        let Some((script, shown)) = self.tag_parts(host, release_lock) else {
+        let gated = release_after.is_some();
+        let Some((script, shown)) = self.tag_parts(host, gated, gated) else {
             return Ok(());
         };
         self.output.progress(host, "tagging latest");
-        let out = self.exec(host, &shown, &script, None, &mut |_| {}).await?;
+        let stdin = match release_after {
+            Some(gate) => Stdin::Gated(b"go\n", gate),
+            None => Stdin::None,
+        };
+        let out = self.exec(host, &shown, &script, stdin, &mut |_| {}).await?;
         if !out.success() {
             return Err(self.failed(host, "docker", &out));
         }
