@@ -18,3 +18,5 @@ pub use value::{Map, Value};
 
 /// The Kamal release whose behaviour kamal_rs reproduces (also what `minimum_version` is checked against).
 pub const KAMAL_VERSION: &str = "2.12.0";
+#[cfg(test)]
+pub mod test_support;

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auditor;
+pub mod builder;
 pub mod lock;
 pub mod proxy;
 pub mod prune;
