@@ -2,11 +2,12 @@ require "test_helper"
 require "base64"
 require "open3"
 require "timeout"
-require_relative "lab/lab"
+require_relative "lab_helpers"
 
 # deploy / redeploy on three real lab hosts (web with kamal-proxy on two, workers on one), with a
 # destination, env clear/secret/tags and hooks, through the CLI, the Ruby API and a Rake task.
 class DeployTest < Minitest::Test
+  include LabHelpers
   i_suck_and_my_tests_are_order_dependent!
 
   APP = File.join(FIXTURES, "deploy_app")
@@ -293,20 +294,6 @@ class DeployTest < Minitest::Test
       ENV.delete("KAMAL_HOOK_MARKERS")
     end
 
-    def remote(ip, command)
-      out, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", ip, command)
-      [ out, status.exitstatus ]
-    end
-
-    def docker(ip, args)
-      remote(ip, "docker #{args}").first
-    end
-
-    def http_get(ip)
-      out, = Open3.capture2("curl", "-s", "--max-time", "5", "http://#{ip}/")
-      out
-    end
-
     # [[hook name, {KAMAL_...=>...}], ...] in the order they ran.
     def hook_markers
       Dir[File.join(@markers, "*")].sort_by { |f| f.split(".").last.to_i }.map do |f|
@@ -315,9 +302,6 @@ class DeployTest < Minitest::Test
     end
 
     def assert_one_connection_per_host
-      [ *WEB, WORKER ].each do |ip|
-        clients = Lab.transcript(ip).map { |l| l[:client] }.uniq
-        assert_equal 1, clients.size, "#{ip}: #{clients.size} SSH connections in one run"
-      end
+      super([ *WEB, WORKER ])
     end
 end

@@ -30,6 +30,12 @@ module KamalRs
   # A host could not be reached over SSH.
   class ConnectionError < Error; end
 
+  # Docker or its buildx plugin is missing on this machine (Kamal's Kamal::Cli::DependencyError).
+  class DependencyError < Error; end
+
+  # The image could not be built: no Dockerfile, or a build clone that cannot be prepared.
+  class BuildError < Error; end
+
   # The run was stopped (Ctrl-C, Thread#raise, Timeout) after releasing the lock.
   class Interrupted < Error; end
 end

@@ -2,7 +2,7 @@
 # sshd (key login as root) and its own dockerd, a local registry they all pull from, and test images
 # (an app in two healthy versions and an unhealthy one, and a kamal-proxy stand-in). Needs root.
 #
-#   lab up N [--rtt MS] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env
+#   lab up N [--rtt MS] [--builder] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env
 #
 # Everything the lab starts is recorded by PID in STATE/lab.json; `down` stops exactly that, removes the
 # namespaces, the bridge and the iptables rules tagged "kamal-rs-lab", and is safe to run twice.
@@ -21,6 +21,7 @@ module Lab
   GATEWAY = "#{NET}.1"
   REGISTRY = "#{GATEWAY}:5000"
   BUILDER_IP = "#{NET}.2"
+  BUILDER_SOCKET = File.join(STATE, "builder", "run", "docker.sock")
   TAG = "kamal-rs-lab" # comment on every iptables rule the lab adds
   NS_PREFIX = "krlab-"
   TOOLS = File.join(__dir__, "tools")
@@ -58,7 +59,7 @@ module Lab
 
   # ---- commands --------------------------------------------------------------------------------
 
-  def up(count, rtt: 0)
+  def up(count, rtt: 0, builder: false)
     raise Error, "the lab needs root" unless Process.uid.zero?
     check_packages
     down(quiet: true)
@@ -79,6 +80,7 @@ module Lab
     save(state)
     write_ssh_client_files(hosts)
     state["pids"]["netem"] = start_latency(hosts, rtt) if rtt.positive?
+    start_builder(state) if builder
     save(state)
     state
   rescue Exception
@@ -92,7 +94,9 @@ module Lab
     (state["hosts"] || []).map { |h| Thread.new { stop_host(h) } }.each(&:join)
     # Namespaces of ours left by an interrupted run (no state file): only our prefix, only their processes.
     stale_namespaces.each { |ns| kill_namespace(ns) }
-    stop_pid(state.dig("pids", "builder_dockerd"))
+    stop_pid(state.dig("pids", "builder_dockerd"), wait: 15)
+    stop_pid(state.dig("pids", "builder_holder"))
+    kill_namespace("#{NS_PREFIX}builder") if File.exist?("/run/netns/#{NS_PREFIX}builder")
     stop_pid(state.dig("pids", "registry"))
     sh("ip", "link", "del", BRIDGE, allow_failure: true) if link?(BRIDGE)
     remove_tagged_rules
@@ -219,11 +223,29 @@ module Lab
   end
 
   def build_images(state)
+    socket = start_builder(state)
+    IMAGES.each do |name, spec|
+      dir = File.join(STATE, "builder")
+      tar = File.join(dir, "#{name.tr("/:", "__")}.tar")
+      build_rootfs_tar(spec, tar, File.join(dir, "rootfs"))
+      changes = image_changes(spec).flat_map { |c| [ "--change", c ] }
+      sh("docker", "-H", "unix://#{socket}", "import", *changes, tar, "#{REGISTRY}/#{name}")
+      sh("docker", "-H", "unix://#{socket}", "push", "#{REGISTRY}/#{name}")
+    end
+  ensure
+    stop_builder(state)
+  end
+
+  # The builder: a dockerd in a namespace of its own on the lab's bridge (it reaches the registry as
+  # the hosts do). With `lab up N --builder` it stays up, as the local Docker of a build:
+  # DOCKER_HOST=unix://#{BUILDER_SOCKET}.
+  def start_builder(state)
     dir = File.join(STATE, "builder")
     FileUtils.rm_rf(File.join(dir, "run"))
     FileUtils.mkdir_p(%w[run root tmp rootfs cgroup].map { |d| File.join(dir, d) })
     ns = "#{NS_PREFIX}builder"
     sh("ip", "netns", "del", ns, allow_failure: true)
+    sh("ip", "link", "del", "krl-builder", allow_failure: true) if link?("krl-builder")
     sh("ip", "netns", "add", ns)
     sh("ip", "link", "add", "krl-builder", "type", "veth", "peer", "name", "eth0", "netns", ns)
     sh("ip", "link", "set", "krl-builder", "master", BRIDGE, "up")
@@ -233,19 +255,13 @@ module Lab
     holder = start_holder(ns, dir, "builder")
     state["pids"]["builder_holder"] = holder
     docker_root = File.join(CACHE, "builder-docker")
-    dockerd = start_dockerd(holder, dir, docker_root, "krlab-builder")
-    state["pids"]["builder_dockerd"] = dockerd
+    state["pids"]["builder_dockerd"] = start_dockerd(holder, dir, docker_root, "krlab-builder")
     save(state)
-    socket = File.join(dir, "run", "docker.sock")
-    wait_for_docker(socket)
-    IMAGES.each do |name, spec|
-      tar = File.join(dir, "#{name.tr("/:", "__")}.tar")
-      build_rootfs_tar(spec, tar, File.join(dir, "rootfs"))
-      changes = image_changes(spec).flat_map { |c| [ "--change", c ] }
-      sh("docker", "-H", "unix://#{socket}", "import", *changes, tar, "#{REGISTRY}/#{name}")
-      sh("docker", "-H", "unix://#{socket}", "push", "#{REGISTRY}/#{name}")
-    end
-  ensure
+    wait_for_docker(BUILDER_SOCKET)
+    BUILDER_SOCKET
+  end
+
+  def stop_builder(state)
     stop_pid(state["pids"].delete("builder_dockerd"), wait: 15)
     stop_pid(state["pids"].delete("builder_holder"))
     kill_namespace("#{NS_PREFIX}builder")
@@ -540,9 +556,11 @@ if $PROGRAM_NAME == __FILE__
       count = Integer(ARGV.shift || 3)
       rtt = ARGV.include?("--rtt") ? Integer(ARGV[ARGV.index("--rtt") + 1]) : 0
       started = Time.now
-      Lab.up(count, rtt: rtt)
+      builder = ARGV.include?("--builder")
+      Lab.up(count, rtt: rtt, builder: builder)
       puts "lab up: #{count} hosts (#{Lab.hosts.map { |h| h["ip"] }.join(", ")}), rtt #{rtt} ms, in #{(Time.now - started).round(1)} s"
       puts "ssh -F #{Lab::SSH_CONFIG} #{Lab.hosts.first["ip"]}"
+      puts "builder: DOCKER_HOST=unix://#{Lab::BUILDER_SOCKET}" if builder
     when "down" then Lab.down
     when "status" then Lab.status
     when "exec" then exit Lab.exec_in(ARGV.shift, *ARGV)
@@ -554,7 +572,7 @@ if $PROGRAM_NAME == __FILE__
     when "reset-transcripts" then Lab.reset_transcripts
     when "env" then Lab.env_exports.each { |k, v| puts "export #{k}=#{v}" }
     else
-      warn "usage: lab up N [--rtt MS] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env"
+      warn "usage: lab up N [--rtt MS] [--builder] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env"
       exit 2
     end
   rescue Lab::Error => e

@@ -25,6 +25,11 @@ pub enum ErrorKind {
     Connection,
     /// Stopped by Ctrl-C, `Thread#raise` or `Timeout`.
     Interrupted,
+    /// Docker or its buildx plugin is missing locally (`Kamal::Cli::DependencyError`).
+    Dependency,
+    /// The image could not be built: no Dockerfile, a clone that cannot be prepared
+    /// (`Kamal::Cli::Build::BuildError`, `Kamal::Commands::Builder::Base::BuilderError`).
+    Build,
 }
 
 impl ErrorKind {
@@ -41,6 +46,8 @@ impl ErrorKind {
             ErrorKind::CommandFailed => "CommandFailed",
             ErrorKind::Connection => "ConnectionError",
             ErrorKind::Interrupted => "Interrupted",
+            ErrorKind::Dependency => "DependencyError",
+            ErrorKind::Build => "BuildError",
         }
     }
 }

@@ -128,31 +128,60 @@ impl Output {
     /// `  INFO [uuid] Running <command> on <host>`.
     pub fn running(&self, uuid: &str, command: &str, host: &str, debug: bool) {
         if self.shows(debug) && self.live.is_none() {
-            self.emit(&format!(
-                "  {} [{}] Running {} on {}",
-                self.paint(BLUE, level(debug)),
-                self.paint(GREEN, uuid),
-                command,
-                self.paint(BLUE, host)
-            ));
+            self.emit_running(uuid, command, host, debug);
         }
+    }
+
+    fn emit_running(&self, uuid: &str, command: &str, host: &str, debug: bool) {
+        self.emit(&format!(
+            "  {} [{}] Running {} on {}",
+            self.paint(BLUE, level(debug)),
+            self.paint(GREEN, uuid),
+            command,
+            self.paint(BLUE, host)
+        ));
     }
 
     /// `  INFO [uuid] Finished in 0.123 seconds with exit status 0 (successful) on <host>.`
     pub fn finished(&self, uuid: &str, seconds: f64, status: Option<i32>, host: &str, debug: bool) {
         if self.shows(debug) && self.live.is_none() {
-            let code = status.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
-            let verdict = if status == Some(0) {
-                self.paint(GREEN, "successful")
-            } else {
-                self.paint(RED, "failed")
-            };
-            self.emit(&format!(
-                "  {} [{}] Finished in {seconds:.3} seconds with exit status {code} ({verdict}) on {host}.",
-                self.paint(BLUE, level(debug)),
-                self.paint(GREEN, uuid)
-            ));
+            self.emit_finished(uuid, seconds, status, host, debug);
         }
+    }
+
+    fn emit_finished(
+        &self,
+        uuid: &str,
+        seconds: f64,
+        status: Option<i32>,
+        host: &str,
+        debug: bool,
+    ) {
+        let code = status.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+        let verdict = if status == Some(0) {
+            self.paint(GREEN, "successful")
+        } else {
+            self.paint(RED, "failed")
+        };
+        self.emit(&format!(
+            "  {} [{}] Finished in {seconds:.3} seconds with exit status {code} ({verdict}) on {host}.",
+            self.paint(BLUE, level(debug)),
+            self.paint(GREEN, uuid)
+        ));
+    }
+
+    /// The build runs under Kamal's `with_verbosity(:debug)`: its command, each output line as it
+    /// arrives and its result show whatever `-q`/`-v` say, and above the live view.
+    pub fn build_running(&self, uuid: &str, command: &str) {
+        self.emit_running(uuid, command, "localhost", false);
+    }
+
+    pub fn build_line(&self, uuid: &str, line: &str) {
+        self.emit(&format!("  DEBUG [{}] \t{line}", self.paint(GREEN, uuid)));
+    }
+
+    pub fn build_finished(&self, uuid: &str, seconds: f64, status: Option<i32>) {
+        self.emit_finished(uuid, seconds, status, "localhost", false);
     }
 
     /// Command output lines, shown with `-v`.
@@ -179,6 +208,13 @@ impl Output {
     pub fn warn(&self, text: &str) {
         if self.verbosity > Verbosity::Quiet {
             self.emit(&self.paint(YELLOW, text));
+        }
+    }
+
+    /// SSHKit's `warn` inside a step: `  WARN <text>`.
+    pub fn warn_line(&self, text: &str) {
+        if self.verbosity > Verbosity::Quiet {
+            self.emit(&format!("  {} {text}", self.paint(YELLOW, "WARN")));
         }
     }
 

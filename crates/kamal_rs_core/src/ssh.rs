@@ -297,6 +297,19 @@ impl Connection {
         })
     }
 
+    /// `-R port:localhost:port`: the host reaches this machine's `localhost:port` (a local registry)
+    /// at its own `localhost:port`, for as long as the connection lasts.
+    pub async fn forward_remote_port(&self, port: u16) -> Result<(), SshError> {
+        self.session
+            .request_port_forward(
+                openssh::ForwardType::Remote,
+                openssh::Socket::new("localhost", port),
+                openssh::Socket::new("localhost", port),
+            )
+            .await
+            .map_err(|e| SshError::Command(format!("forwarding port {port}: {e}")))
+    }
+
     pub async fn close(self: Arc<Self>) {
         if let Ok(conn) = Arc::try_unwrap(self) {
             let _ = conn.session.close().await;

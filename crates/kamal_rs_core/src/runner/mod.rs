@@ -12,6 +12,7 @@
 //! (host, role) boot one script (`boot.rs`), the tag and prune one command.
 
 pub mod boot;
+mod build;
 pub mod cancel;
 pub mod commander;
 pub mod hooks;
@@ -106,6 +107,8 @@ pub struct DeployReport {
     pub runtime: f64,
     pub hosts: Vec<HostReport>,
     pub error: Option<Error>,
+    /// Some remote command ran (false after a failed build or connect: no server was touched).
+    pub touched: bool,
 }
 
 impl DeployReport {
@@ -132,7 +135,9 @@ impl DeployReport {
                         }
                     })
                     .collect();
-                let body = if parts.is_empty() {
+                let body = if !self.touched {
+                    h.error.clone().unwrap_or_else(|| "untouched".into())
+                } else if parts.is_empty() {
                     h.error.clone().unwrap_or_else(|| "untouched".into())
                 } else {
                     parts.join("; ")
@@ -158,6 +163,7 @@ pub fn deploy(config: &Configuration, options: DeployOptions, cancel: Arc<Cancel
                 runtime: 0.0,
                 hosts: Vec::new(),
                 error: Some(Error::runtime(e.to_string())),
+                touched: false,
             }
         }
     };
@@ -169,6 +175,7 @@ pub fn deploy(config: &Configuration, options: DeployOptions, cancel: Arc<Cancel
                 runtime: started.elapsed().as_secs_f64(),
                 hosts: Vec::new(),
                 error: Some(e),
+                touched: false,
             },
         }
     })
@@ -208,6 +215,8 @@ struct Deploy<'a> {
     conns: Mutex<HashMap<String, Arc<Connection>>>,
     reports: Mutex<Vec<HostReport>>,
     holding_lock: AtomicBool,
+    /// A remote command has been sent (from the pull on).
+    touched: AtomicBool,
     /// The single boot of the run also tagged latest (and pruned, and released the lock).
     tagged_in_boot: AtomicBool,
     /// KAMAL_LOCK=true: a caller holds the lock for us; never take or release it.
@@ -226,11 +235,6 @@ impl<'a> Deploy<'a> {
     ) -> Result<Deploy<'a>> {
         if config.major == KamalMajor::V1 {
             return Err(Error::config("This is a Kamal 1.x (Traefik) config: kamal_rs deploys Kamal 2 configs only for now"));
-        }
-        if !options.skip_push {
-            return Err(Error::runtime(
-                "Building and pushing the image is not available in kamal_rs yet: build and push it, then deploy with --skip-push (-P) and --version",
-            ));
         }
         let version = config.version()?;
         let sel = Selection::new(
@@ -270,6 +274,7 @@ impl<'a> Deploy<'a> {
             conns: Mutex::new(HashMap::new()),
             reports: Mutex::new(Vec::new()),
             holding_lock: AtomicBool::new(holding),
+            touched: AtomicBool::new(false),
             external_lock: holding,
             tagged_in_boot: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -316,7 +321,8 @@ impl<'a> Deploy<'a> {
     }
 
     async fn report(self, runtime: f64, error: Option<Error>) -> DeployReport {
-        if error.is_some() {
+        let touched = self.touched.load(Ordering::SeqCst);
+        if error.is_some() && touched {
             self.probe_unbooted().await;
         }
         let conns: Vec<Arc<Connection>> =
@@ -328,6 +334,7 @@ impl<'a> Deploy<'a> {
             runtime,
             hosts: reports,
             error,
+            touched,
         };
         if report.error.is_some() && !report.hosts.is_empty() {
             for line in report.summary_lines() {
@@ -357,8 +364,17 @@ impl<'a> Deploy<'a> {
         }
         self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
             .await?;
-        self.output.say("Pull app image...");
-        self.connect_all().await?;
+        if self.options.skip_push {
+            self.output.say("Pull app image...");
+            self.connect_all().await?;
+        } else {
+            // Connecting touches nothing on the servers, so it overlaps the build; a failed build still
+            // stops before the first remote command.
+            self.output.say("Build and push app image...");
+            let (built, connected) = tokio::join!(self.build_push(), self.connect_all());
+            built?;
+            connected?;
+        }
         self.pull_and_lock().await?;
         self.checkpoint()?;
         self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)
@@ -518,13 +534,27 @@ impl<'a> Deploy<'a> {
         std::fs::write(&config_file, settings.ssh_config())
             .map_err(|e| Error::runtime(e.to_string()))?;
         let control = self.run_dir.path.clone();
+        let local_registry_port: Option<u16> = self
+            .config
+            .local_registry()
+            .then(|| self.config.registry_server())
+            .flatten()
+            .and_then(|s| s.split(':').nth(1).and_then(|p| p.parse().ok()));
         let results = join_all(self.sel.hosts.iter().map(|h| {
             let config_file = config_file.clone();
             let control = control.clone();
             async move {
                 self.output.progress(h, "connecting");
+                let connect = async {
+                    let conn = Connection::connect(h, &config_file, &control).await?;
+                    // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
+                    if let Some(port) = local_registry_port.filter(|_| self.sel.app_hosts.contains(h)) {
+                        conn.forward_remote_port(port).await?;
+                    }
+                    Ok(conn)
+                };
                 tokio::select! {
-                    r = Connection::connect(h, &config_file, &control) => (h.clone(), r),
+                    r = connect => (h.clone(), r),
                     _ = self.cancel.cancelled() => (h.clone(), Err(SshError::Connect("interrupted".into()))),
                 }
             }
@@ -717,7 +747,8 @@ impl<'a> Deploy<'a> {
     /// Every app host pulls the image (after logging in) and checks its `service` label; every host gets
     /// `.kamal`; meanwhile the primary host takes the lock. Nothing changes before all of that succeeded.
     async fn pull_and_lock(&self) -> Result<()> {
-        let pulls = self.on_hosts(&self.sel.hosts, |h| self.pull(h));
+        self.touched.store(true, Ordering::SeqCst);
+        let pulls = self.pull_all();
         let lock = async {
             if self.holding_lock.load(Ordering::SeqCst) {
                 return Ok(());
@@ -729,6 +760,73 @@ impl<'a> Deploy<'a> {
             (Ok(()), Ok(())) => Ok(()),
             (Err(e), _) | (Ok(()), Err(e)) => Err(e),
         }
+    }
+
+    /// With a registry mirror, one host per mirror pulls first so the others pull from a warm mirror.
+    async fn pull_all(&self) -> Result<()> {
+        let seeds = self.mirror_seeds().await?;
+        if seeds.is_empty() {
+            return self.on_hosts(&self.sel.hosts, |h| self.pull(h)).await;
+        }
+        self.output.say(&format!(
+            "Pulling image on {} to seed the {}...",
+            seeds.join(", "),
+            if seeds.len() == 1 {
+                "mirror"
+            } else {
+                "mirrors"
+            }
+        ));
+        self.on_hosts(&seeds, |h| self.pull(h)).await?;
+        self.output.say("Pulling image on remaining hosts...");
+        let rest: Vec<String> = self
+            .sel
+            .hosts
+            .iter()
+            .filter(|h| !seeds.contains(h))
+            .cloned()
+            .collect();
+        self.on_hosts(&rest, |h| self.pull(h)).await
+    }
+
+    /// The first app host for each distinct first registry mirror. Docker applies mirrors to Docker
+    /// Hub images only, so for any other registry there is nothing to seed and nothing is asked.
+    async fn mirror_seeds(&self) -> Result<Vec<String>> {
+        let docker_hub = self.config.registry_server().is_none_or(|s| {
+            ["docker.io", "index.docker.io", "registry-1.docker.io"].contains(&s.as_str())
+        });
+        if !docker_hub || self.sel.app_hosts.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let query = "docker info --format '{{index .RegistryConfig.Mirrors 0}}'";
+        let answers = join_all(self.sel.app_hosts.iter().map(|h| async move {
+            let out = self.exec_one(h, query, false).await?;
+            let text = format!("{}{}", out.stdout, out.stderr);
+            if out.success() {
+                Ok((
+                    h.clone(),
+                    Some(out.stdout.trim().to_string()).filter(|m| !m.is_empty()),
+                ))
+            } else if text.contains("error calling index: reflect: slice index out of range") {
+                Ok((h.clone(), None))
+            } else {
+                Err(self.failed(h, "docker", &out))
+            }
+        }))
+        .await;
+        let mut seeds: Vec<(String, String)> = Vec::new();
+        let mut errors = Vec::new();
+        for answer in answers {
+            match answer {
+                Ok((host, Some(mirror))) if !seeds.iter().any(|(m, _)| *m == mirror) => {
+                    seeds.push((mirror, host))
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        combine(errors)?;
+        Ok(seeds.into_iter().map(|(_, h)| h).collect())
     }
 
     async fn pull(&self, host: &str) -> std::result::Result<(), HostError> {

@@ -1,0 +1,407 @@
+//! `build push` (reference §5.1): check the local tools, log in to the registry, `pre-build`, prepare
+//! the git clone the image is built from, make sure the builder exists, then build and push with the
+//! output streamed line by line. All of it runs on this machine, before anything touches a server.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use regex::Regex;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use super::Deploy;
+use crate::commands::builder::{
+    docker_arch, local_registry_setup, Builder, Clone, ENSURE_LOCAL_TOOLS,
+};
+use crate::commands::registry;
+use crate::error::{Error, ErrorKind, Result};
+use crate::output::uuid;
+
+/// What a local command left.
+struct Local {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Local {
+    fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// SSHKit's `Command::Failed` text.
+    fn failure(&self, first_word: &str) -> String {
+        let written = |s: &str| {
+            if s.trim().is_empty() {
+                "Nothing written".to_string()
+            } else {
+                s.trim().to_string()
+            }
+        };
+        format!(
+            "{first_word} exit status: {}\n{first_word} stdout: {}\n{first_word} stderr: {}",
+            self.status.unwrap_or(-1),
+            written(&self.stdout),
+            written(&self.stderr)
+        )
+    }
+}
+
+#[derive(Default)]
+struct LocalOptions<'o> {
+    env: Vec<(String, String)>,
+    cwd: Option<&'o Path>,
+    /// The build: shown whatever the verbosity, each line as it arrives.
+    streamed: bool,
+    /// Kamal's `verbosity: :debug` (shown with -v only).
+    debug: bool,
+}
+
+fn git_output(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Deploy<'_> {
+    /// Runs a command line on this machine through `sh -c`, as SSHKit's local backend does.
+    async fn local(&self, shown: &str, command: &str, o: LocalOptions<'_>) -> Result<Local> {
+        let id = uuid();
+        if o.streamed {
+            self.output.build_running(&id, shown);
+        } else {
+            self.output.running(&id, shown, "localhost", o.debug);
+        }
+        let started = Instant::now();
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .envs(o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = o.cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::runtime(format!("Could not run `{shown}`: {e}")))?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let err_task = tokio::spawn(async move {
+            let mut buf = String::new();
+            if let Some(mut e) = stderr {
+                let _ = e.read_to_string(&mut buf).await;
+            }
+            buf
+        });
+        let work = async {
+            let mut out = String::new();
+            if let Some(stdout) = stdout {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if o.streamed {
+                        self.output.build_line(&id, &line);
+                    }
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            (out, child.wait().await)
+        };
+        let (stdout, status) = tokio::select! {
+            r = work => r,
+            _ = self.cancel.cancelled() => {
+                return Err(Error::new(ErrorKind::Interrupted, format!("Interrupted while running `{shown}`")));
+            }
+        };
+        let status = status.map_err(|e| Error::runtime(e.to_string()))?.code();
+        let stderr = err_task.await.unwrap_or_default();
+        let secs = started.elapsed().as_secs_f64();
+        if o.streamed {
+            self.output.build_finished(&id, secs, status);
+        } else {
+            self.output
+                .finished(&id, secs, status, "localhost", o.debug);
+            if !o.debug || self.output.verbosity() == crate::output::Verbosity::Verbose {
+                self.output.debug(&id, &stdout);
+                self.output.debug(&id, &stderr);
+            }
+        }
+        Ok(Local {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// A local command that must succeed (SSHKit's `execute`).
+    async fn execute_local(&self, command: &str) -> Result<Local> {
+        let out = self
+            .local(command, command, LocalOptions::default())
+            .await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(Error::new(
+                ErrorKind::CommandFailed,
+                out.failure(first_word(command)),
+            ))
+        }
+    }
+
+    /// `build push`, then the image is in the registry under `IMG:V` and `IMG:latest[-D]`.
+    pub(super) async fn build_push(&self) -> Result<()> {
+        let c = self.config;
+        let tools = self
+            .local(
+                ENSURE_LOCAL_TOOLS,
+                ENSURE_LOCAL_TOOLS,
+                LocalOptions::default(),
+            )
+            .await?;
+        if !tools.success() {
+            let text = format!("{}{}", tools.stdout, tools.stderr);
+            let message =
+                if text.contains("command not found") || text.contains("docker: not found") {
+                    "Docker is not installed locally"
+                } else {
+                    "Docker buildx plugin is not installed locally"
+                };
+            return Err(Error::new(ErrorKind::Dependency, message));
+        }
+        let remote_builder = c
+            .builder_config()
+            .as_map()
+            .and_then(|b| b.get("remote"))
+            .is_some_and(|r| !r.is_nil());
+        let arch = if remote_builder {
+            let info = self
+                .execute_local("docker info --format '{{.Architecture}}'")
+                .await?;
+            Some(docker_arch(&info.stdout))
+        } else {
+            None
+        };
+        let builder = Builder::new(c, arch.as_deref())?;
+
+        if builder.login_to_registry_locally() {
+            if c.local_registry() {
+                let port = c
+                    .registry_server()
+                    .and_then(|s| s.split(':').nth(1).map(String::from))
+                    .unwrap_or_else(|| "80".into());
+                self.execute_local(&local_registry_setup(&port)).await?;
+            } else {
+                let (user, password) = self.registry_credentials()?;
+                let server = c.registry_server();
+                let login = registry::login(server.as_deref(), &user, &password);
+                let out = self
+                    .local(
+                        &registry::login_redacted(server.as_deref()),
+                        &login,
+                        LocalOptions::default(),
+                    )
+                    .await?;
+                if !out.success() {
+                    return Err(Error::new(ErrorKind::CommandFailed, out.failure("docker")));
+                }
+            }
+        } else if c.local_registry() {
+            return Err(Error::new(
+                ErrorKind::Build,
+                "A local registry with a remote builder needs an SSH port forward to the builder, which kamal_rs does not open yet: push to a registry the builder can reach",
+            ));
+        }
+
+        self.run_hook("pre-build", self.hook_env(&self.sel.hosts, false), false)
+            .await?;
+
+        let root = git_output(&["rev-parse", "--show-toplevel"]);
+        let uncommitted = root
+            .as_ref()
+            .and_then(|_| git_output(&["status", "--porcelain"]))
+            .unwrap_or_default();
+        let build_dir: Option<PathBuf> = match (&root, c.builder_uses_git_clone()) {
+            (Some(root), true) => {
+                if !uncommitted.is_empty() {
+                    self.output.warn(&format!(
+                        "Building from a local git clone, so ignoring these uncommitted changes:\n {uncommitted}"
+                    ));
+                }
+                let pwd = std::env::current_dir().map_err(|e| Error::runtime(e.to_string()))?;
+                let clone = Clone::new(&c.service(), &pwd, Path::new(root), &std::env::temp_dir());
+                self.prepare_clone(&clone).await?;
+                Some(clone.build_directory)
+            }
+            _ => {
+                if !uncommitted.is_empty() {
+                    self.output.warn(&format!(
+                        "Building with uncommitted changes:\n {uncommitted}"
+                    ));
+                }
+                None
+            }
+        };
+
+        if let Some(check) = builder.inspect_builder() {
+            let out = self.local(&check, &check, LocalOptions::default()).await?;
+            if !out.success() {
+                let failure = out.failure(first_word(&check));
+                let missing =
+                    Regex::new("context not found|no builder|no compatible builder|does not exist")
+                        .unwrap();
+                if !missing.is_match(&failure) {
+                    return Err(Error::new(ErrorKind::CommandFailed, failure));
+                }
+                self.output
+                    .warn_line("Missing compatible builder, so creating a new one first");
+                if let Some(remove) = builder.remove() {
+                    if let Err(e) = self.execute_local(&remove).await {
+                        let gone =
+                            Regex::new("context not found|no builder|does not exist").unwrap();
+                        if !gone.is_match(&e.message) {
+                            return Err(e);
+                        }
+                    }
+                }
+                if let Some(create) = builder.create() {
+                    self.execute_local(&create).await?;
+                }
+            }
+        }
+
+        // The Dockerfile is looked for in the app's directory, as Kamal does, even for a clone build.
+        let dockerfile = builder.dockerfile();
+        if !Path::new(&dockerfile).exists() {
+            return Err(Error::new(
+                ErrorKind::Build,
+                format!("Missing {dockerfile}"),
+            ));
+        }
+        let (command, shown) = builder.push("registry", false);
+        let mut env = builder.push_env();
+        for name in builder.secret_names() {
+            env.push((name.clone(), c.secrets.get(&name)?));
+        }
+        let out = self
+            .local(
+                &shown,
+                &command,
+                LocalOptions {
+                    env,
+                    cwd: build_dir.as_deref(),
+                    streamed: true,
+                    debug: false,
+                },
+            )
+            .await?;
+        if !out.success() {
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                out.failure(first_word(&command)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A clean clone of the committed HEAD to build from: cloned once, then reset on later runs; a
+    /// clone that cannot be used is deleted and cloned again, once.
+    async fn prepare_clone(&self, clone: &Clone) -> Result<()> {
+        let attempt = async {
+            match self.clone_repo(clone).await {
+                Ok(()) => {}
+                Err(e)
+                    if e.message
+                        .contains("already exists and is not an empty directory") =>
+                {
+                    self.output.info(&format!(
+                        "Resetting local clone as `{}` already exists...",
+                        clone.build_directory.display()
+                    ));
+                    let revision = git_output(&["rev-parse", "HEAD"]).unwrap_or_default();
+                    for step in clone.reset_steps(&revision) {
+                        self.execute_local(&step).await.map_err(|e| {
+                            Error::new(
+                                ErrorKind::Build,
+                                format!("Failed to clone repo: {}", e.message),
+                            )
+                        })?;
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::Interrupted => return Err(e),
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::Build,
+                        format!("Failed to clone repo: {}", e.message),
+                    ))
+                }
+            }
+            self.validate_clone(clone).await
+        };
+        match attempt.await {
+            Err(e) if e.kind == ErrorKind::Build => {
+                self.output.error(&format!(
+                    "Error preparing clone: {}, deleting and retrying...",
+                    e.message
+                ));
+                let _ = std::fs::remove_dir_all(&clone.clone_directory);
+                self.clone_repo(clone).await?;
+                self.validate_clone(clone).await
+            }
+            other => other,
+        }
+    }
+
+    async fn clone_repo(&self, clone: &Clone) -> Result<()> {
+        self.output.info(&format!(
+            "Cloning repo into build directory `{}`...",
+            clone.build_directory.display()
+        ));
+        std::fs::create_dir_all(&clone.clone_directory)
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        self.execute_local(&clone.clone()).await.map(|_| ())
+    }
+
+    async fn validate_clone(&self, clone: &Clone) -> Result<()> {
+        let dir = clone.build_directory.display();
+        let failed = |e: Error| {
+            Error::new(
+                ErrorKind::Build,
+                format!("Failed to validate clone: {}", e.message),
+            )
+        };
+        let status = self.execute_local(&clone.status()).await.map_err(failed)?;
+        let status = status.stdout.trim();
+        if !status.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Build,
+                format!("Clone in {dir} is dirty, {status}"),
+            ));
+        }
+        let revision = self
+            .execute_local(&clone.revision())
+            .await
+            .map_err(failed)?;
+        let revision = revision.stdout.trim();
+        let expected = git_output(&["rev-parse", "HEAD"]).unwrap_or_default();
+        if revision != expected {
+            return Err(Error::new(
+                ErrorKind::Build,
+                format!("Clone in {dir} is not on the correct revision, expected `{expected}` but got `{revision}`"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn first_word(command: &str) -> &str {
+    command.split_whitespace().next().unwrap_or_default()
+}

@@ -1,0 +1,130 @@
+require "test_helper"
+require "open3"
+require "timeout"
+require "securerandom"
+require_relative "lab_helpers"
+
+# `deploy` / `redeploy` without --skip-push: a real `docker buildx build` (the `docker` driver) on a lab
+# dockerd standing in for the local Docker, pushing to the lab registry, then the rollout to two hosts.
+# The app is a git repo made here, so the clone build, its reset and the version from HEAD are real.
+class BuildTest < Minitest::Test
+  include LabHelpers
+  i_suck_and_my_tests_are_order_dependent!
+
+  HOSTS = %w[10.213.0.11 10.213.0.12].freeze
+  GIT_ENV = { "GIT_AUTHOR_NAME" => "Test", "GIT_AUTHOR_EMAIL" => "test@example.com",
+              "GIT_COMMITTER_NAME" => "Test", "GIT_COMMITTER_EMAIL" => "test@example.com" }.freeze
+
+  def self.app
+    @app ||= begin
+      Lab.up(2, builder: true)
+      dir = Dir.mktmpdir("build-app")
+      Minitest.after_run do
+        Lab.down(quiet: true)
+        FileUtils.rm_rf(dir)
+      end
+      FileUtils.cp_r(File.join(FIXTURES, "build_app", "."), dir)
+      dir
+    end
+  end
+
+  def setup
+    skip "the lab needs root" unless Process.uid.zero?
+    skip "docker buildx is not installed (script/install-buildx)" unless system("docker buildx version", out: File::NULL, err: File::NULL)
+    @app = self.class.app
+  end
+
+  def test_01_deploy_builds_the_committed_tree_pushes_and_rolls_out
+    write("index.html", "app built-1\n")
+    write("nonce", "#{Random.new_seed}\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    write("index.html", "uncommitted\n")
+    sha = git("rev-parse", "HEAD").strip
+
+    Lab.reset_transcripts
+    status, out, lines = kamal_rs("deploy")
+    assert_equal 0, status, out
+    assert_one_connection_per_host(HOSTS)
+    assert_includes out, "Build and push app image...\n"
+    assert_includes out, "Building from a local git clone, so ignoring these uncommitted changes:\n M index.html\n"
+    assert_match %r{Cloning repo into build directory `/tmp/kamal-clones/app-[0-9a-f]{13}/build-app[^/]*`}, out
+    assert_includes out, "Running docker buildx build --output=type=registry --platform linux/amd64 -t 10.213.0.1:5000/app:#{sha} " \
+                         "-t 10.213.0.1:5000/app:latest --label service=\"app\" --build-arg GREETING=[REDACTED] --secret id=\"BUILD_SECRET\" --file Dockerfile . 2>&1 on localhost"
+    refute_includes out, "s3cr3t-build", "a build secret leaked"
+
+    # Streamed: the build's first output line arrived well before its last (the Dockerfile sleeps 1 s between).
+    step1 = lines.find { |t, l| l.include?("DEBUG") && l.include?("echo step1") }&.first
+    finished = lines.find { |t, l| l =~ /Finished in .* on localhost\.$/ && lines.index([ t, l ]) > lines.index { |_, x| x.include?("buildx build") } }&.first
+    assert step1 && finished, out
+    assert_operator finished - step1, :>=, 0.8, "build output arrived only at the end"
+
+    HOSTS.each { |ip| assert_equal "app built-1\n", http_get(ip), "the committed tree is deployed, not the uncommitted change" }
+    assert_equal "app-web-#{sha} running", docker(HOSTS[1], "ps --format '{{.Names}} {{.State}}' --filter label=role=web").strip
+    assert_equal "app\n", docker(HOSTS[0], "image inspect -f '{{ .Config.Labels.service }}' 10.213.0.1:5000/app:#{sha}")
+    assert_equal "secret=s3cr3t-build greeting=hello\n", docker(HOSTS[0], "exec app-web-#{sha} cat /www/built-with")
+    git("checkout", "-q", "index.html")
+  end
+
+  def test_02_redeploy_resets_the_existing_clone_and_builds_the_new_head
+    write("index.html", "app built-2\n")
+    git("commit", "-qam", "second")
+    sha = git("rev-parse", "HEAD").strip
+    status, out, = kamal_rs("redeploy")
+    assert_equal 0, status, out
+    assert_match %r{Resetting local clone as `/tmp/kamal-clones/app-[0-9a-f]{13}/build-app[^`]*` already exists\.\.\.}, out
+    assert_includes out, "git -C /tmp/kamal-clones/"
+    HOSTS.each { |ip| assert_equal "app built-2\n", http_get(ip) }
+    assert_equal "app-web-#{sha} running", docker(HOSTS[0], "ps --format '{{.Names}} {{.State}}' --filter label=role=web").strip
+  end
+
+  def test_03_a_failing_build_touches_no_server_and_never_takes_the_lock
+    File.write(File.join(@app, "Dockerfile"), File.read(File.join(@app, "Dockerfile")) + "COPY no-such-file /www/\n")
+    git("commit", "-qam", "broken")
+    Lab.reset_transcripts
+    status, out, = kamal_rs("deploy")
+    assert_equal 1, status, out
+    assert_match(/ERROR \(KamalRs::CommandFailed\): docker exit status: 1\ndocker stdout: .*no-such-file/m, out)
+    refute_includes out, "Acquiring the deploy lock"
+    HOSTS.each do |ip|
+      assert_empty Lab.transcript(ip).map { |l| l[:command] }, "#{ip} ran commands after a failed build"
+      assert_equal "app built-2\n", http_get(ip)
+    end
+    assert_equal "", remote(HOSTS[0], "ls -d .kamal/lock-app 2>/dev/null").first
+  ensure
+    git("revert", "--no-edit", "HEAD") if @app
+  end
+
+  def test_04_a_missing_dockerfile_fails_before_the_build
+    status, out, = kamal_rs("deploy", env: { "DOCKERFILE" => "Nope.Dockerfile" })
+    assert_equal 1, status, out
+    assert_includes out, "ERROR (KamalRs::BuildError): Missing Nope.Dockerfile"
+    refute_includes out, "Running docker buildx build"
+  end
+
+  private
+    def write(file, content)
+      File.write(File.join(@app, file), content)
+    end
+
+    def git(*args)
+      out, status = Open3.capture2e(GIT_ENV, "git", *args, chdir: @app)
+      assert status.success?, out
+      out
+    end
+
+    # [exit status, output, [[seconds since start, line], ...]]: lines timed as they arrive.
+    def kamal_rs(*args, env: {})
+      full_env = { "RUBYLIB" => File.join(ROOT, "lib"), "DOCKER_HOST" => "unix://#{Lab::BUILDER_SOCKET}" }.merge(env)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      lines = []
+      status = Timeout.timeout(180) do
+        Open3.popen2e(full_env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: @app) do |_in, io, thread|
+          io.each_line { |l| lines << [ Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, l.chomp ] }
+          thread.value
+        end
+      end
+      [ status.exitstatus, lines.map(&:last).join("\n") + "\n", lines ]
+    end
+end

@@ -1,0 +1,27 @@
+require "open3"
+require_relative "lab/lab"
+
+# What the lab-backed tests (deploy, build, Kamal 1.x) share: looking at a host over SSH, as a user would.
+module LabHelpers
+  private
+    def remote(ip, command)
+      out, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", ip, command)
+      [ out, status.exitstatus ]
+    end
+
+    def docker(ip, args)
+      remote(ip, "docker #{args}").first
+    end
+
+    def http_get(ip)
+      out, = Open3.capture2("curl", "-s", "--max-time", "5", "http://#{ip}/")
+      out
+    end
+
+    def assert_one_connection_per_host(hosts)
+      hosts.each do |ip|
+        clients = Lab.transcript(ip).map { |l| l[:client] }.uniq
+        assert_equal 1, clients.size, "#{ip}: #{clients.size} SSH connections in one run"
+      end
+    end
+end
