@@ -87,12 +87,63 @@ fn opens_brace_group(rest: &str) -> bool {
 /// `argumentize(flag, attrs)`: `flag key="escaped"` per pair; `false` gives `key=false`; a blank value
 /// gives the bare key. A list of strings gives each string raw (that is how `--volume` is made).
 pub fn argumentize(flag: &str, attrs: &Value) -> Vec<String> {
+    argumentize_as(flag, attrs, Escaping::V2)
+}
+
+/// Which Kamal's `escape_shell_value` applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escaping {
+    V2,
+    /// Kamal 1.9: the whole value `dump`ed (non-ASCII as `\uXXXX`), then backticks and `$`.
+    V1,
+}
+
+impl Escaping {
+    pub fn escape(self, value: &str) -> String {
+        match self {
+            Escaping::V2 => escape_shell_value(value),
+            Escaping::V1 => escape_shell_value_v1(value),
+        }
+    }
+}
+
+/// Kamal 1.9's `escape_shell_value`: a plain `String#dump` (non-ASCII escaped), then the backtick and
+/// `$` rules of 2.x.
+pub fn escape_shell_value_v1(value: &str) -> String {
+    let mut dumped = String::from("\"");
+    let mut run = String::new();
+    let flush = |dumped: &mut String, run: &mut String| {
+        if !run.is_empty() {
+            let d = ruby_dump(run);
+            dumped.push_str(&d[1..d.len() - 1]);
+            run.clear();
+        }
+    };
+    for ch in value.chars() {
+        if ch.is_ascii() {
+            run.push(ch);
+        } else {
+            flush(&mut dumped, &mut run);
+            let c = ch as u32;
+            if c <= 0xFFFF {
+                dumped.push_str(&format!("\\u{c:04X}"));
+            } else {
+                dumped.push_str(&format!("\\u{{{c:X}}}"));
+            }
+        }
+    }
+    flush(&mut dumped, &mut run);
+    dumped.push('"');
+    escape_dollars(&dumped.replace('`', "\\`"))
+}
+
+pub fn argumentize_as(flag: &str, attrs: &Value, escaping: Escaping) -> Vec<String> {
     let mut out = Vec::new();
     match attrs {
         Value::Map(map) => {
             for (k, v) in map.iter() {
                 out.push(flag.to_string());
-                out.push(argument(&k.to_ruby_s(), v));
+                out.push(argument(&k.to_ruby_s(), v, escaping));
             }
         }
         Value::Seq(items) => {
@@ -110,9 +161,9 @@ pub fn argumentize(flag: &str, attrs: &Value) -> Vec<String> {
     out
 }
 
-fn argument(key: &str, value: &Value) -> String {
+fn argument(key: &str, value: &Value, escaping: Escaping) -> String {
     if value.is_present() {
-        format!("{key}={}", escape_shell_value(&value.to_ruby_s()))
+        format!("{key}={}", escaping.escape(&value.to_ruby_s()))
     } else if matches!(value, Value::Bool(false)) {
         format!("{key}=false")
     } else {
@@ -123,6 +174,14 @@ fn argument(key: &str, value: &Value) -> String {
 /// `optionize(hash)`: `--key "escaped"`, a bare `--key` for `true`, arrays repeat the flag.
 /// With `with = Some("=")`, `--key="escaped"` as one token.
 pub fn optionize(pairs: &[(String, Value)], with: Option<&str>) -> Vec<String> {
+    optionize_as(pairs, with, Escaping::V2)
+}
+
+pub fn optionize_as(
+    pairs: &[(String, Value)],
+    with: Option<&str>,
+    escaping: Escaping,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (key, value) in pairs {
         let values: Vec<&Value> = match value {
@@ -133,13 +192,12 @@ pub fn optionize(pairs: &[(String, Value)], with: Option<&str>) -> Vec<String> {
             match (v, with) {
                 (Value::Bool(true), _) => out.push(format!("--{key}")),
                 (Value::Nil, _) => {}
-                (v, Some(sep)) => out.push(format!(
-                    "--{key}{sep}{}",
-                    escape_shell_value(&v.to_ruby_s())
-                )),
+                (v, Some(sep)) => {
+                    out.push(format!("--{key}{sep}{}", escaping.escape(&v.to_ruby_s())))
+                }
                 (v, None) => {
                     out.push(format!("--{key}"));
-                    out.push(escape_shell_value(&v.to_ruby_s()));
+                    out.push(escaping.escape(&v.to_ruby_s()));
                 }
             }
         }

@@ -178,7 +178,7 @@ impl<'a> App<'a> {
     }
 
     /// Role logging deep-merged over the root logging.
-    fn logging_args(&self) -> Vec<String> {
+    pub fn logging_args(&self) -> Vec<String> {
         let root = self
             .config
             .get("logging")

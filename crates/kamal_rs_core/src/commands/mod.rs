@@ -9,6 +9,7 @@ pub mod lock;
 pub mod proxy;
 pub mod prune;
 pub mod registry;
+pub mod v1;
 
 /// `'...'`-quoting for a value placed inside a single-quoted shell word.
 pub fn single_quote(s: &str) -> String {
