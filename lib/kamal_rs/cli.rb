@@ -7,6 +7,7 @@ module KamalRs
     COMMANDS = {
       "config" => "Show combined config (including secrets!)",
       "deploy" => "Deploy app to servers",
+      "env push" => "Push the env files to the servers (Kamal 1.x configs; their deploys upload none)",
       "help" => "Describe available commands or one specific command",
       "redeploy" => "Deploy app to servers without bootstrapping servers, starting kamal-proxy and pruning",
       "version" => "Show kamal_rs version"
@@ -61,6 +62,16 @@ module KamalRs
         options = parse(argv, with_deploy: command != "config")
         ENV["VERBOSE"] = "1" if options[:verbose]
         send("#{command}_command", options)
+      when "env"
+        sub = argv.shift
+        unless sub == "push"
+          @err.puts %(Could not find command "env #{sub}".)
+          return 1
+        end
+        options = parse(argv, with_deploy: false)
+        keys = KamalRs::OPTION_NAMES + %i[config_file destination version]
+        KamalRs.env_push(**options.slice(*keys))
+        0
       else
         @err.puts %(Could not find command "#{command}".)
         1

@@ -4,7 +4,8 @@ require "yaml"
 
 module KamalRs
   # The resolved deploy config. Ruby reads the files as Kamal does (ERB with trim_mode "-", then YAML
-  # with aliases); the native core merges the destination file, validates and derives every name.
+  # with aliases; for a Kamal 1.x config, `.env` files first and ERB without trim mode, as 1.9); the
+  # native core merges the destination file, validates and derives every name.
   class Configuration
     DEFAULT_CONFIG_FILE = "config/deploy.yml"
 
@@ -14,15 +15,33 @@ module KamalRs
       base = Pathname.new(config_file || DEFAULT_CONFIG_FILE)
       files = [ base ]
       files << base.sub_ext(".#{destination}.yml") if destination
-      trees = files.map { |file| load_file(file) }
+      config = read(files, destination, version, trim_mode: "-")
+      return config unless config.kamal_major == 1
+
+      # Kamal 1.x: `.env` (then `.env.<destination>`) go into ENV first, and its ERB has no trim mode.
+      load_dotenv(destination)
+      read(files, destination, version, trim_mode: nil)
+    end
+
+    def self.read(files, destination, version, trim_mode:)
+      trees = files.map { |file| load_file(file, trim_mode: trim_mode) }
       foreign = []
       new(Native::Configuration.load(trees, destination, version, ENV["VERSION"], foreign), foreign)
     end
 
-    def self.load_file(file)
+    def self.load_file(file, trim_mode: "-")
       raise KamalRs::RuntimeError, "Configuration file not found in #{file}" unless file.exist?
 
-      YAML.unsafe_load(ERB.new(File.read(file), trim_mode: "-").result)
+      YAML.unsafe_load(ERB.new(File.read(file), trim_mode: trim_mode).result)
+    end
+
+    # Dotenv.overload: each file's values replace what ENV has.
+    def self.load_dotenv(destination)
+      [ ".env", (".env.#{destination}" if destination) ].compact.each do |file|
+        next unless File.exist?(file)
+
+        Native.parse_dotenv(File.read(file)).each { |key, value| ENV[key] = value }
+      end
     end
 
     # `foreign` holds the Ruby objects (dates...) the native model keeps opaque.

@@ -40,7 +40,14 @@ module KamalRs
     run_deploy(redeploy: true, **options)
   end
 
-  def self.run_deploy(redeploy:, config_file: nil, destination: nil, version: nil, **options)
+  # `kamal env push` for a Kamal 1.x config (its deploys upload no env files): each role's env file,
+  # mode 400, on its hosts, and Traefik's. Options: config_file:, destination:, hosts:, roles:,
+  # skip_hooks:, verbose:, quiet:, lock_wait:...
+  def self.env_push(**options)
+    run_deploy(redeploy: false, env_push: true, skip_push: true, **options)
+  end
+
+  def self.run_deploy(redeploy:, env_push: false, config_file: nil, destination: nil, version: nil, **options)
     unknown = options.keys - OPTION_NAMES
     raise ::ArgumentError, "unknown option#{"s" if unknown.size > 1}: #{unknown.join(", ")}" if unknown.any?
 
@@ -50,6 +57,7 @@ module KamalRs
     native_options["lock_wait_interval"] &&= native_options["lock_wait_interval"].to_f
     native_options["command_timeout"] &&= native_options["command_timeout"].to_f
     native_options["redeploy"] = redeploy
+    native_options["env_push"] = env_push
     native_options["terminal"] = $stdout.tty? && !options[:quiet]
     $stdout.flush
     report = run_native { config.native.deploy(native_options) }

@@ -40,6 +40,8 @@ module Lab
     "#{APP_SERVICE}:v2" => { kind: :app, version: "v2", healthy: true },
     "#{APP_SERVICE}:unhealthy" => { kind: :app, version: "unhealthy", healthy: false },
     "basecamp/kamal-proxy:v0.9.2" => { kind: :kamal_proxy },
+    # What Kamal 1.9.3 boots by default (Docker Hub's `traefik`, reached through the registry mirror).
+    "library/traefik:v2.11" => { kind: :traefik },
     "library/busybox:latest" => { kind: :busybox }
   }.freeze
 
@@ -214,6 +216,7 @@ module Lab
   # would rewrite the machine's iptables) and pushes them, unless the registry already has this build.
   def ensure_images(state)
     stamp = Digest::SHA256.hexdigest([ IMAGES.to_a.inspect, File.binread(File.join(TOOLS_BIN, "kamal-proxy")),
+                                       File.binread(File.join(TOOLS_BIN, "traefik")),
                                        File.read(__FILE__)[/def build_rootfs_tar.*?\n  end\n/m] ].join)
     stamp_file = File.join(CACHE, "images.stamp")
     return if File.exist?(stamp_file) && File.read(stamp_file) == stamp && registry_has_images?
@@ -284,6 +287,8 @@ module Lab
       [ %(CMD ["kamal-proxy", "run"]), "ENV PATH=/usr/local/bin:/bin", "EXPOSE 80", "EXPOSE 443" ]
     when :busybox
       [ %(CMD ["sh"]), "ENV PATH=/bin" ]
+    when :traefik
+      [ %(ENTRYPOINT ["/usr/local/bin/traefik"]), "ENV PATH=/usr/local/bin:/bin", "EXPOSE 80" ]
     end
   end
 
@@ -310,6 +315,18 @@ module Lab
         wait $child
       SH
       File.chmod(0o755, File.join(root, "bin", "start"))
+      # Kamal 1.x's default health check runs `curl -f http://localhost:<port>/up`: busybox wget does it.
+      File.write(File.join(root, "bin", "curl"), <<~SH)
+        #!/bin/sh
+        # Test stand-in for curl: fetches the last argument that is not an option, fails on HTTP errors.
+        for arg; do case "$arg" in -*) ;; *) url=$arg ;; esac; done
+        exec wget -q -O - "$url"
+      SH
+      File.chmod(0o755, File.join(root, "bin", "curl"))
+    when :traefik
+      bin = File.join(root, "usr", "local", "bin")
+      FileUtils.mkdir_p(bin)
+      FileUtils.cp(File.join(TOOLS_BIN, "traefik"), bin)
     when :kamal_proxy
       bin = File.join(root, "usr", "local", "bin")
       FileUtils.mkdir_p([ bin, File.join(root, "home", "kamal-proxy", ".config", "kamal-proxy") ])

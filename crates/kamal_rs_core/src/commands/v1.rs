@@ -408,6 +408,11 @@ pub fn lock_acquire(service_and_destination: &str, details_text: &str) -> String
     )
 }
 
+pub fn lock_status(service_and_destination: &str) -> String {
+    let dir = lock_dir(service_and_destination);
+    format!("stat {dir} > /dev/null && cat {dir}/details | base64 -d")
+}
+
 pub fn lock_release(service_and_destination: &str) -> String {
     let dir = lock_dir(service_and_destination);
     format!("rm {dir}/details && rm -r {dir}")

@@ -86,6 +86,28 @@ pub fn env_file(values: &[(String, String)]) -> String {
     out
 }
 
+/// Kamal 1.9's `EnvFile`: the same, except that `\#` stays escaped.
+pub fn env_file_v1(values: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (k, v) in values {
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&crate::shell::map_ascii_runs(
+            v,
+            |run| {
+                let dumped = crate::shell::ruby_dump(run);
+                dumped[1..dumped.len() - 1].replace("\\\"", "\"")
+            },
+            false,
+        ));
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
 fn escape_env_file_value(value: &str) -> String {
     crate::shell::map_ascii_runs(
         value,

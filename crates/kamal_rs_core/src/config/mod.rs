@@ -93,6 +93,11 @@ impl Configuration {
             validator::Validator::root().validate_fields(&Value::map(raw.clone()), schema::ROOT)?;
         }
         let roles = build_roles(&raw, major)?;
+        let secrets = if major == KamalMajor::V1 {
+            Secrets::from_env(v1::secret_keys(&raw))
+        } else {
+            secrets
+        };
         let mut config = Configuration {
             raw,
             destination: options.destination,

@@ -85,3 +85,50 @@ pub fn healthcheck(config: &Configuration) -> Value {
     }
     Value::map(merged)
 }
+
+/// Every name a 1.x config reads from ENV: `env.secret` (root, roles, tags, Traefik's) and the registry
+/// credentials given as `[NAME]`.
+pub fn secret_keys(raw: &Map) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut add = |v: Option<&Value>| {
+        for k in v.and_then(Value::as_seq).unwrap_or_default() {
+            let k = k.to_ruby_s();
+            let k = k.split_once(':').map(|(_, s)| s.to_string()).unwrap_or(k);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    };
+    let env_secret = |env: Option<&Value>| {
+        env.and_then(Value::as_map)
+            .and_then(|e| e.get("secret"))
+            .cloned()
+    };
+    add(env_secret(raw.get("env")).as_ref());
+    if let Some(tags) = raw
+        .get("env")
+        .and_then(Value::as_map)
+        .and_then(|e| e.get("tags"))
+        .and_then(Value::as_map)
+    {
+        for (_, t) in tags.iter() {
+            add(env_secret(Some(t)).as_ref());
+        }
+    }
+    if let Some(roles) = raw.get("servers").and_then(Value::as_map) {
+        for (_, r) in roles.iter() {
+            add(env_secret(r.as_map().and_then(|r| r.get("env"))).as_ref());
+        }
+    }
+    add(env_secret(
+        raw.get("traefik")
+            .and_then(Value::as_map)
+            .and_then(|t| t.get("env")),
+    )
+    .as_ref());
+    if let Some(registry) = raw.get("registry").and_then(Value::as_map) {
+        add(registry.get("username"));
+        add(registry.get("password"));
+    }
+    keys
+}

@@ -16,6 +16,7 @@ mod build;
 pub mod cancel;
 pub mod commander;
 pub mod hooks;
+mod v1;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +56,8 @@ pub struct DeployOptions {
     pub lock_wait_interval: f64,
     /// A remote command that takes longer fails its host.
     pub command_timeout: Duration,
+    /// `env push` (Kamal 1.x) instead of a deploy.
+    pub env_push: bool,
 }
 
 impl Default for DeployOptions {
@@ -72,6 +75,7 @@ impl Default for DeployOptions {
             lock_wait_timeout: 900.0,
             lock_wait_interval: 15.0,
             command_timeout: Duration::from_secs(600),
+            env_push: false,
         }
     }
 }
@@ -224,6 +228,8 @@ struct Deploy<'a> {
     failed: AtomicBool,
     barrier: Barrier,
     run_dir: RunDir,
+    /// Kamal 1.x: 32 hex digits naming this run's cord directories.
+    run_id: String,
 }
 
 impl<'a> Deploy<'a> {
@@ -233,10 +239,14 @@ impl<'a> Deploy<'a> {
         cancel: Arc<Cancel>,
         started: Instant,
     ) -> Result<Deploy<'a>> {
-        if config.major == KamalMajor::V1 {
-            return Err(Error::config("This is a Kamal 1.x (Traefik) config: kamal_rs deploys Kamal 2 configs only for now"));
+        if options.env_push && config.major != KamalMajor::V1 {
+            return Err(Error::argument("`env push` is for Kamal 1.x configs: Kamal 2 deploys upload the env files themselves"));
         }
-        let version = config.version()?;
+        // `env push` needs no version; the lock's details show one when there is one.
+        let version = match config.version() {
+            Err(_) if options.env_push => "unknown".to_string(),
+            v => v?,
+        };
         let sel = Selection::new(
             config,
             options.hosts.as_deref(),
@@ -281,6 +291,7 @@ impl<'a> Deploy<'a> {
             barrier: watch::channel(None).0,
             options,
             run_dir,
+            run_id: random_hex(16),
         })
     }
 
@@ -361,6 +372,13 @@ impl<'a> Deploy<'a> {
                 roles,
                 error: None,
             });
+        }
+        if self.config.major == KamalMajor::V1 {
+            return if self.options.env_push {
+                self.env_push_steps().await
+            } else {
+                self.steps_v1().await
+            };
         }
         self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
             .await?;
@@ -501,6 +519,11 @@ impl<'a> Deploy<'a> {
         }
         if let Some(roles) = &self.sel.specific_roles {
             env.push(("KAMAL_ROLES".into(), roles.join(",")));
+        }
+        if c.major == KamalMajor::V1 {
+            // 1.9's hooks get neither KAMAL_SERVICE nor KAMAL_LOCK.
+            env.retain(|(k, _)| k != "KAMAL_SERVICE");
+            return env;
         }
         env.push((
             "KAMAL_LOCK".into(),
@@ -926,14 +949,19 @@ impl<'a> Deploy<'a> {
                 &self.version,
                 "Automatic deploy lock",
             );
-            let command = format!("mkdir -p .kamal && {}", lock::acquire(&sd, &details));
+            let (prep, acquire) = if self.config.major == KamalMajor::V1 {
+                (
+                    "mkdir -p .kamal && mkdir -p .kamal/locks",
+                    crate::commands::v1::lock_acquire(&sd, &details),
+                )
+            } else {
+                ("mkdir -p .kamal", lock::acquire(&sd, &details))
+            };
+            let command = format!("{prep} && {acquire}");
             let out = self
                 .exec(
                     &host,
-                    &[
-                        ("mkdir -p .kamal".into(), false),
-                        (lock::acquire(&sd, &details), true),
-                    ],
+                    &[(prep.into(), false), (acquire, true)],
                     &command,
                     Stdin::None,
                     &mut |_| {},
@@ -949,8 +977,13 @@ impl<'a> Deploy<'a> {
             {
                 return Err(to_error(self.failed(&host, "mkdir", &out)));
             }
+            let status_cmd = if self.config.major == KamalMajor::V1 {
+                crate::commands::v1::lock_status(&sd)
+            } else {
+                lock::status(&sd)
+            };
             let status = self
-                .exec_one(&host, &lock::status(&sd), false)
+                .exec_one(&host, &status_cmd, false)
                 .await
                 .map_err(to_error)?
                 .stdout;
@@ -999,8 +1032,13 @@ impl<'a> Deploy<'a> {
     async fn release_lock(&self) -> Result<()> {
         let sd = self.config.service_and_destination();
         let host = self.sel.primary_host.clone();
+        let release = if self.config.major == KamalMajor::V1 {
+            crate::commands::v1::lock_release(&sd)
+        } else {
+            lock::release(&sd)
+        };
         let out = self
-            .exec_one(&host, &lock::release(&sd), true)
+            .exec_one(&host, &release, true)
             .await
             .map_err(to_error)?;
         if !out.success() {
@@ -1090,13 +1128,26 @@ impl<'a> Deploy<'a> {
     /// Boot groups one after the other; within a group every host boots at once, its roles in order.
     async fn boot_groups(&self) -> Result<()> {
         let groups = self.sel.boot_groups(self.config);
-        let wait = self.config.boot_setting("wait").and_then(Value::as_int);
+        let mut wait = self.config.boot_setting("wait").and_then(Value::as_int);
+        // Kamal 1.9's group runner waits 2 s between groups when only `limit` is given.
+        if self.config.major == KamalMajor::V1
+            && wait.is_none()
+            && self.config.boot_setting("limit").is_some()
+        {
+            wait = Some(2);
+        }
         for group in &groups {
             self.checkpoint()?;
+            // Kamal 1.9 has no app-boot hooks.
+            let hooks = self.config.major == KamalMajor::V2;
             let env = self.hook_env(group, false);
-            self.run_hook("pre-app-boot", env.clone(), false).await?;
+            if hooks {
+                self.run_hook("pre-app-boot", env.clone(), false).await?;
+            }
             self.on_hosts(group, |h| self.boot_host(h)).await?;
-            self.run_hook("post-app-boot", env, false).await?;
+            if hooks {
+                self.run_hook("post-app-boot", env, false).await?;
+            }
             // Kamal sleeps `boot.wait` after every group, the last one included (reference §3.2).
             if let Some(secs) = wait.filter(|w| *w > 0) {
                 self.cancel.sleep(Duration::from_secs(secs as u64)).await;
@@ -1107,10 +1158,11 @@ impl<'a> Deploy<'a> {
 
     async fn boot_host(&self, host: &str) -> std::result::Result<(), HostError> {
         let roles = self.sel.roles_on(self.config, host);
-        let parallel = self
-            .config
-            .boot_setting("parallel_roles")
-            .is_some_and(Value::truthy);
+        let parallel = self.config.major == KamalMajor::V2
+            && self
+                .config
+                .boot_setting("parallel_roles")
+                .is_some_and(Value::truthy);
         let result = if parallel {
             let results = join_all(roles.iter().map(|r| self.boot_role(host, r))).await;
             results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
@@ -1179,6 +1231,9 @@ impl<'a> Deploy<'a> {
                 "First {primary} container is healthy, booting {} on {host}...",
                 role.name
             ));
+        }
+        if self.config.major == KamalMajor::V1 {
+            return self.boot_role_v1(host, role).await;
         }
         self.output
             .progress(host, &format!("booting {} {}", role.name, self.version));

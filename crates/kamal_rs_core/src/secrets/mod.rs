@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 pub use dotenv::{CommandSubstitution, ShellCommand};
 
 pub struct Secrets {
+    /// Kamal 1.x: secrets are environment variables (its `.env` files were loaded into ENV), and these
+    /// are the names the config refers to.
+    env_keys: Option<Vec<String>>,
     filenames: Vec<String>,
     commands: Arc<dyn CommandSubstitution + Send + Sync>,
     loaded: Mutex<Option<Vec<(String, String)>>>,
@@ -36,8 +39,19 @@ impl Secrets {
             None => secrets_path.to_string(),
         };
         Secrets {
+            env_keys: None,
             filenames: vec![format!("{secrets_path}-common"), main],
             commands,
+            loaded: Mutex::new(None),
+        }
+    }
+
+    /// Kamal 1.x's: `ENV.fetch(key)` for the `keys` its config names.
+    pub fn from_env(keys: Vec<String>) -> Self {
+        Secrets {
+            env_keys: Some(keys),
+            filenames: Vec::new(),
+            commands: Arc::new(ShellCommand),
             loaded: Mutex::new(None),
         }
     }
@@ -53,6 +67,13 @@ impl Secrets {
 
     fn with_loaded<T>(&self, f: impl FnOnce(&[(String, String)]) -> T) -> Result<T> {
         let mut guard = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let (None, Some(keys)) = (guard.as_ref(), &self.env_keys) {
+            *guard = Some(
+                keys.iter()
+                    .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+                    .collect(),
+            );
+        }
         if guard.is_none() {
             let env = |name: &str| std::env::var(name).ok();
             let mut all: Vec<(String, String)> = Vec::new();
@@ -82,6 +103,10 @@ impl Secrets {
             self.with_loaded(|all| all.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))?
         {
             return Ok(value);
+        }
+        if self.env_keys.is_some() {
+            return std::env::var(key)
+                .map_err(|_| Error::config(format!("key not found: \"{key}\"")));
         }
         let files = self.files();
         Err(Error::config(if files.is_empty() {

@@ -21,6 +21,8 @@ use crate::helpers::nogvl::nogvl;
 #[serde(default)]
 pub struct RubyOptions {
     redeploy: bool,
+    #[serde(default)]
+    env_push: bool,
     skip_push: bool,
     hosts: Option<String>,
     roles: Option<String>,
@@ -96,6 +98,7 @@ pub fn deploy(
         lock_wait_timeout: opts.lock_wait_timeout.unwrap_or(900.0),
         lock_wait_interval: opts.lock_wait_interval.unwrap_or(15.0),
         command_timeout: Duration::from_secs_f64(opts.command_timeout.unwrap_or(600.0)),
+        env_push: opts.env_push,
     };
     let cancel = Arc::new(Cancel::default());
     let waiter = Waiter::default();

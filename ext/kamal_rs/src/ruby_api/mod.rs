@@ -12,6 +12,19 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
         "kamal_version",
         function!(|| kamal_rs_core::KAMAL_VERSION, 0),
     )?;
+    // Kamal 1.x loads `.env` files into ENV before its config's ERB runs: Ruby does the loading (ENV
+    // is Ruby's), with the same dotenv rules as `.kamal/secrets`.
+    native.define_singleton_method("parse_dotenv", function!(parse_dotenv, 1))?;
     config::init(ruby, &native)?;
     Ok(())
+}
+
+fn parse_dotenv(ruby: &Ruby, text: String) -> Result<Vec<(String, String)>, Error> {
+    let env = |name: &str| std::env::var(name).ok();
+    kamal_rs_core::secrets::dotenv::parse(
+        &text,
+        &env,
+        &kamal_rs_core::secrets::dotenv::ShellCommand,
+    )
+    .map_err(|e| errors::to_ruby(ruby, e))
 }
