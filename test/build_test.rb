@@ -103,24 +103,57 @@ class BuildTest < Minitest::Test
     refute_includes out, "Running docker buildx build"
   end
 
+  def test_05_a_kamal_1x_app_builds_with_1_9s_native_builder
+    dir = Dir.mktmpdir("build-app-v1")
+    File.write(File.join(dir, "Dockerfile"), "FROM 10.213.0.1:5000/app:v1\nCOPY index.html /www/index.html\n")
+    File.write(File.join(dir, "index.html"), "app 1.x built\n")
+    File.write(File.join(dir, ".env"), "KAMAL_REGISTRY_PASSWORD=lab\n")
+    FileUtils.mkdir_p(File.join(dir, "config"))
+    File.write(File.join(dir, "config", "deploy.yml"), <<~YAML)
+      service: app1
+      image: app
+      servers: [ #{HOSTS.join(", ")} ]
+      registry: { server: 10.213.0.1:5000, username: lab, password: [ KAMAL_REGISTRY_PASSWORD ] }
+      builder: { multiarch: false }
+      healthcheck: { port: 80 }
+      traefik: { host_port: 8080 }
+      ssh: { keys: [ #{Lab::KEY} ], config: #{Lab::SSH_CONFIG} }
+    YAML
+    [ %w[init -q], %w[add -A], %w[commit -qm one] ].each { |a| git(*a, dir: dir) }
+    sha = git("rev-parse", "HEAD", dir: dir).strip
+    status, out, = kamal_rs("env", "push", dir: dir)
+    assert_equal 0, status, out
+    status, out, = kamal_rs("deploy", dir: dir)
+    assert_equal 0, status, out
+    assert_includes out, "Running docker build -t 10.213.0.1:5000/app:#{sha} -t 10.213.0.1:5000/app:latest --label service=\"app1\" --file Dockerfile . " \
+                         "&& docker push 10.213.0.1:5000/app:#{sha} && docker push 10.213.0.1:5000/app:latest on localhost"
+    HOSTS.each do |ip|
+      out, = Open3.capture2("curl", "-s", "--max-time", "5", "http://#{ip}:8080/")
+      assert_equal "app 1.x built\n", out
+    end
+  ensure
+    HOSTS.each { |ip| remote(ip, "docker rm -f traefik $(docker ps -aq --filter label=service=app1) >/dev/null 2>&1") } if dir
+    FileUtils.rm_rf(dir) if dir
+  end
+
   private
     def write(file, content)
       File.write(File.join(@app, file), content)
     end
 
-    def git(*args)
-      out, status = Open3.capture2e(GIT_ENV, "git", *args, chdir: @app)
+    def git(*args, dir: @app)
+      out, status = Open3.capture2e(GIT_ENV, "git", *args, chdir: dir)
       assert status.success?, out
       out
     end
 
     # [exit status, output, [[seconds since start, line], ...]]: lines timed as they arrive.
-    def kamal_rs(*args, env: {})
+    def kamal_rs(*args, env: {}, dir: @app)
       full_env = { "RUBYLIB" => File.join(ROOT, "lib"), "DOCKER_HOST" => "unix://#{Lab::BUILDER_SOCKET}" }.merge(env)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       lines = []
       status = Timeout.timeout(180) do
-        Open3.popen2e(full_env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: @app) do |_in, io, thread|
+        Open3.popen2e(full_env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: dir) do |_in, io, thread|
           io.each_line { |l| lines << [ Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, l.chomp ] }
           thread.value
         end

@@ -517,6 +517,8 @@ pub struct Clone {
     /// `Dir.tmpdir/kamal-clones/<service>-<13 hex of sha256(pwd)>`.
     pub clone_directory: PathBuf,
     pub build_directory: PathBuf,
+    /// Kamal 1.9: the root is not shell-escaped, and the reset has no `gc`.
+    pub v1: bool,
 }
 
 impl Clone {
@@ -543,6 +545,7 @@ impl Clone {
             root: root.to_path_buf(),
             clone_directory,
             build_directory,
+            v1: false,
         }
     }
 
@@ -551,7 +554,11 @@ impl Clone {
     }
 
     fn escaped_root(&self) -> String {
-        shellescape(&self.root.to_string_lossy())
+        if self.v1 {
+            self.root.to_string_lossy().to_string()
+        } else {
+            shellescape(&self.root.to_string_lossy())
+        }
     }
 
     pub fn clone(&self) -> String {
@@ -563,14 +570,17 @@ impl Clone {
 
     pub fn reset_steps(&self, revision: &str) -> Vec<String> {
         let b = &self.build_directory;
-        vec![
+        let mut steps = vec![
             Self::git(b, &format!("remote set-url origin {}", self.escaped_root())),
             Self::git(b, "fetch origin"),
             Self::git(b, &format!("reset --hard {revision}")),
             Self::git(b, "clean -fdx"),
             Self::git(b, "submodule update --init"),
-            Self::git(b, "gc --auto --quiet"),
-        ]
+        ];
+        if !self.v1 {
+            steps.push(Self::git(b, "gc --auto --quiet"));
+        }
+        steps
     }
 
     pub fn status(&self) -> String {

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auditor;
 pub mod builder;
+pub mod builder_v1;
 pub mod lock;
 pub mod proxy;
 pub mod prune;

@@ -13,6 +13,7 @@ use super::Deploy;
 use crate::commands::builder::{
     docker_arch, local_registry_setup, Builder, Clone, ENSURE_LOCAL_TOOLS,
 };
+use crate::commands::builder_v1::BuilderV1;
 use crate::commands::registry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::uuid;
@@ -142,6 +143,19 @@ impl Deploy<'_> {
         })
     }
 
+    /// A local command that must succeed, logged as `shown` (which hides what must not be printed).
+    pub(super) async fn run_local_checked(&self, shown: &str, command: &str) -> Result<()> {
+        let out = self.local(shown, command, LocalOptions::default()).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::CommandFailed,
+                out.failure(first_word(command)),
+            ))
+        }
+    }
+
     /// A local command that must succeed (SSHKit's `execute`).
     async fn execute_local(&self, command: &str) -> Result<Local> {
         let out = self
@@ -159,6 +173,9 @@ impl Deploy<'_> {
 
     /// `build push`, then the image is in the registry under `IMG:V` and `IMG:latest[-D]`.
     pub(super) async fn build_push(&self) -> Result<()> {
+        if self.config.major == crate::config::KamalMajor::V1 {
+            return self.build_push_v1().await;
+        }
         let c = self.config;
         let tools = self
             .local(
@@ -224,32 +241,7 @@ impl Deploy<'_> {
         self.run_hook("pre-build", self.hook_env(&self.sel.hosts, false), false)
             .await?;
 
-        let root = git_output(&["rev-parse", "--show-toplevel"]);
-        let uncommitted = root
-            .as_ref()
-            .and_then(|_| git_output(&["status", "--porcelain"]))
-            .unwrap_or_default();
-        let build_dir: Option<PathBuf> = match (&root, c.builder_uses_git_clone()) {
-            (Some(root), true) => {
-                if !uncommitted.is_empty() {
-                    self.output.warn(&format!(
-                        "Building from a local git clone, so ignoring these uncommitted changes:\n {uncommitted}"
-                    ));
-                }
-                let pwd = std::env::current_dir().map_err(|e| Error::runtime(e.to_string()))?;
-                let clone = Clone::new(&c.service(), &pwd, Path::new(root), &std::env::temp_dir());
-                self.prepare_clone(&clone).await?;
-                Some(clone.build_directory)
-            }
-            _ => {
-                if !uncommitted.is_empty() {
-                    self.output.warn(&format!(
-                        "Building with uncommitted changes:\n {uncommitted}"
-                    ));
-                }
-                None
-            }
-        };
+        let build_dir = self.prepare_build_directory(false).await?;
 
         if let Some(check) = builder.inspect_builder() {
             let out = self.local(&check, &check, LocalOptions::default()).await?;
@@ -308,6 +300,99 @@ impl Deploy<'_> {
                 ErrorKind::CommandFailed,
                 out.failure(first_word(&command)),
             ));
+        }
+        Ok(())
+    }
+
+    /// The directory the build runs in: a clean clone of HEAD unless `builder.context` is set (then
+    /// the working tree), with Kamal's warnings about uncommitted changes.
+    async fn prepare_build_directory(&self, v1: bool) -> Result<Option<PathBuf>> {
+        let c = self.config;
+        let root = git_output(&["rev-parse", "--show-toplevel"]);
+        let uncommitted = root
+            .as_ref()
+            .and_then(|_| git_output(&["status", "--porcelain"]))
+            .unwrap_or_default();
+        match (&root, c.builder_uses_git_clone()) {
+            (Some(root), true) => {
+                if !uncommitted.is_empty() {
+                    self.output.warn(&format!(
+                        "Building from a local git clone, so ignoring these uncommitted changes:\n {uncommitted}"
+                    ));
+                }
+                let pwd = std::env::current_dir().map_err(|e| Error::runtime(e.to_string()))?;
+                let mut clone =
+                    Clone::new(&c.service(), &pwd, Path::new(root), &std::env::temp_dir());
+                clone.v1 = v1;
+                self.prepare_clone(&clone).await?;
+                Ok(Some(clone.build_directory))
+            }
+            _ => {
+                if !uncommitted.is_empty() {
+                    self.output.warn(&format!(
+                        "Building with uncommitted changes:\n {uncommitted}"
+                    ));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Kamal 1.9's `build push` (reference §5.3): its builders, no `--output`, and the login already
+    /// done by the deploy's first step.
+    async fn build_push_v1(&self) -> Result<()> {
+        let c = self.config;
+        let builder = BuilderV1::new(c)?;
+        let tools = builder.ensure_local_tools();
+        let out = self.local(tools, tools, LocalOptions::default()).await?;
+        if !out.success() {
+            let text = format!("{}{}", out.stdout, out.stderr);
+            let message = if text.contains("buildx") {
+                "Docker buildx plugin is not installed locally"
+            } else {
+                "Docker is not installed locally"
+            };
+            return Err(Error::new(ErrorKind::Dependency, message));
+        }
+        self.run_hook("pre-build", self.hook_env(&self.sel.hosts, false), false)
+            .await?;
+        let build_dir = self.prepare_build_directory(true).await?;
+        if let Some(check) = builder.inspect_builder() {
+            let out = self.local(&check, &check, LocalOptions::default()).await?;
+            if !out.success() {
+                self.output
+                    .warn_line("Missing compatible builder, so creating a new one first");
+                if let Some(create) = builder.create() {
+                    self.execute_local(&create).await?;
+                }
+            }
+        }
+        let dockerfile = builder.dockerfile();
+        if !Path::new(&dockerfile).exists() {
+            return Err(Error::new(
+                ErrorKind::Build,
+                format!("Missing {dockerfile}"),
+            ));
+        }
+        let (command, shown) = builder.push();
+        let mut env = Vec::new();
+        for name in builder.secret_names() {
+            env.push((name.clone(), c.secrets.get(&name)?));
+        }
+        let out = self
+            .local(
+                &shown,
+                &command,
+                LocalOptions {
+                    env,
+                    cwd: build_dir.as_deref(),
+                    streamed: true,
+                    debug: false,
+                },
+            )
+            .await?;
+        if !out.success() {
+            return Err(Error::new(ErrorKind::CommandFailed, out.failure("docker")));
         }
         Ok(())
     }

@@ -71,19 +71,25 @@ impl<'a> Deploy<'a> {
                 role.name
             )));
         }
-        if !self.options.skip_push {
-            return Err(Error::runtime(
-                "Building a Kamal 1.x app's image is not supported by kamal_rs yet: build and push it, then deploy with --skip-push (-P) and --version",
-            ));
-        }
         let deploy = !self.options.redeploy;
         self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
             .await?;
         if deploy {
+            // Locally (unless -P), then on every host with the pull.
             self.output.say("Log into image registry...");
+            if !self.options.skip_push {
+                self.login_locally().await?;
+            }
         }
-        self.connect_all().await?;
-        self.output.say("Pull app image...");
+        if self.options.skip_push {
+            self.connect_all().await?;
+            self.output.say("Pull app image...");
+        } else {
+            self.output.say("Build and push app image...");
+            let (built, connected) = tokio::join!(self.build_push(), self.connect_all());
+            built?;
+            connected?;
+        }
         self.touched.store(true, Ordering::SeqCst);
         self.pull_all_v1().await?;
         self.checkpoint()?;
@@ -110,6 +116,14 @@ impl<'a> Deploy<'a> {
             .await?;
         self.output.say("Releasing the deploy lock...");
         self.release_lock().await
+    }
+
+    async fn login_locally(&self) -> Result<()> {
+        let (user, password) = self.registry_credentials()?;
+        let server = self.config.registry_server();
+        let login = registry::login(server.as_deref(), &user, &password);
+        self.run_local_checked(&registry::login_redacted(server.as_deref()), &login)
+            .await
     }
 
     fn readiness_delay(&self) -> i64 {
@@ -183,7 +197,6 @@ impl<'a> Deploy<'a> {
             c.service()
         );
         shown.push((audit.clone(), true));
-        shown.push((format!("docker image rm --force {image}"), false));
         shown.push((format!("docker pull {image}"), false));
         shown.push((label_check.clone(), false));
         shown.push(("mkdir -p .kamal".into(), false));

@@ -1,0 +1,364 @@
+//! Kamal 1.9's builders (reference §5.3): native (`docker build` then two `docker push`), native cached,
+//! native remote, multiarch and multiarch remote (`docker buildx build --push`). 1.9's option order puts
+//! the tags first and has no `--output` and no `2>&1`.
+
+use crate::config::Configuration;
+use crate::error::Result;
+use crate::shell::{argumentize_as, Escaping};
+use crate::value::{Map, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindV1 {
+    Native,
+    NativeCached,
+    NativeRemote,
+    Multiarch,
+    MultiarchRemote,
+}
+
+pub struct BuilderV1 {
+    pub kind: KindV1,
+    service: String,
+    repository: String,
+    server: Option<String>,
+    image: String,
+    version: String,
+    latest_tag: String,
+    cfg: Map,
+}
+
+impl BuilderV1 {
+    pub fn new(config: &Configuration) -> Result<BuilderV1> {
+        let cfg = config
+            .builder_config()
+            .as_map()
+            .cloned()
+            .unwrap_or_default();
+        let multiarch = !matches!(cfg.get("multiarch"), Some(Value::Bool(false)));
+        let cached = cfg.get("cache").is_some_and(Value::truthy);
+        let remote = cfg.get("remote").is_some_and(Value::truthy);
+        let local = cfg.get("local").is_some_and(Value::truthy);
+        let kind = match (multiarch, cached, remote, local) {
+            (false, false, _, _) => KindV1::Native,
+            (false, true, _, _) => KindV1::NativeCached,
+            (true, _, true, false) => KindV1::NativeRemote,
+            (true, _, true, true) => KindV1::MultiarchRemote,
+            (true, _, false, _) => KindV1::Multiarch,
+        };
+        Ok(BuilderV1 {
+            kind,
+            service: config.service(),
+            repository: config.repository(),
+            server: config.registry_server(),
+            image: config.image().unwrap_or_default(),
+            version: config.version()?,
+            latest_tag: config.latest_tag(),
+            cfg,
+        })
+    }
+
+    fn section(&self, key: &str) -> Map {
+        self.cfg
+            .get(key)
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn arch_of(&self, key: &str) -> Option<String> {
+        self.section(key)
+            .get("arch")
+            .filter(|v| !v.is_nil())
+            .map(Value::to_ruby_s)
+    }
+
+    fn host_of(&self, key: &str) -> String {
+        self.section(key)
+            .get("host")
+            .map(Value::to_ruby_s)
+            .unwrap_or_default()
+    }
+
+    /// `docker` alone for the native builder, buildx too for the others.
+    pub fn ensure_local_tools(&self) -> &'static str {
+        if self.kind == KindV1::Native {
+            "docker --version"
+        } else {
+            "docker --version && docker buildx version"
+        }
+    }
+
+    pub fn name(&self) -> Option<String> {
+        let s = &self.service;
+        match self.kind {
+            KindV1::Native => None,
+            KindV1::NativeCached => Some(format!("kamal-{s}-native-cached")),
+            KindV1::NativeRemote => Some(format!("kamal-{s}-native-remote")),
+            KindV1::Multiarch => Some(format!("kamal-{s}-multiarch")),
+            KindV1::MultiarchRemote => Some(format!("kamal-{s}-multiarch-remote")),
+        }
+    }
+
+    fn context(&self, name: &str, arch: &str, host: &str) -> String {
+        format!(
+            "docker context create {name}-{arch} --description '{name} {arch} native host' --docker 'host={host}'"
+        )
+    }
+
+    /// The check before a build (`None`: nothing to check).
+    pub fn inspect_builder(&self) -> Option<String> {
+        self.name()
+            .map(|n| format!("docker buildx inspect {n} > /dev/null"))
+    }
+
+    pub fn create(&self) -> Option<String> {
+        let name = self.name()?;
+        let local = self.arch_of("local").unwrap_or_default();
+        let remote = self.arch_of("remote").unwrap_or_default();
+        Some(match self.kind {
+            KindV1::Native => unreachable!("no builder"),
+            KindV1::NativeCached => {
+                format!("docker buildx create --name {name} --use --driver=docker-container")
+            }
+            KindV1::Multiarch => format!("docker buildx create --use --name {name}"),
+            KindV1::NativeRemote => format!(
+                "{} ; docker buildx create --name {name} {name}-{remote} --platform linux/{remote}",
+                self.context(&name, &remote, &self.host_of("remote"))
+            ),
+            KindV1::MultiarchRemote => format!(
+                "{} && {} && docker buildx create --name {name} {name}-{local} --platform linux/{local} && docker buildx create --append --name {name} {name}-{remote} --platform linux/{remote}",
+                self.context(&name, &local, &self.host_of("local")),
+                self.context(&name, &remote, &self.host_of("remote"))
+            ),
+        })
+    }
+
+    fn tags(&self) -> Vec<String> {
+        vec![
+            "-t".into(),
+            format!("{}:{}", self.repository, self.version),
+            "-t".into(),
+            format!("{}:{}", self.repository, self.latest_tag),
+        ]
+    }
+
+    fn cache(&self) -> Vec<String> {
+        let cache = self.section("cache");
+        let options = cache
+            .get("options")
+            .filter(|v| !v.is_nil())
+            .map(Value::to_ruby_s);
+        let (to, from) = match cache.get("type").map(Value::to_ruby_s).as_deref() {
+            Some("registry") => {
+                let image = cache
+                    .get("image")
+                    .filter(|v| !v.is_nil())
+                    .map(Value::to_ruby_s)
+                    .unwrap_or_else(|| format!("{}-build-cache", self.image));
+                let reference = [self.server.clone(), Some(image)]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let to = [
+                    Some("type=registry".to_string()),
+                    options,
+                    Some(format!("ref={reference}")),
+                ];
+                (
+                    to.into_iter().flatten().collect::<Vec<_>>().join(","),
+                    format!("type=registry,ref={reference}"),
+                )
+            }
+            Some("gha") => (
+                [Some("type=gha".to_string()), options]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(","),
+                "type=gha".into(),
+            ),
+            _ => return Vec::new(),
+        };
+        vec!["--cache-to".into(), to, "--cache-from".into(), from]
+    }
+
+    pub fn secret_names(&self) -> Vec<String> {
+        self.cfg
+            .get("secrets")
+            .and_then(Value::as_seq)
+            .map(|s| s.iter().map(Value::to_ruby_s).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn dockerfile(&self) -> String {
+        self.cfg
+            .get("dockerfile")
+            .filter(|v| !v.is_nil())
+            .map(Value::to_ruby_s)
+            .unwrap_or_else(|| "Dockerfile".into())
+    }
+
+    /// Tags, cache, label, build args, secrets, file, target, ssh: what is sent and what is logged.
+    fn build_options(&self) -> (Vec<String>, Vec<String>) {
+        let mut head = self.tags();
+        head.extend(self.cache());
+        head.push("--label".into());
+        head.push(format!("service={}", Escaping::V1.escape(&self.service)));
+        let args = argumentize_as(
+            "--build-arg",
+            self.cfg.get("args").unwrap_or(&Value::Nil),
+            Escaping::V1,
+        );
+        let shown_args: Vec<String> = args
+            .iter()
+            .map(|t| match t.split_once('=') {
+                Some((k, _)) if t != "--build-arg" => format!("{k}=[REDACTED]"),
+                _ => t.clone(),
+            })
+            .collect();
+        let mut tail = Vec::new();
+        for name in self.secret_names() {
+            tail.push("--secret".into());
+            tail.push(format!("id={}", Escaping::V1.escape(&name)));
+        }
+        tail.push("--file".into());
+        tail.push(self.dockerfile());
+        for key in ["target", "ssh"] {
+            if let Some(v) = self.cfg.get(key).filter(|v| v.is_present()) {
+                tail.push(format!("--{key}"));
+                tail.push(v.to_ruby_s());
+            }
+        }
+        (
+            [head.clone(), args, tail.clone()].concat(),
+            [head, shown_args, tail].concat(),
+        )
+    }
+
+    pub fn context_dir(&self) -> String {
+        self.cfg
+            .get("context")
+            .filter(|v| !v.is_nil())
+            .map(Value::to_ruby_s)
+            .unwrap_or_else(|| ".".into())
+    }
+
+    /// The build-and-push command: what is run, and what is logged.
+    pub fn push(&self) -> (String, String) {
+        let (opts, shown) = self.build_options();
+        let ctx = self.context_dir();
+        let head: Vec<String> = match self.kind {
+            KindV1::Native => vec!["docker".into(), "build".into()],
+            KindV1::NativeCached => vec!["docker buildx build --push".into()],
+            KindV1::NativeRemote => vec![format!(
+                "docker buildx build --push --platform linux/{} --builder {}",
+                self.arch_of("remote").unwrap_or_default(),
+                self.name().unwrap_or_default()
+            )],
+            KindV1::Multiarch | KindV1::MultiarchRemote => {
+                let platform = match (self.kind, self.arch_of("local")) {
+                    (KindV1::Multiarch, Some(arch)) => format!("linux/{arch}"),
+                    _ => "linux/amd64,linux/arm64".into(),
+                };
+                vec![format!(
+                    "docker buildx build --push --platform {platform} --builder {}",
+                    self.name().unwrap_or_default()
+                )]
+            }
+        };
+        let tail = if self.kind == KindV1::Native {
+            format!(
+                " && docker push {repo}:{} && docker push {repo}:{}",
+                self.version,
+                self.latest_tag,
+                repo = self.repository
+            )
+        } else {
+            String::new()
+        };
+        let build = |o: &[String]| format!("{} {} {ctx}{tail}", head.join(" "), o.join(" "));
+        (build(&opts), build(&shown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::config;
+    use serde_json::json;
+
+    fn builder(b: serde_json::Value) -> BuilderV1 {
+        let c = config(
+            &[json!({
+                "service": "app", "image": "acme/app", "servers": ["1.1.1.1"],
+                "registry": { "server": "ghcr.io", "username": "u", "password": "p" },
+                "traefik": {}, "builder": b
+            })],
+            None,
+            "abc",
+        );
+        BuilderV1::new(&c).unwrap()
+    }
+
+    #[test]
+    fn native_builds_then_pushes_both_tags() {
+        let b =
+            builder(json!({ "multiarch": false, "args": { "RUBY": "3.3" }, "secrets": ["TOKEN"] }));
+        assert_eq!(b.kind, KindV1::Native);
+        let (sent, shown) = b.push();
+        assert_eq!(
+            sent,
+            r#"docker build -t ghcr.io/acme/app:abc -t ghcr.io/acme/app:latest --label service="app" --build-arg RUBY="3.3" --secret id="TOKEN" --file Dockerfile . && docker push ghcr.io/acme/app:abc && docker push ghcr.io/acme/app:latest"#
+        );
+        assert!(shown.contains("--build-arg RUBY=[REDACTED] --secret"));
+        assert_eq!(b.ensure_local_tools(), "docker --version");
+        assert_eq!(b.inspect_builder(), None);
+    }
+
+    #[test]
+    fn multiarch_is_the_default() {
+        let b = builder(json!({ "target": "prod", "ssh": "default" }));
+        assert_eq!(b.kind, KindV1::Multiarch);
+        assert_eq!(
+            b.push().0,
+            r#"docker buildx build --push --platform linux/amd64,linux/arm64 --builder kamal-app-multiarch -t ghcr.io/acme/app:abc -t ghcr.io/acme/app:latest --label service="app" --file Dockerfile --target prod --ssh default ."#
+        );
+        assert_eq!(
+            b.create().unwrap(),
+            "docker buildx create --use --name kamal-app-multiarch"
+        );
+        assert_eq!(
+            b.inspect_builder().unwrap(),
+            "docker buildx inspect kamal-app-multiarch > /dev/null"
+        );
+        let b = builder(json!({ "local": { "arch": "arm64" } }));
+        assert!(b.push().0.starts_with(
+            "docker buildx build --push --platform linux/arm64 --builder kamal-app-multiarch "
+        ));
+    }
+
+    #[test]
+    fn cached_and_remote_builders() {
+        let b = builder(
+            json!({ "multiarch": false, "cache": { "type": "registry", "options": "mode=max" } }),
+        );
+        assert_eq!(b.kind, KindV1::NativeCached);
+        assert_eq!(
+            b.push().0,
+            r#"docker buildx build --push -t ghcr.io/acme/app:abc -t ghcr.io/acme/app:latest --cache-to type=registry,mode=max,ref=ghcr.io/acme/app-build-cache --cache-from type=registry,ref=ghcr.io/acme/app-build-cache --label service="app" --file Dockerfile ."#
+        );
+        let b = builder(json!({ "remote": { "arch": "amd64", "host": "ssh://root@builder" } }));
+        assert_eq!(b.kind, KindV1::NativeRemote);
+        assert_eq!(
+            b.create().unwrap(),
+            "docker context create kamal-app-native-remote-amd64 --description 'kamal-app-native-remote amd64 native host' --docker 'host=ssh://root@builder' ; docker buildx create --name kamal-app-native-remote kamal-app-native-remote-amd64 --platform linux/amd64"
+        );
+        assert!(b.push().0.starts_with("docker buildx build --push --platform linux/amd64 --builder kamal-app-native-remote -t"));
+        let b = builder(
+            json!({ "local": { "arch": "arm64", "host": "unix:///var/run/docker.sock" }, "remote": { "arch": "amd64", "host": "ssh://root@b" } }),
+        );
+        assert_eq!(b.kind, KindV1::MultiarchRemote);
+        assert!(b.push().0.starts_with("docker buildx build --push --platform linux/amd64,linux/arm64 --builder kamal-app-multiarch-remote -t"));
+    }
+}
