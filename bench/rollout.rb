@@ -13,9 +13,11 @@ require_relative "../test/lab/lab"
 ROOT = File.expand_path("..", __dir__)
 counts = [ 1, 4, 16 ]
 rtts = [ 0, 50 ]
+v1_counts = [ 4 ]
 OptionParser.new do |o|
   o.on("--hosts LIST") { |v| counts = v.split(",").map(&:to_i) }
   o.on("--rtt LIST") { |v| rtts = v.split(",").map(&:to_i) }
+  o.on("--v1-hosts LIST", "Kamal 1.x rows (empty: none)") { |v| v1_counts = v.split(",").map(&:to_i) }
 end.parse!
 
 def config_for(hosts)
@@ -31,6 +33,25 @@ def config_for(hosts)
       password: lab
     builder:
       arch: amd64
+    ssh:
+      keys: [ #{Lab::KEY} ]
+      config: #{Lab::SSH_CONFIG}
+  YAML
+end
+
+# The same app as a Kamal 1.x (Traefik) config: env push once, then deploy and redeploy.
+def config_v1_for(hosts)
+  <<~YAML
+    service: app
+    image: app
+    servers:
+    #{hosts.map { |h| "  - #{h}" }.join("\n")}
+    registry:
+      server: #{Lab::REGISTRY}
+      username: lab
+      password: lab
+    healthcheck:
+      port: 80
     ssh:
       keys: [ #{Lab::KEY} ]
       config: #{Lab::SSH_CONFIG}
@@ -76,6 +97,7 @@ end
 abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
 system("rake", "compile", chdir: ROOT, out: File::NULL) or abort "rake compile failed"
 rows = []
+v1_rows = []
 begin
   rtts.each do |rtt|
     counts.each do |n|
@@ -97,6 +119,24 @@ begin
         warn "hosts=#{n} rtt=#{rtt}: deploy #{deploy.round(2)} s, redeploy #{warm.round(2)} s, floor #{floor_time.round(2)} s"
       end
     end
+    v1_counts.each do |n|
+      Lab.up(n, rtt: rtt)
+      hosts = Lab.hosts.map { |h| h["ip"] }
+      Dir.mktmpdir do |dir|
+        FileUtils.mkdir_p(File.join(dir, "config"))
+        File.write(File.join(dir, "config", "deploy.yml"), config_v1_for(hosts))
+        _, ok0 = kamal_rs(dir, "env", "push")
+        Lab.reset_transcripts
+        deploy, ok1 = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+        deploy_conns, deploy_cmds = per_host(hosts)
+        Lab.reset_transcripts
+        redeploy, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")
+        conns, cmds = per_host(hosts)
+        v1_rows << { n: n, rtt: rtt, deploy: deploy, redeploy: redeploy, conns: [ conns, deploy_conns ].max,
+                     cmds: "#{deploy_cmds}, #{cmds}", ok: ok0 && ok1 && ok2 }
+        warn "1.x hosts=#{n} rtt=#{rtt}: deploy #{deploy.round(2)} s, redeploy #{redeploy.round(2)} s"
+      end
+    end
   end
 ensure
   Lab.down(quiet: true)
@@ -108,4 +148,15 @@ puts "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
 rows.each do |r|
   puts format("| %d | %d ms | %.2f s | %.2f s | %.2f s | %.2f× | %d | %d, %d | %s |", r[:n], r[:rtt], r[:deploy], r[:warm], r[:floor],
     r[:warm] / r[:floor], [ r[:conns], r[:deploy_conns] ].max, r[:deploy_cmds], r[:cmds], r[:ok] ? "yes" : "NO")
+end
+
+unless v1_rows.empty?
+  puts
+  puts "Kamal 1.x (Traefik) config, prebuilt image:"
+  puts
+  puts "| hosts | RTT | deploy | redeploy | SSH conns/host | remote cmds/host (deploy, redeploy) | ok |"
+  puts "|---:|---:|---:|---:|---:|---:|:---:|"
+  v1_rows.each do |r|
+    puts format("| %d | %d ms | %.2f s | %.2f s | %d | %s | %s |", r[:n], r[:rtt], r[:deploy], r[:redeploy], r[:conns], r[:cmds], r[:ok] ? "yes" : "NO")
+  end
 end
