@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::value::Value;
 
@@ -160,9 +160,6 @@ pub enum SshError {
 pub enum Stdin<'a> {
     None,
     Bytes(&'a [u8]),
-    /// Written once the gate turns true, so that a `read` in an already running command waits for
-    /// something that happens elsewhere (half a round trip, where a new session costs two).
-    Gated(&'a [u8], watch::Receiver<bool>),
 }
 
 /// A connected host.
@@ -253,16 +250,6 @@ impl Connection {
                     .await
                     .map_err(|e| SshError::Command(format!("writing stdin: {e}")))?;
                 input.shutdown().await.ok();
-            }
-            (Stdin::Gated(data, mut gate), Some(mut input)) => {
-                let data = data.to_vec();
-                // A closed gate (sender dropped) sends nothing: the command's `read` sees EOF.
-                tokio::spawn(async move {
-                    if gate.wait_for(|open| *open).await.is_ok() {
-                        let _ = input.write_all(&data).await;
-                    }
-                    input.shutdown().await.ok();
-                });
             }
             _ => {}
         }

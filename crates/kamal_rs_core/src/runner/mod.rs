@@ -221,6 +221,8 @@ struct Deploy<'a> {
     holding_lock: AtomicBool,
     /// A remote command has been sent (from the pull on).
     touched: AtomicBool,
+    /// The primary's tag command released the lock.
+    primary_released: AtomicBool,
     /// The single boot of the run also tagged latest (and pruned, and released the lock).
     tagged_in_boot: AtomicBool,
     /// KAMAL_LOCK=true: a caller holds the lock for us; never take or release it.
@@ -285,6 +287,7 @@ impl<'a> Deploy<'a> {
             reports: Mutex::new(Vec::new()),
             holding_lock: AtomicBool::new(holding),
             touched: AtomicBool::new(false),
+            primary_released: AtomicBool::new(false),
             external_lock: holding,
             tagged_in_boot: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -393,22 +396,26 @@ impl<'a> Deploy<'a> {
             built?;
             connected?;
         }
-        self.pull_and_lock().await?;
-        self.checkpoint()?;
-        self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)
-            .await?;
-        if !self.options.redeploy {
-            self.output.say("Ensure kamal-proxy is running...");
-            self.on_hosts(&self.sel.hosts, |h| self.boot_proxy(h))
-                .await?;
+        if self.per_host_rollout() {
+            self.rollout_per_host().await?;
+        } else {
+            self.pull_and_lock().await?;
             self.checkpoint()?;
+            self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)
+                .await?;
+            if !self.options.redeploy {
+                self.output.say("Ensure kamal-proxy is running...");
+                self.on_hosts(&self.sel.hosts, |h| self.boot_proxy(h))
+                    .await?;
+                self.checkpoint()?;
+            }
+            self.output.say("Detect stale containers...");
+            self.output.say(&format!(
+                "Start container with version {} (or reboot if already running)...",
+                self.version
+            ));
+            self.boot_groups().await?;
         }
-        self.output.say("Detect stale containers...");
-        self.output.say(&format!(
-            "Start container with version {} (or reboot if already running)...",
-            self.version
-        ));
-        self.boot_groups().await?;
         self.checkpoint()?;
         if self.tagged_in_boot.load(Ordering::SeqCst) {
             return Ok(());
@@ -416,36 +423,23 @@ impl<'a> Deploy<'a> {
         if !self.options.redeploy {
             self.output.say("Prune old containers and images...");
         }
-        // Every host tags at once. The primary's command also releases the lock, but only after a `go`
-        // line that is sent when every other host's tag has finished (half a round trip, not a session).
+        // Every host tags at once, and the primary's command then releases the lock: Kamal releases it
+        // after every tag; here the release may come while another host's `docker tag` is still
+        // finishing, which a second deploy, whose first change is seconds away, cannot tell apart.
         let release_with_tag = !self.external_lock && self.holding_lock.load(Ordering::SeqCst);
         let primary = self.sel.primary_host.clone();
-        let others: Vec<String> = self
-            .sel
-            .hosts
-            .iter()
-            .filter(|h| !release_with_tag || **h != primary)
-            .cloned()
-            .collect();
-        if !release_with_tag {
-            return self
-                .on_hosts(&others, |h| self.tag_and_prune(h, None))
-                .await;
-        }
-        let (gate, gate_rx) = watch::channel(false);
-        let others_done = async {
-            let result = self
-                .on_hosts(&others, |h| self.tag_and_prune(h, None))
-                .await;
+        if release_with_tag {
             self.output.say("Releasing the deploy lock...");
-            let _ = gate.send(true);
-            result
-        };
-        let (others_result, primary_result) =
-            tokio::join!(others_done, self.tag_and_prune(&primary, Some(gate_rx)));
-        primary_result.map_err(to_error)?;
-        self.holding_lock.store(false, Ordering::SeqCst);
-        others_result
+        }
+        let result = self
+            .on_hosts(&self.sel.hosts, |h| {
+                self.tag_and_prune(h, release_with_tag && h == primary)
+            })
+            .await;
+        if release_with_tag && self.primary_released.load(Ordering::SeqCst) {
+            self.holding_lock.store(false, Ordering::SeqCst);
+        }
+        result
     }
 
     /// After a failure or an interrupt: which version the roles that were not booted still run (read
@@ -785,6 +779,87 @@ impl<'a> Deploy<'a> {
         }
     }
 
+    /// Whether each host can go on from its own pull to its boot without waiting for the others: only
+    /// the lock must come first, unless a `pre-deploy` or `pre-app-boot` hook has to run in between,
+    /// `boot.limit` makes groups, or a registry mirror is seeded first.
+    fn per_host_rollout(&self) -> bool {
+        !self.hooks.exists("pre-deploy")
+            && !self.hooks.exists("pre-app-boot")
+            && self.sel.boot_groups(self.config).len() == 1
+            && self.config.boot_setting("wait").and_then(Value::as_int).unwrap_or(0) == 0
+            && !self.may_seed_mirrors()
+    }
+
+    /// Docker applies registry mirrors to Docker Hub images only: only then can there be one to seed.
+    fn may_seed_mirrors(&self) -> bool {
+        let docker_hub = self.config.registry_server().is_none_or(|s| {
+            ["docker.io", "index.docker.io", "registry-1.docker.io"].contains(&s.as_str())
+        });
+        docker_hub && self.sel.app_hosts.len() >= 2
+    }
+
+    /// Each host: pull, then (once the lock is held) kamal-proxy (deploy) and its boot, on its own.
+    /// The lock is taken while the pulls run; the primary role's health barrier still holds the other
+    /// roles back; a host that fails before booting its primary-role container closes that barrier,
+    /// as a failed boot would.
+    async fn rollout_per_host(&self) -> Result<()> {
+        self.touched.store(true, Ordering::SeqCst);
+        if !self.options.redeploy {
+            self.output.say("Ensure kamal-proxy is running...");
+        }
+        self.output.say("Detect stale containers...");
+        self.output.say(&format!(
+            "Start container with version {} (or reboot if already running)...",
+            self.version
+        ));
+        let (locked_tx, locked_rx) = watch::channel(None::<bool>);
+        let lock = async {
+            let result = if self.holding_lock.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                self.acquire_lock().await
+            };
+            let _ = locked_tx.send(Some(result.is_ok()));
+            result
+        };
+        let hosts = self.on_hosts(&self.sel.hosts, |h| {
+            let mut locked = locked_rx.clone();
+            async move {
+                let before_boot = async {
+                    self.pull(h).await?;
+                    let held = locked
+                        .wait_for(|v| v.is_some())
+                        .await
+                        .map(|v| *v == Some(true))
+                        .unwrap_or(false);
+                    if !held || self.cancel.is_cancelled() {
+                        return Ok(false);
+                    }
+                    if !self.options.redeploy {
+                        self.boot_proxy(h).await?;
+                    }
+                    Ok(!self.cancel.is_cancelled())
+                };
+                match before_boot.await {
+                    Ok(true) => self.boot_host(h).await,
+                    Ok(false) => Ok(()),
+                    Err(e) => {
+                        let primary = &self.sel.primary_role;
+                        if self.sel.roles_on(self.config, h).iter().any(|r| &r.name == primary) {
+                            self.barrier.send_if_modified(|v| {
+                                v.is_none().then(|| *v = Some(false)).is_some()
+                            });
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        });
+        let (lock, hosts) = tokio::join!(lock, hosts);
+        lock?;
+        hosts
+    }
+
     /// With a registry mirror, one host per mirror pulls first so the others pull from a warm mirror.
     async fn pull_all(&self) -> Result<()> {
         let seeds = self.mirror_seeds().await?;
@@ -815,10 +890,7 @@ impl<'a> Deploy<'a> {
     /// The first app host for each distinct first registry mirror. Docker applies mirrors to Docker
     /// Hub images only, so for any other registry there is nothing to seed and nothing is asked.
     async fn mirror_seeds(&self) -> Result<Vec<String>> {
-        let docker_hub = self.config.registry_server().is_none_or(|s| {
-            ["docker.io", "index.docker.io", "registry-1.docker.io"].contains(&s.as_str())
-        });
-        if !docker_hub || self.sel.app_hosts.len() < 2 {
+        if !self.may_seed_mirrors() {
             return Ok(Vec::new());
         }
         let query = "docker info --format '{{index .RegistryConfig.Mirrors 0}}'";
@@ -1283,7 +1355,7 @@ impl<'a> Deploy<'a> {
         let fold_release = self.releases_with_tag(host);
         let folded = self
             .single_boot(host, &app)
-            .then(|| self.tag_parts(host, fold_release, false))
+            .then(|| self.tag_parts(host, fold_release))
             .flatten();
         let script = match &folded {
             Some((tag, _)) => format!(
@@ -1587,12 +1659,10 @@ impl<'a> Deploy<'a> {
 
     /// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`): the command and the
     /// Kamal commands it stands for; `None` when there is nothing to do on this host.
-    /// With `gated`, the release waits for a `go` line on stdin.
     fn tag_parts(
         &self,
         host: &str,
         release_lock: bool,
-        gated: bool,
     ) -> Option<(String, Vec<(String, bool)>)> {
         let c = self.config;
         let auditor = self.auditor();
@@ -1637,9 +1707,6 @@ impl<'a> Deploy<'a> {
         if release_lock {
             let release = lock::release(&self.service_and_destination);
             shown.push((release.clone(), true));
-            if gated {
-                script.push("read go".into());
-            }
             script.push(release);
         }
         (!script.is_empty()).then(|| (script.join(" && "), shown))
@@ -1648,20 +1715,18 @@ impl<'a> Deploy<'a> {
     async fn tag_and_prune(
         &self,
         host: &str,
-        release_after: Option<watch::Receiver<bool>>,
+        release_lock: bool,
     ) -> std::result::Result<(), HostError> {
-        let gated = release_after.is_some();
-        let Some((script, shown)) = self.tag_parts(host, gated, gated) else {
+        let Some((script, shown)) = self.tag_parts(host, release_lock) else {
             return Ok(());
         };
         self.output.progress(host, "tagging latest");
-        let stdin = match release_after {
-            Some(gate) => Stdin::Gated(b"go\n", gate),
-            None => Stdin::None,
-        };
-        let out = self.exec(host, &shown, &script, stdin, &mut |_| {}).await?;
+        let out = self.exec(host, &shown, &script, Stdin::None, &mut |_| {}).await?;
         if !out.success() {
             return Err(self.failed(host, "docker", &out));
+        }
+        if release_lock {
+            self.primary_released.store(true, Ordering::SeqCst);
         }
         let done = if self.sel.app_hosts.iter().any(|h| h == host) {
             format!("{} live", self.version)
