@@ -17,12 +17,9 @@ class BuildTest < Minitest::Test
 
   def self.app
     @app ||= begin
-      Lab.up(2, builder: true)
+      LabHelpers.fresh_lab(2, builder: true)
       dir = Dir.mktmpdir("build-app")
-      Minitest.after_run do
-        Lab.down(quiet: true)
-        FileUtils.rm_rf(dir)
-      end
+      Minitest.after_run { FileUtils.rm_rf(dir) }
       FileUtils.cp_r(File.join(FIXTURES, "build_app", "."), dir)
       dir
     end
@@ -103,7 +100,22 @@ class BuildTest < Minitest::Test
     refute_includes out, "Running docker buildx build"
   end
 
-  def test_05_a_kamal_1x_app_builds_with_1_9s_native_builder
+  # No hooks here: each host goes from its pull to its boot on its own (the per-host rollout).
+  def test_05_per_host_rollout_an_unpullable_or_unhealthy_version_changes_nothing
+    before = http_get(HOSTS[0])
+    status, out, = kamal_rs("redeploy", "-P", "--version", "no-such-version")
+    assert_equal 1, status, out
+    assert_includes out, "docker pull 10.213.0.1:5000/app:no-such-version"
+    status, out, = kamal_rs("redeploy", "-P", "--version", "unhealthy", env: { "DEPLOY_TIMEOUT" => "2" })
+    assert_equal 1, status, out
+    assert_includes out, "target failed to become healthy"
+    HOSTS.each do |ip|
+      assert_equal before, http_get(ip)
+      assert_equal "", remote(ip, "ls -d .kamal/lock-app 2>/dev/null").first, "lock released"
+    end
+  end
+
+  def test_06_a_kamal_1x_app_builds_with_1_9s_native_builder
     dir = Dir.mktmpdir("build-app-v1")
     File.write(File.join(dir, "Dockerfile"), "FROM 10.213.0.1:5000/app:v1\nCOPY index.html /www/index.html\n")
     File.write(File.join(dir, "index.html"), "app 1.x built\n")

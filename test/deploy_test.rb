@@ -16,11 +16,7 @@ class DeployTest < Minitest::Test
   SECRETS = [ "s3cr3t pass#word", "tok-abc" ].freeze
 
   def self.lab
-    @lab ||= begin
-      Lab.up(3)
-      Minitest.after_run { Lab.down(quiet: true) }
-      true
-    end
+    @lab ||= LabHelpers.fresh_lab(3)
   end
 
   def setup

@@ -3,6 +3,12 @@ require_relative "lab/lab"
 
 # What the lab-backed tests (deploy, build, Kamal 1.x) share: looking at a host over SSH, as a user would.
 module LabHelpers
+  # A fresh lab for one test class (each class starts from clean hosts), taken down after the run.
+  def self.fresh_lab(count, **options)
+    Lab.up(count, **options)
+    @down_registered ||= Minitest.after_run { Lab.down(quiet: true) } || true
+  end
+
   private
     def remote(ip, command)
       out, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", ip, command)

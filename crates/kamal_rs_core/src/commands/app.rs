@@ -127,15 +127,7 @@ impl<'a> App<'a> {
             t.push(format!("--env KAMAL_DESTINATION=\"{d}\""));
         }
         let env = self.env(host);
-        t.extend(argumentize(
-            "--env",
-            &Value::map(
-                env.clear
-                    .iter()
-                    .map(|(k, v)| (Value::str(k), v.clone()))
-                    .collect(),
-            ),
-        ));
+        t.extend(argumentize("--env", &env.clear_map()));
         t.push(format!("--env-file {}", self.env_file_path()));
         t.extend(self.logging_args());
         t.extend(cfg.volume_args());

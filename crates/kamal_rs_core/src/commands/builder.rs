@@ -263,22 +263,10 @@ impl Builder {
 
     fn cache(&self) -> Option<(String, String)> {
         let cache = self.get("cache")?.as_map()?.clone();
-        let options = cache
-            .get("options")
-            .filter(|v| !v.is_nil())
-            .map(Value::to_ruby_s);
+        let options = cache_options(&cache);
         match cache.get("type").map(Value::to_ruby_s).as_deref() {
             Some("registry") => {
-                let image = cache
-                    .get("image")
-                    .filter(|v| !v.is_nil())
-                    .map(Value::to_ruby_s)
-                    .unwrap_or_else(|| format!("{}-build-cache", self.image));
-                let reference = [self.server.clone(), Some(image)]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join("/");
+                let reference = cache_reference(self.server.as_deref(), &cache, &self.image);
                 let from = format!("type=registry,ref={reference}");
                 let to = match options {
                     Some(o) => format!("{from},{o}"),
@@ -340,13 +328,7 @@ impl Builder {
     /// `--build-arg K=V`... as sent, and as logged (`K=[REDACTED]`).
     fn build_args(&self) -> (Vec<String>, Vec<String>) {
         let sent = argumentize("--build-arg", &self.args());
-        let shown = sent
-            .iter()
-            .map(|t| match t.split_once('=') {
-                Some((k, _)) if t != "--build-arg" => format!("{k}=[REDACTED]"),
-                _ => t.clone(),
-            })
-            .collect();
+        let shown = redacted_build_args(&sent);
         (sent, shown)
     }
 
@@ -484,6 +466,38 @@ impl Builder {
         }
         (cmd.clone(), cmd)
     }
+}
+
+/// `builder.cache.options`, when set.
+pub(crate) fn cache_options(cache: &Map) -> Option<String> {
+    cache
+        .get("options")
+        .filter(|v| !v.is_nil())
+        .map(Value::to_ruby_s)
+}
+
+/// A registry cache's image: `[<server>/](<cache.image> | <image>-build-cache)`.
+pub(crate) fn cache_reference(server: Option<&str>, cache: &Map, image: &str) -> String {
+    let cache_image = cache
+        .get("image")
+        .filter(|v| !v.is_nil())
+        .map(Value::to_ruby_s)
+        .unwrap_or_else(|| format!("{image}-build-cache"));
+    match server {
+        Some(server) => format!("{server}/{cache_image}"),
+        None => cache_image,
+    }
+}
+
+/// `--build-arg K=V` tokens as logged: `K=[REDACTED]` (Kamal marks build args sensitive).
+pub(crate) fn redacted_build_args(tokens: &[String]) -> Vec<String> {
+    tokens
+        .iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, _)) if t != "--build-arg" => format!("{k}=[REDACTED]"),
+            _ => t.clone(),
+        })
+        .collect()
 }
 
 fn platforms(arches: &[String]) -> String {

@@ -2,6 +2,7 @@
 //! native remote, multiarch and multiarch remote (`docker buildx build --push`). 1.9's option order puts
 //! the tags first and has no `--output` and no `2>&1`.
 
+use super::builder::{cache_options, cache_reference, redacted_build_args};
 use crate::config::Configuration;
 use crate::error::Result;
 use crate::shell::{argumentize_as, Escaping};
@@ -144,22 +145,10 @@ impl BuilderV1 {
 
     fn cache(&self) -> Vec<String> {
         let cache = self.section("cache");
-        let options = cache
-            .get("options")
-            .filter(|v| !v.is_nil())
-            .map(Value::to_ruby_s);
+        let options = cache_options(&cache);
         let (to, from) = match cache.get("type").map(Value::to_ruby_s).as_deref() {
             Some("registry") => {
-                let image = cache
-                    .get("image")
-                    .filter(|v| !v.is_nil())
-                    .map(Value::to_ruby_s)
-                    .unwrap_or_else(|| format!("{}-build-cache", self.image));
-                let reference = [self.server.clone(), Some(image)]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join("/");
+                let reference = cache_reference(self.server.as_deref(), &cache, &self.image);
                 let to = [
                     Some("type=registry".to_string()),
                     options,
@@ -210,13 +199,7 @@ impl BuilderV1 {
             self.cfg.get("args").unwrap_or(&Value::Nil),
             Escaping::V1,
         );
-        let shown_args: Vec<String> = args
-            .iter()
-            .map(|t| match t.split_once('=') {
-                Some((k, _)) if t != "--build-arg" => format!("{k}=[REDACTED]"),
-                _ => t.clone(),
-            })
-            .collect();
+        let shown_args = redacted_build_args(&args);
         let mut tail = Vec::new();
         for name in self.secret_names() {
             tail.push("--secret".into());

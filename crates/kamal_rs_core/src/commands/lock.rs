@@ -24,20 +24,30 @@ pub fn encode64(text: &str) -> String {
 }
 
 pub fn acquire(service_and_destination: &str, details_text: &str) -> String {
-    let dir = dir(service_and_destination);
+    acquire_at(&dir(service_and_destination), details_text)
+}
+
+pub fn release(service_and_destination: &str) -> String {
+    release_at(&dir(service_and_destination))
+}
+
+pub fn status(service_and_destination: &str) -> String {
+    status_at(&dir(service_and_destination))
+}
+
+/// The lock commands for a lock directory (Kamal 1.x keeps it elsewhere: `commands::v1::lock_dir`).
+pub fn acquire_at(dir: &str, details_text: &str) -> String {
     format!(
         "mkdir {dir} && echo \"{}\" > {dir}/details",
         encode64(details_text)
     )
 }
 
-pub fn release(service_and_destination: &str) -> String {
-    let dir = dir(service_and_destination);
+pub fn release_at(dir: &str) -> String {
     format!("rm {dir}/details && rm -r {dir}")
 }
 
-pub fn status(service_and_destination: &str) -> String {
-    let dir = dir(service_and_destination);
+pub fn status_at(dir: &str) -> String {
     format!("stat {dir} > /dev/null && cat {dir}/details | base64 -d")
 }
 

@@ -272,16 +272,7 @@ impl<'a> AppV1<'a> {
             format!("--env-file {}", self.env_file_path()),
         ];
         let env = self.app.env(host);
-        t.extend(argumentize_as(
-            "--env",
-            &Value::map(
-                env.clear
-                    .iter()
-                    .map(|(k, v)| (Value::str(k), v.clone()))
-                    .collect(),
-            ),
-            Escaping::V1,
-        ));
+        t.extend(argumentize_as("--env", &env.clear_map(), Escaping::V1));
         t.extend(self.health_check_args());
         t.extend(self.app.logging_args());
         t.extend(c.volume_args());
@@ -401,21 +392,15 @@ pub fn lock_dir(service_and_destination: &str) -> String {
 }
 
 pub fn lock_acquire(service_and_destination: &str, details_text: &str) -> String {
-    let dir = lock_dir(service_and_destination);
-    format!(
-        "mkdir {dir} && echo \"{}\" > {dir}/details",
-        super::lock::encode64(details_text)
-    )
+    super::lock::acquire_at(&lock_dir(service_and_destination), details_text)
 }
 
 pub fn lock_status(service_and_destination: &str) -> String {
-    let dir = lock_dir(service_and_destination);
-    format!("stat {dir} > /dev/null && cat {dir}/details | base64 -d")
+    super::lock::status_at(&lock_dir(service_and_destination))
 }
 
 pub fn lock_release(service_and_destination: &str) -> String {
-    let dir = lock_dir(service_and_destination);
-    format!("rm {dir}/details && rm -r {dir}")
+    super::lock::release_at(&lock_dir(service_and_destination))
 }
 
 /// 1.9 also prunes the containers of its old `healthcheck-S[-D]` checks.
@@ -468,16 +453,7 @@ impl Traefik<'_> {
         t.push("--volume /var/run/docker.sock:/var/run/docker.sock".into());
         t.push(format!("--env-file {}", Self::env_file_path()));
         let env = self.env();
-        t.extend(argumentize_as(
-            "--env",
-            &Value::map(
-                env.clear
-                    .iter()
-                    .map(|(k, v)| (Value::str(k), v.clone()))
-                    .collect(),
-            ),
-            Escaping::V1,
-        ));
+        t.extend(argumentize_as("--env", &env.clear_map(), Escaping::V1));
         t.extend(self.config.logging_args());
         let mut labels = Map::new();
         for (k, v) in [

@@ -35,6 +35,16 @@ impl Env {
         Env { clear, secret_keys }
     }
 
+    /// The clear values as a hash, for `argumentize("--env", ...)`.
+    pub fn clear_map(&self) -> Value {
+        Value::map(
+            self.clear
+                .iter()
+                .map(|(k, v)| (Value::str(k), v.clone()))
+                .collect(),
+        )
+    }
+
     pub fn merge(&self, other: &Env) -> Env {
         let mut clear = self.clear.clone();
         for (k, v) in &other.clear {

@@ -270,38 +270,16 @@ impl Deploy<'_> {
             }
         }
 
-        // The Dockerfile is looked for in the app's directory, as Kamal does, even for a clone build.
-        let dockerfile = builder.dockerfile();
-        if !Path::new(&dockerfile).exists() {
-            return Err(Error::new(
-                ErrorKind::Build,
-                format!("Missing {dockerfile}"),
-            ));
-        }
         let (command, shown) = builder.push("registry", false);
-        let mut env = builder.push_env();
-        for name in builder.secret_names() {
-            env.push((name.clone(), c.secrets.get(&name)?));
-        }
-        let out = self
-            .local(
-                &shown,
-                &command,
-                LocalOptions {
-                    env,
-                    cwd: build_dir.as_deref(),
-                    streamed: true,
-                    debug: false,
-                },
-            )
-            .await?;
-        if !out.success() {
-            return Err(Error::new(
-                ErrorKind::CommandFailed,
-                out.failure(first_word(&command)),
-            ));
-        }
-        Ok(())
+        let env = builder.push_env();
+        self.run_build(
+            &builder.dockerfile(),
+            &builder.secret_names(),
+            (command, shown),
+            env,
+            build_dir,
+        )
+        .await
     }
 
     /// The directory the build runs in: a clean clone of HEAD unless `builder.context` is set (then
@@ -367,32 +345,49 @@ impl Deploy<'_> {
                 }
             }
         }
-        let dockerfile = builder.dockerfile();
-        if !Path::new(&dockerfile).exists() {
+        let push = builder.push();
+        self.run_build(
+            &builder.dockerfile(),
+            &builder.secret_names(),
+            push,
+            Vec::new(),
+            build_dir,
+        )
+        .await
+    }
+
+    /// The build itself, in `build_dir` (else here), with the builder secrets only in its environment
+    /// and its output streamed. The Dockerfile is looked for in the app's directory, as Kamal does,
+    /// even for a clone build.
+    async fn run_build(
+        &self,
+        dockerfile: &str,
+        secret_names: &[String],
+        (command, shown): (String, String),
+        mut env: Vec<(String, String)>,
+        build_dir: Option<PathBuf>,
+    ) -> Result<()> {
+        if !Path::new(dockerfile).exists() {
             return Err(Error::new(
                 ErrorKind::Build,
                 format!("Missing {dockerfile}"),
             ));
         }
-        let (command, shown) = builder.push();
-        let mut env = Vec::new();
-        for name in builder.secret_names() {
-            env.push((name.clone(), c.secrets.get(&name)?));
+        for name in secret_names {
+            env.push((name.clone(), self.config.secrets.get(name)?));
         }
-        let out = self
-            .local(
-                &shown,
-                &command,
-                LocalOptions {
-                    env,
-                    cwd: build_dir.as_deref(),
-                    streamed: true,
-                    debug: false,
-                },
-            )
-            .await?;
+        let options = LocalOptions {
+            env,
+            cwd: build_dir.as_deref(),
+            streamed: true,
+            debug: false,
+        };
+        let out = self.local(&shown, &command, options).await?;
         if !out.success() {
-            return Err(Error::new(ErrorKind::CommandFailed, out.failure("docker")));
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                out.failure(first_word(&command)),
+            ));
         }
         Ok(())
     }

@@ -539,7 +539,12 @@ impl<'a> Deploy<'a> {
         if with_secrets {
             env.extend(self.config.secrets.pairs()?);
         }
-        self.output.info(&format!("Running the {name} hook..."));
+        if self.config.major == KamalMajor::V1 {
+            // 1.9 announces a hook with `say` (magenta), 2.x with an INFO line.
+            self.output.say(&format!("Running the {name} hook..."));
+        } else {
+            self.output.info(&format!("Running the {name} hook..."));
+        }
         self.hooks.run(name, &env, &self.output, &self.cancel).await
     }
 
@@ -786,7 +791,12 @@ impl<'a> Deploy<'a> {
         !self.hooks.exists("pre-deploy")
             && !self.hooks.exists("pre-app-boot")
             && self.sel.boot_groups(self.config).len() == 1
-            && self.config.boot_setting("wait").and_then(Value::as_int).unwrap_or(0) == 0
+            && self
+                .config
+                .boot_setting("wait")
+                .and_then(Value::as_int)
+                .unwrap_or(0)
+                == 0
             && !self.may_seed_mirrors()
     }
 
@@ -845,7 +855,12 @@ impl<'a> Deploy<'a> {
                     Ok(false) => Ok(()),
                     Err(e) => {
                         let primary = &self.sel.primary_role;
-                        if self.sel.roles_on(self.config, h).iter().any(|r| &r.name == primary) {
+                        if self
+                            .sel
+                            .roles_on(self.config, h)
+                            .iter()
+                            .any(|r| &r.name == primary)
+                        {
                             self.barrier.send_if_modified(|v| {
                                 v.is_none().then(|| *v = Some(false)).is_some()
                             });
@@ -925,6 +940,9 @@ impl<'a> Deploy<'a> {
     }
 
     async fn pull(&self, host: &str) -> std::result::Result<(), HostError> {
+        if self.config.major == KamalMajor::V1 {
+            return self.pull_v1(host).await;
+        }
         let c = self.config;
         let image = c
             .absolute_image()
@@ -1659,11 +1677,7 @@ impl<'a> Deploy<'a> {
 
     /// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`): the command and the
     /// Kamal commands it stands for; `None` when there is nothing to do on this host.
-    fn tag_parts(
-        &self,
-        host: &str,
-        release_lock: bool,
-    ) -> Option<(String, Vec<(String, bool)>)> {
+    fn tag_parts(&self, host: &str, release_lock: bool) -> Option<(String, Vec<(String, bool)>)> {
         let c = self.config;
         let auditor = self.auditor();
         let mut shown = Vec::new();
@@ -1721,7 +1735,9 @@ impl<'a> Deploy<'a> {
             return Ok(());
         };
         self.output.progress(host, "tagging latest");
-        let out = self.exec(host, &shown, &script, Stdin::None, &mut |_| {}).await?;
+        let out = self
+            .exec(host, &shown, &script, Stdin::None, &mut |_| {})
+            .await?;
         if !out.success() {
             return Err(self.failed(host, "docker", &out));
         }

@@ -91,7 +91,7 @@ impl<'a> Deploy<'a> {
             connected?;
         }
         self.touched.store(true, Ordering::SeqCst);
-        self.pull_all_v1().await?;
+        self.pull_all().await?;
         self.checkpoint()?;
         self.acquire_lock().await?;
         self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)
@@ -135,33 +135,7 @@ impl<'a> Deploy<'a> {
 
     /// `.kamal` exists, every env file the run needs is there (else the host is named and `env push`
     /// suggested, before the lock), then the pull; with `deploy`, the registry login first.
-    async fn pull_all_v1(&self) -> Result<()> {
-        let seeds = self.mirror_seeds().await?;
-        if seeds.is_empty() {
-            return self.on_hosts(&self.sel.hosts, |h| self.pull_v1(h)).await;
-        }
-        self.output.say(&format!(
-            "Pulling image on {} to seed the {}...",
-            seeds.join(", "),
-            if seeds.len() == 1 {
-                "mirror"
-            } else {
-                "mirrors"
-            }
-        ));
-        self.on_hosts(&seeds, |h| self.pull_v1(h)).await?;
-        self.output.say("Pulling image on remaining hosts...");
-        let rest: Vec<String> = self
-            .sel
-            .hosts
-            .iter()
-            .filter(|h| !seeds.contains(h))
-            .cloned()
-            .collect();
-        self.on_hosts(&rest, |h| self.pull_v1(h)).await
-    }
-
-    async fn pull_v1(&self, host: &str) -> std::result::Result<(), HostError> {
+    pub(super) async fn pull_v1(&self, host: &str) -> std::result::Result<(), HostError> {
         let c = self.config;
         let image = format!("{}:{}", c.repository(), self.version);
         let mut shown = Vec::new();
