@@ -814,14 +814,6 @@ impl<'a> Deploy<'a> {
     /// as a failed boot would.
     async fn rollout_per_host(&self) -> Result<()> {
         self.touched.store(true, Ordering::SeqCst);
-        if !self.options.redeploy {
-            self.output.say("Ensure kamal-proxy is running...");
-        }
-        self.output.say("Detect stale containers...");
-        self.output.say(&format!(
-            "Start container with version {} (or reboot if already running)...",
-            self.version
-        ));
         let (locked_tx, locked_rx) = watch::channel(None::<bool>);
         let lock = async {
             let result = if self.holding_lock.load(Ordering::SeqCst) {
@@ -829,6 +821,17 @@ impl<'a> Deploy<'a> {
             } else {
                 self.acquire_lock().await
             };
+            if result.is_ok() {
+                // Kamal's step lines, in its order, once the lock allows the steps to start.
+                if !self.options.redeploy {
+                    self.output.say("Ensure kamal-proxy is running...");
+                }
+                self.output.say("Detect stale containers...");
+                self.output.say(&format!(
+                    "Start container with version {} (or reboot if already running)...",
+                    self.version
+                ));
+            }
             let _ = locked_tx.send(Some(result.is_ok()));
             result
         };
