@@ -80,6 +80,46 @@ class ConfigTest < Minitest::Test
     assert_equal 1, config.kamal_major
   end
 
+  def test_kamal_1_config_reads_dot_env_before_its_erb
+    Dir.mktmpdir do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, ".env"), "KAMAL_RS_TEST_WEB=10.0.0.7\nKAMAL_RS_TEST_PW=from-dot-env\n")
+      File.write(File.join(dir, ".env.staging"), "KAMAL_RS_TEST_WEB=10.0.0.8\n")
+      File.write(File.join(dir, "config", "deploy.yml"), <<~YAML)
+        service: app
+        image: acme/app
+        servers: [ <%= ENV.fetch("KAMAL_RS_TEST_WEB") %> ]
+        registry: { username: u, password: [ KAMAL_RS_TEST_PW ] }
+        traefik: {}
+      YAML
+      File.write(File.join(dir, "config", "deploy.staging.yml"), "env: { clear: { A: b } }\n")
+      config = Dir.chdir(dir) { KamalRs.config(version: "x") }
+      assert_equal 1, config.kamal_major
+      assert_equal [ "10.0.0.7" ], config.hosts
+      config = Dir.chdir(dir) { KamalRs.config(version: "x", destination: "staging") }
+      assert_equal [ "10.0.0.8" ], config.hosts, ".env.<destination> wins over .env"
+    end
+  ensure
+    %w[KAMAL_RS_TEST_WEB KAMAL_RS_TEST_PW].each { |k| ENV.delete(k) }
+  end
+
+  def test_a_kamal_2_config_does_not_read_dot_env
+    Dir.mktmpdir do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, ".env"), "KAMAL_RS_TEST_WEB=10.0.0.7\n")
+      File.write(File.join(dir, "config", "deploy.yml"), <<~YAML)
+        service: app
+        image: acme/app
+        servers: [ <%= ENV.fetch("KAMAL_RS_TEST_WEB") %> ]
+        registry: { username: u, password: p }
+        builder: { arch: amd64 }
+      YAML
+      assert_raises(KeyError) { Dir.chdir(dir) { KamalRs.config(version: "x") } }
+    end
+  ensure
+    ENV.delete("KAMAL_RS_TEST_WEB")
+  end
+
   def test_secret_key_data_is_redacted
     Dir.mktmpdir do |dir|
       FileUtils.cp_r(File.join(FIXTURES, "configs", "minimal_array", "config"), dir)

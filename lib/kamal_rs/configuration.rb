@@ -15,12 +15,23 @@ module KamalRs
       base = Pathname.new(config_file || DEFAULT_CONFIG_FILE)
       files = [ base ]
       files << base.sub_ext(".#{destination}.yml") if destination
-      config = read(files, destination, version, trim_mode: "-")
-      return config unless config.kamal_major == 1
+      # Which Kamal the config is for shows only once it is read; Kamal 1.x loads `.env` (then
+      # `.env.<destination>`) into ENV before its ERB runs, and that ERB has no trim mode. So a first
+      # read decides, and a 1.x config is read again with its `.env` loaded. A first read that fails
+      # (an ERB `ENV.fetch` of a `.env` value, say) is retried that way, and kept only if it is 1.x.
+      begin
+        config = read(files, destination, version, trim_mode: "-")
+        return config unless config.kamal_major == 1
+      rescue StandardError => e
+        raise unless File.exist?(".env")
 
-      # Kamal 1.x: `.env` (then `.env.<destination>`) go into ENV first, and its ERB has no trim mode.
+        first_error = e
+      end
       load_dotenv(destination)
-      read(files, destination, version, trim_mode: nil)
+      config = read(files, destination, version, trim_mode: nil)
+      raise first_error if first_error && config.kamal_major != 1
+
+      config
     end
 
     def self.read(files, destination, version, trim_mode:)

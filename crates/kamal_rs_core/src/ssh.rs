@@ -243,15 +243,12 @@ impl Connection {
             .spawn()
             .await
             .map_err(|e| SshError::Command(e.to_string()))?;
-        match (stdin, child.stdin().take()) {
-            (Stdin::Bytes(data), Some(mut input)) => {
-                input
-                    .write_all(data)
-                    .await
-                    .map_err(|e| SshError::Command(format!("writing stdin: {e}")))?;
-                input.shutdown().await.ok();
-            }
-            _ => {}
+        if let (Stdin::Bytes(data), Some(mut input)) = (stdin, child.stdin().take()) {
+            input
+                .write_all(data)
+                .await
+                .map_err(|e| SshError::Command(format!("writing stdin: {e}")))?;
+            input.shutdown().await.ok();
         }
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();

@@ -575,7 +575,7 @@ impl Clone {
         }
     }
 
-    pub fn clone(&self) -> String {
+    pub fn clone_command(&self) -> String {
         Self::git(
             &self.clone_directory,
             &format!("clone {} --recurse-submodules", self.escaped_root()),

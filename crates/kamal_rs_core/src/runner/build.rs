@@ -447,7 +447,7 @@ impl Deploy<'_> {
         ));
         std::fs::create_dir_all(&clone.clone_directory)
             .map_err(|e| Error::runtime(e.to_string()))?;
-        self.execute_local(&clone.clone()).await.map(|_| ())
+        self.execute_local(&clone.clone_command()).await.map(|_| ())
     }
 
     async fn validate_clone(&self, clone: &Clone) -> Result<()> {
