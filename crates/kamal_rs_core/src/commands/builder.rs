@@ -904,7 +904,7 @@ mod tests {
             PathBuf::from(format!("{dir}/my repo/web"))
         );
         assert_eq!(
-            clone.clone(),
+            clone.clone_command(),
             format!("git -C {dir} clone /home/me/my\\ repo --recurse-submodules")
         );
         assert_eq!(
