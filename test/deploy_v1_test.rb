@@ -68,12 +68,14 @@ class DeployV1Test < Minitest::Test
     assert_equal "(curl -f http://localhost:80/up || exit 1) && (stat /tmp/kamal-cord/cord > /dev/null || exit 1)",
       JSON.parse(docker(WEB[1], "inspect app-web-staging-v1 --format '{{json .Config.Healthcheck.Test}}'")).last
     assert_equal "default", docker(WEB[1], "inspect app-web-staging-v1 --format '{{.HostConfig.NetworkMode}}'").strip, "1.9 uses no --network"
-    assert_match %r{\A/root/\.kamal/cords/app-web-staging-[0-9a-f]{32} /tmp/kamal-cord\n+\z},
-      docker(WEB[0], %(inspect -f '{{ range .Mounts }}{{printf "%s %s\\n" .Source .Destination}}{{ end }}' app-web-staging-v1))
+    mounts = docker(WEB[0], %(inspect -f '{{ range .Mounts }}{{printf "%s %s\\n" .Source .Destination}}{{ end }}' app-web-staging-v1))
+    assert_match %r{^/root/\.kamal/cords/app-web-staging-[0-9a-f]{32} /tmp/kamal-cord$}, mounts
+    assert_includes mounts, "/root/.kamal/assets/volumes/app-web-staging-v1 /www/assets\n"
     audit, = remote(WEB[0], "cat .kamal/app-staging-audit.log")
     assert_equal [ "Pulled image with version v1", "[web] Booted app version v1", "Tagging 10.213.0.1:5000/app:v1 as the latest image",
                    "Pruned containers", "Pruned images" ], audit.lines.map { |l| l.sub(/\A\[[^\]]+\] \[[^\]]+\] \[staging\] /, "").strip }
     assert_includes docker(WEB[0], "image ls --format '{{.Repository}}:{{.Tag}}'"), "10.213.0.1:5000/app:latest-staging"
+    assert_equal "/* v1 */\n", remote(WEB[0], "cat .kamal/assets/volumes/app-web-staging-v1/app-v1.css").first, "assets extracted into the volume"
     assert_equal "", remote(WEB[0], "ls -d .kamal/locks/app-staging 2>/dev/null").first, "lock released"
   end
 
@@ -98,6 +100,8 @@ class DeployV1Test < Minitest::Test
     end
     assert_empty answers.uniq - [ "app v1\n", "app v2\n" ], "Traefik always had a healthy container to send to"
     assert_equal "1", remote(WEB[0], "ls .kamal/cords | wc -l").first.strip, "the old container's cord was cut"
+    assert_equal "app-web-staging-v2\n", remote(WEB[0], "ls .kamal/assets/volumes").first, "the old version's assets were cleaned up"
+    assert_equal "app-v1.css\napp-v2.css\n", remote(WEB[0], "ls .kamal/assets/volumes/app-web-staging-v2").first, "v1's assets bridged into v2's"
   end
 
   def test_05_an_unhealthy_version_fails_and_leaves_v2_serving

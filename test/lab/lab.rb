@@ -217,7 +217,7 @@ module Lab
   def ensure_images(state)
     stamp = Digest::SHA256.hexdigest([ IMAGES.to_a.inspect, File.binread(File.join(TOOLS_BIN, "kamal-proxy")),
                                        File.binread(File.join(TOOLS_BIN, "traefik")),
-                                       File.read(__FILE__)[/def build_rootfs_tar.*?\n  end\n/m] ].join)
+                                       File.read(__FILE__)[/^  def build_rootfs_tar\b.*?^  end$/m] ].join)
     stamp_file = File.join(CACHE, "images.stamp")
     return if File.exist?(stamp_file) && File.read(stamp_file) == stamp && registry_has_images?
 
@@ -303,6 +303,9 @@ module Lab
       www = File.join(root, "www")
       FileUtils.mkdir_p(www)
       File.write(File.join(www, "index.html"), "#{APP_SERVICE} #{spec[:version]}\n")
+      # Static assets, for `asset_path` (kept apart from /up, so bridging them never makes a version healthy).
+      FileUtils.mkdir_p(File.join(www, "assets"))
+      File.write(File.join(www, "assets", "app-#{spec[:version]}.css"), "/* #{spec[:version]} */\n")
       File.write(File.join(www, "up"), "ok\n") if spec[:healthy]
       # PID 1 exits on TERM, or every `docker stop` would wait out its timeout.
       File.write(File.join(root, "bin", "start"), <<~SH)

@@ -319,6 +319,32 @@ impl<'a> AppV1<'a> {
             .map(Value::to_ruby_s)
     }
 
+    /// Extract the new version's assets (1.9: a `sleep` helper container and `docker cp`), then
+    /// cross-copy with the old version's volume (`$old` in the calling script).
+    pub fn extract_and_sync_assets(&self, version: &str) -> Option<String> {
+        let path = self.asset_path()?;
+        let path = path.split(':').next().unwrap_or(&path).to_string();
+        let (p, image) = (
+            self.prefix(),
+            format!("{}:{version}", self.config().repository()),
+        );
+        let (x, vol) = (".kamal/assets/extracted", ".kamal/assets/volumes");
+        Some(format!(
+            "mkdir -p {x}/{p}-{version} && docker stop -t 1 {p}-assets 2> /dev/null || true && docker run --name {p}-assets --detach --rm {image} sleep 1000000 && docker cp -L {p}-assets:{path}/. {x}/{p}-{version} && docker stop -t 1 {p}-assets\n\
+             mkdir -p {vol}/{p}-{version} ; cp -rnT {x}/{p}-{version} {vol}/{p}-{version}\n\
+             [ -z \"$old\" ] || {{ cp -rnT {x}/{p}-{version} {vol}/{p}-$old || true ; cp -rnT {x}/{p}-$old {vol}/{p}-{version} || true ; }}"
+        ))
+    }
+
+    /// After the old container stopped: every other version's extracted assets and volume go.
+    pub fn clean_up_assets(&self, version: &str) -> Option<String> {
+        self.asset_path()?;
+        let p = self.prefix();
+        Some(format!(
+            "find .kamal/assets/extracted -maxdepth 1 -name '{p}-*' ! -name {p}-{version} -exec rm -rf \"{{}}\" + ; find .kamal/assets/volumes -maxdepth 1 -name '{p}-*' ! -name {p}-{version} -exec rm -rf \"{{}}\" +"
+        ))
+    }
+
     /// `--filter label=service=S[ --filter label=destination=D] --filter label=role=R` (1.9 leaves the
     /// destination filter out when there is none).
     pub fn filters(&self) -> String {
@@ -578,6 +604,31 @@ mod tests {
     }
 
     #[test]
+    fn assets_follow_the_reference() {
+        let c = config(
+            &[json!({
+                "service": "myapp", "image": "acme/myapp", "servers": { "web": ["1.1.1.1"] },
+                "registry": { "username": "u", "password": "p" }, "traefik": {},
+                "asset_path": "/rails/public/assets"
+            })],
+            None,
+            "999",
+        );
+        let app = AppV1::new(&c, &c.roles[0], RUN_ID);
+        assert_eq!(
+            app.extract_and_sync_assets("999").unwrap(),
+            "mkdir -p .kamal/assets/extracted/myapp-web-999 && docker stop -t 1 myapp-web-assets 2> /dev/null || true && docker run --name myapp-web-assets --detach --rm acme/myapp:999 sleep 1000000 && docker cp -L myapp-web-assets:/rails/public/assets/. .kamal/assets/extracted/myapp-web-999 && docker stop -t 1 myapp-web-assets\n\
+             mkdir -p .kamal/assets/volumes/myapp-web-999 ; cp -rnT .kamal/assets/extracted/myapp-web-999 .kamal/assets/volumes/myapp-web-999\n\
+             [ -z \"$old\" ] || { cp -rnT .kamal/assets/extracted/myapp-web-999 .kamal/assets/volumes/myapp-web-$old || true ; cp -rnT .kamal/assets/extracted/myapp-web-$old .kamal/assets/volumes/myapp-web-999 || true ; }"
+        );
+        assert_eq!(
+            app.clean_up_assets("999").unwrap(),
+            "find .kamal/assets/extracted -maxdepth 1 -name 'myapp-web-*' ! -name myapp-web-999 -exec rm -rf \"{}\" + ; find .kamal/assets/volumes -maxdepth 1 -name 'myapp-web-*' ! -name myapp-web-999 -exec rm -rf \"{}\" +"
+        );
+        assert!(app.run("1.1.1.1", "999", "h").contains("--log-opt max-size=\"10m\" --volume $(pwd)/.kamal/assets/volumes/myapp-web-999:/rails/public/assets --label service="));
+    }
+
+    #[test]
     fn traefik_boot_matches_the_recorded_run() {
         let c = recorded();
         assert_eq!(
@@ -631,6 +682,8 @@ mod tests {
             lock_acquire("app-staging", "x").split(" && ").next(),
             Some("mkdir .kamal/locks/app-staging")
         );
+        assert_eq!(web.extract_and_sync_assets("abc"), None);
+        assert_eq!(web.clean_up_assets("abc"), None);
         assert_eq!(
             lock_release("app-staging"),
             "rm .kamal/locks/app-staging/details && rm -r .kamal/locks/app-staging"

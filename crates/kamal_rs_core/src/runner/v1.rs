@@ -17,7 +17,7 @@ use crate::commands::app::container_hostname;
 use crate::commands::v1::{self as cmd, AppV1, Traefik};
 use crate::commands::{prune, registry};
 use crate::config::{env, random_hex, Role};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::ssh::Stdin;
 use crate::value::Value;
 
@@ -60,17 +60,6 @@ impl<'a> Deploy<'a> {
 
     /// The steps of reference §6.1.
     pub(super) async fn steps_v1(&self) -> Result<()> {
-        if let Some(role) = self
-            .config
-            .roles
-            .iter()
-            .find(|r| self.v1_app(r).asset_path().is_some())
-        {
-            return Err(Error::config(format!(
-                "servers/{}: asset_path is not supported for Kamal 1.x configs by kamal_rs yet",
-                role.name
-            )));
-        }
         let deploy = !self.options.redeploy;
         self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
             .await?;
@@ -261,8 +250,11 @@ impl<'a> Deploy<'a> {
                 app.rename(v, &replaced)
             ),
             format!("old=$({}); echo \"{MARK}old $old\"", app.current_running_version()),
-            format!("{booted_audit} || exit {EXIT_RUN}"),
         ];
+        if let Some(assets) = app.extract_and_sync_assets(v) {
+            s.push(format!("{{ {assets}; }} >/dev/null || exit {EXIT_RUN}"));
+        }
+        s.push(format!("{booted_audit} || exit {EXIT_RUN}"));
         if app.uses_cord() {
             s.push(format!("{} || exit {EXIT_RUN}", app.tie_cord()));
         }
@@ -292,6 +284,9 @@ impl<'a> Deploy<'a> {
             ));
         }
         stop_old.push(format!("{} >/dev/null 2>&1", app.stop("$old")));
+        if let Some(cleanup) = app.clean_up_assets(v) {
+            stop_old.push(cleanup);
+        }
         s.push(format!(
             "if [ -n \"$old\" ]; then echo \"{MARK}stopping $old\"; {}; fi",
             stop_old.join("; ")
