@@ -108,6 +108,7 @@ class DeployV1Test < Minitest::Test
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "unhealthy", env: { "MAX_ATTEMPTS" => "2" })
     assert_equal 1, status, out
     assert_includes out, "container not ready ("
+    assert_match %r{INFO container not ready \([a-z]+\), retrying in 1s \(attempt 1/2\)\.\.\.}, out, "1.9's poller messages"
     assert_includes out, "Exception while executing on host 10.213.0.13: Halted at barrier"
     WEB.each do |ip|
       assert_equal "app v2\n", http_get(ip)

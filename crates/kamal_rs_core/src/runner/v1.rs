@@ -230,13 +230,7 @@ impl<'a> Deploy<'a> {
         );
         let booted_audit = self.audit_v1(Some(&role.name), &format!("Booted app version {v}"));
         let run = app.run(host, v, &hostname);
-        let wait = |target: &str, fail_mark: &str, code: i32, version: &str| {
-            format!(
-                "i=0; while :; do st=$({status}); [ \"$st\" = {target} ] && break; i=$((i+1)); [ $i -ge {polls} ] && {{ echo \"{MARK}{fail_mark} $st\"; exit {code}; }}; sleep {POLL}; done",
-                status = app.status(version),
-                polls = polls as i64
-            )
-        };
+        let polls = polls as i64;
         let mut s = vec![
             format!("current=$({})", app.current_running_version()),
             format!(
@@ -263,11 +257,16 @@ impl<'a> Deploy<'a> {
         ));
         // Healthy, or running without a health check (then the readiness delay, as 1.9).
         s.push(format!(
-            "i=0; while :; do st=$({status}); [ \"$st\" = healthy ] && break; [ \"$st\" = running ] && {{ sleep {delay}; break; }}; i=$((i+1)); [ $i -ge {polls} ] && {{ echo \"{MARK}not_ready $st\"; {stop} >/dev/null 2>&1; exit {EXIT_NOT_READY}; }}; sleep {POLL}; done; echo {MARK}healthy",
-            status = app.status(v),
-            delay = self.readiness_delay(),
-            polls = polls as i64,
-            stop = app.stop(v)
+            "{}; echo {MARK}healthy",
+            poll_loop(
+                &app.status(v),
+                "healthy",
+                Some(self.readiness_delay()),
+                polls,
+                "ready",
+                &format!("{} >/dev/null 2>&1", app.stop(v)),
+                EXIT_NOT_READY
+            )
         ));
         // The old container: its cord is cut so that its health check fails and Traefik drops it, then it
         // is stopped. Cutting comes TRAEFIK_UPDATE_DELAY - UNHEALTHY_AFTER seconds after the new one is
@@ -280,7 +279,7 @@ impl<'a> Deploy<'a> {
                 app.cord("$old"),
                 TRAEFIK_UPDATE_DELAY - UNHEALTHY_AFTER,
                 AppV1::cut_cord("\"$cord\""),
-                wait("unhealthy", "not_unhealthy", EXIT_NOT_UNHEALTHY, "$old")
+                poll_loop(&app.status("$old"), "unhealthy", None, polls, "unhealthy", "true", EXIT_NOT_UNHEALTHY)
             ));
         }
         stop_old.push(format!("{} >/dev/null 2>&1", app.stop("$old")));
@@ -307,6 +306,7 @@ impl<'a> Deploy<'a> {
         let output = &self.output;
         let role_name = role.name.clone();
         let host_s = host.to_string();
+        let max_attempts = app.max_attempts();
         let mut on_line = |line: &str| {
             if let Some(rest) = line.strip_prefix(MARK) {
                 if rest == "healthy" {
@@ -319,6 +319,20 @@ impl<'a> Deploy<'a> {
                         }
                         let _ = barrier.send(Some(true));
                     }
+                } else if let Some(retry) = rest.strip_prefix("retry_") {
+                    // 1.9's poller messages, at the moments it would have checked again.
+                    let mut parts = retry.split_whitespace();
+                    let (kind, status, attempt) = (parts.next(), parts.next(), parts.next());
+                    let what = if kind == Some("ready") {
+                        "ready"
+                    } else {
+                        "unhealthy"
+                    };
+                    let attempt = attempt.unwrap_or("?");
+                    output.info(&format!(
+                        "container not {what} ({}), retrying in {attempt}s (attempt {attempt}/{max_attempts})...",
+                        status.unwrap_or("")
+                    ));
                 } else if let Some(v) = rest.strip_prefix("stale ") {
                     output.info(&format!(
                         "Stopping stale container for role {role_name} with version {v}"
@@ -485,4 +499,29 @@ impl<'a> Deploy<'a> {
         }
         Ok(())
     }
+}
+
+/// A shell loop that checks `status` every POLL seconds until it prints `target` (or, with a readiness
+/// delay, `running`: a container without a health check, then the delay), for at most `polls` checks
+/// (1.9's total budget). At the moments 1.9's poller would have checked again (after 1, 1+2, 1+2+3...
+/// seconds) it prints a `retry_<what> <status> <attempt>` marker, so the log keeps 1.9's messages; when
+/// the budget is spent, `timeout_<what> <status>`, then `on_timeout`, then exit `code`.
+fn poll_loop(
+    status: &str,
+    target: &str,
+    readiness_delay: Option<i64>,
+    polls: i64,
+    what: &str,
+    on_timeout: &str,
+    code: i32,
+) -> String {
+    let per_second = (1.0 / POLL) as i64;
+    let running = readiness_delay
+        .map(|d| format!(" [ \"$st\" = running ] && {{ sleep {d}; break; }};"))
+        .unwrap_or_default();
+    format!(
+        "i=0; k=1; next={per_second}; while :; do st=$({status}); [ \"$st\" = {target} ] && break;{running} i=$((i+1)); \
+         [ $i -ge {polls} ] && {{ echo \"{MARK}timeout_{what} $st\"; {on_timeout}; exit {code}; }}; \
+         [ $i -eq $next ] && {{ echo \"{MARK}retry_{what} $st $k\"; k=$((k+1)); next=$((next+{per_second}*k)); }}; sleep {POLL}; done"
+    )
 }
