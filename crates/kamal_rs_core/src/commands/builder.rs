@@ -31,23 +31,14 @@ pub struct Builder {
     remote_arches: Vec<String>,
     remote: Option<String>,
     local_registry: bool,
-    service: String,
-    repository: String,
-    server: Option<String>,
-    image: String,
-    version: String,
-    latest_tag: String,
-    cfg: Map,
+    t: Target,
 }
 
 impl Builder {
     /// `docker_arch`: the local Docker's architecture (`amd64`, `arm64`), needed only with `remote`.
     pub fn new(config: &Configuration, docker_arch: Option<&str>) -> Result<Builder> {
-        let cfg = config
-            .builder_config()
-            .as_map()
-            .cloned()
-            .unwrap_or_default();
+        let t = Target::new(config)?;
+        let cfg = t.cfg.clone();
         let get = |k: &str| cfg.get(k).filter(|v| !v.is_nil());
         let driver = get("driver")
             .map(Value::to_ruby_s)
@@ -101,18 +92,12 @@ impl Builder {
             remote_arches,
             remote,
             local_registry: config.local_registry(),
-            service: config.service(),
-            repository: config.repository(),
-            server: config.registry_server(),
-            image: config.image().unwrap_or_default(),
-            version: config.version()?,
-            latest_tag: config.latest_tag(),
-            cfg,
+            t,
         })
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
-        self.cfg.get(key).filter(|v| !v.is_nil())
+        self.t.get(key)
     }
 
     fn docker_driver(&self) -> bool {
@@ -252,21 +237,12 @@ impl Builder {
         }
     }
 
-    fn tags(&self) -> Vec<String> {
-        vec![
-            "-t".into(),
-            format!("{}:{}", self.repository, self.version),
-            "-t".into(),
-            format!("{}:{}", self.repository, self.latest_tag),
-        ]
-    }
-
     fn cache(&self) -> Option<(String, String)> {
         let cache = self.get("cache")?.as_map()?.clone();
         let options = cache_options(&cache);
         match cache.get("type").map(Value::to_ruby_s).as_deref() {
             Some("registry") => {
-                let reference = cache_reference(self.server.as_deref(), &cache, &self.image);
+                let reference = cache_reference(self.t.server.as_deref(), &cache, &self.t.image);
                 let from = format!("type=registry,ref={reference}");
                 let to = match options {
                     Some(o) => format!("{from},{o}"),
@@ -300,23 +276,11 @@ impl Builder {
     }
 
     pub fn dockerfile(&self) -> String {
-        self.get("dockerfile")
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| "Dockerfile".into())
+        self.t.dockerfile()
     }
 
-    pub fn context(&self) -> String {
-        self.get("context")
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| ".".into())
-    }
-
-    /// `builder.secrets`: the names of the secrets exported to the build's environment.
     pub fn secret_names(&self) -> Vec<String> {
-        self.get("secrets")
-            .and_then(Value::as_seq)
-            .map(|s| s.iter().map(Value::to_ruby_s).collect())
-            .unwrap_or_default()
+        self.t.secret_names()
     }
 
     fn args(&self) -> Value {
@@ -340,7 +304,7 @@ impl Builder {
             head.extend(["--cache-to".into(), to, "--cache-from".into(), from]);
         }
         head.push("--label".into());
-        head.push(format!("service={}", escape_shell_value(&self.service)));
+        head.push(format!("service={}", escape_shell_value(&self.t.service)));
         let (args, args_shown) = self.build_args();
         let mut tail = Vec::new();
         for name in self.secret_names() {
@@ -355,7 +319,7 @@ impl Builder {
             ("--provenance", "provenance"),
             ("--sbom", "sbom"),
         ] {
-            let value = self.cfg.get(key);
+            let value = self.t.cfg.get(key);
             let present = match key {
                 // `provenance` and `sbom` count when set at all (`false` included).
                 "provenance" | "sbom" => value.is_some_and(|v| !v.is_nil()),
@@ -394,9 +358,9 @@ impl Builder {
             head.push("--builder".into());
             head.push(self.name());
         }
-        head.extend(self.tags());
+        head.extend(self.t.tags());
         let (sent, shown) = self.build_options(no_cache);
-        let tail = vec![self.context(), "2>&1".into()];
+        let tail = vec![self.t.context(), "2>&1".into()];
         (
             [head.clone(), sent, tail.clone()].concat().join(" "),
             [head, shown, tail].concat().join(" "),
@@ -415,7 +379,7 @@ impl Builder {
         let mut head = vec![
             "pack".to_string(),
             "build".into(),
-            self.repository.clone(),
+            self.t.repository.clone(),
             "--platform".into(),
             format!(
                 "linux/{}",
@@ -441,12 +405,12 @@ impl Builder {
             head.push("--buildpack".into());
             head.push(bp.into());
         }
-        head.extend(self.tags());
+        head.extend(self.t.tags());
         if no_cache {
             head.push("--clear-cache".into());
         }
         head.push("--env".into());
-        head.push(format!("BP_IMAGE_LABELS=service={}", self.service));
+        head.push(format!("BP_IMAGE_LABELS=service={}", self.t.service));
         head.extend(argumentize("--env", &self.args()));
         // Secrets go in as `--env NAME` with the value taken from the build's environment.
         let mut secrets = Vec::new();
@@ -454,15 +418,10 @@ impl Builder {
             secrets.push("--env".to_string());
             secrets.push(name);
         }
-        let tail = vec!["--path".to_string(), self.context()];
+        let tail = vec!["--path".to_string(), self.t.context()];
         let mut cmd = [head, secrets, tail].concat().join(" ");
         if export == "registry" {
-            cmd.push_str(&format!(
-                " && docker push {repo}:{} && docker push {repo}:{}",
-                self.version,
-                self.latest_tag,
-                repo = self.repository
-            ));
+            cmd.push_str(&self.t.push_both());
         }
         (cmd.clone(), cmd)
     }
@@ -498,6 +457,80 @@ pub(crate) fn redacted_build_args(tokens: &[String]) -> Vec<String> {
             _ => t.clone(),
         })
         .collect()
+}
+
+/// What every builder (2.x and 1.9) builds: the image's names, and the `builder:` settings.
+pub struct Target {
+    pub service: String,
+    pub repository: String,
+    pub server: Option<String>,
+    pub image: String,
+    pub version: String,
+    pub latest_tag: String,
+    pub cfg: Map,
+}
+
+impl Target {
+    pub fn new(config: &Configuration) -> Result<Target> {
+        Ok(Target {
+            service: config.service(),
+            repository: config.repository(),
+            server: config.registry_server(),
+            image: config.image().unwrap_or_default(),
+            version: config.version()?,
+            latest_tag: config.latest_tag(),
+            cfg: config
+                .builder_config()
+                .as_map()
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A `builder:` key, `nil` counting as absent.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.cfg.get(key).filter(|v| !v.is_nil())
+    }
+
+    /// `-t IMG:V -t IMG:latest[-D]`.
+    pub fn tags(&self) -> Vec<String> {
+        vec![
+            "-t".into(),
+            format!("{}:{}", self.repository, self.version),
+            "-t".into(),
+            format!("{}:{}", self.repository, self.latest_tag),
+        ]
+    }
+
+    /// ` && docker push IMG:V && docker push IMG:latest[-D]`, for builders that do not push themselves.
+    pub fn push_both(&self) -> String {
+        format!(
+            " && docker push {repo}:{} && docker push {repo}:{}",
+            self.version,
+            self.latest_tag,
+            repo = self.repository
+        )
+    }
+
+    pub fn dockerfile(&self) -> String {
+        self.get("dockerfile")
+            .map(Value::to_ruby_s)
+            .unwrap_or_else(|| "Dockerfile".into())
+    }
+
+    pub fn context(&self) -> String {
+        self.get("context")
+            .map(Value::to_ruby_s)
+            .unwrap_or_else(|| ".".into())
+    }
+
+    /// `builder.secrets`: the names of the secrets exported to the build's environment.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.get("secrets")
+            .and_then(Value::as_seq)
+            .map(|s| s.iter().map(Value::to_ruby_s).collect())
+            .unwrap_or_default()
+    }
 }
 
 fn platforms(arches: &[String]) -> String {

@@ -2,7 +2,7 @@
 //! native remote, multiarch and multiarch remote (`docker buildx build --push`). 1.9's option order puts
 //! the tags first and has no `--output` and no `2>&1`.
 
-use super::builder::{cache_options, cache_reference, redacted_build_args};
+use super::builder::{cache_options, cache_reference, redacted_build_args, Target};
 use crate::config::Configuration;
 use crate::error::Result;
 use crate::shell::{argumentize_as, Escaping};
@@ -19,22 +19,13 @@ pub enum KindV1 {
 
 pub struct BuilderV1 {
     pub kind: KindV1,
-    service: String,
-    repository: String,
-    server: Option<String>,
-    image: String,
-    version: String,
-    latest_tag: String,
-    cfg: Map,
+    t: Target,
 }
 
 impl BuilderV1 {
     pub fn new(config: &Configuration) -> Result<BuilderV1> {
-        let cfg = config
-            .builder_config()
-            .as_map()
-            .cloned()
-            .unwrap_or_default();
+        let t = Target::new(config)?;
+        let cfg = &t.cfg;
         let multiarch = !matches!(cfg.get("multiarch"), Some(Value::Bool(false)));
         let cached = cfg.get("cache").is_some_and(Value::truthy);
         let remote = cfg.get("remote").is_some_and(Value::truthy);
@@ -46,20 +37,12 @@ impl BuilderV1 {
             (true, _, true, true) => KindV1::MultiarchRemote,
             (true, _, false, _) => KindV1::Multiarch,
         };
-        Ok(BuilderV1 {
-            kind,
-            service: config.service(),
-            repository: config.repository(),
-            server: config.registry_server(),
-            image: config.image().unwrap_or_default(),
-            version: config.version()?,
-            latest_tag: config.latest_tag(),
-            cfg,
-        })
+        Ok(BuilderV1 { kind, t })
     }
 
     fn section(&self, key: &str) -> Map {
-        self.cfg
+        self.t
+            .cfg
             .get(key)
             .and_then(Value::as_map)
             .cloned()
@@ -90,7 +73,7 @@ impl BuilderV1 {
     }
 
     pub fn name(&self) -> Option<String> {
-        let s = &self.service;
+        let s = &self.t.service;
         match self.kind {
             KindV1::Native => None,
             KindV1::NativeCached => Some(format!("kamal-{s}-native-cached")),
@@ -134,21 +117,12 @@ impl BuilderV1 {
         })
     }
 
-    fn tags(&self) -> Vec<String> {
-        vec![
-            "-t".into(),
-            format!("{}:{}", self.repository, self.version),
-            "-t".into(),
-            format!("{}:{}", self.repository, self.latest_tag),
-        ]
-    }
-
     fn cache(&self) -> Vec<String> {
         let cache = self.section("cache");
         let options = cache_options(&cache);
         let (to, from) = match cache.get("type").map(Value::to_ruby_s).as_deref() {
             Some("registry") => {
-                let reference = cache_reference(self.server.as_deref(), &cache, &self.image);
+                let reference = cache_reference(self.t.server.as_deref(), &cache, &self.t.image);
                 let to = [
                     Some("type=registry".to_string()),
                     options,
@@ -173,30 +147,22 @@ impl BuilderV1 {
     }
 
     pub fn secret_names(&self) -> Vec<String> {
-        self.cfg
-            .get("secrets")
-            .and_then(Value::as_seq)
-            .map(|s| s.iter().map(Value::to_ruby_s).collect())
-            .unwrap_or_default()
+        self.t.secret_names()
     }
 
     pub fn dockerfile(&self) -> String {
-        self.cfg
-            .get("dockerfile")
-            .filter(|v| !v.is_nil())
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| "Dockerfile".into())
+        self.t.dockerfile()
     }
 
     /// Tags, cache, label, build args, secrets, file, target, ssh: what is sent and what is logged.
     fn build_options(&self) -> (Vec<String>, Vec<String>) {
-        let mut head = self.tags();
+        let mut head = self.t.tags();
         head.extend(self.cache());
         head.push("--label".into());
-        head.push(format!("service={}", Escaping::V1.escape(&self.service)));
+        head.push(format!("service={}", Escaping::V1.escape(&self.t.service)));
         let args = argumentize_as(
             "--build-arg",
-            self.cfg.get("args").unwrap_or(&Value::Nil),
+            self.t.cfg.get("args").unwrap_or(&Value::Nil),
             Escaping::V1,
         );
         let shown_args = redacted_build_args(&args);
@@ -208,7 +174,7 @@ impl BuilderV1 {
         tail.push("--file".into());
         tail.push(self.dockerfile());
         for key in ["target", "ssh"] {
-            if let Some(v) = self.cfg.get(key).filter(|v| v.is_present()) {
+            if let Some(v) = self.t.cfg.get(key).filter(|v| v.is_present()) {
                 tail.push(format!("--{key}"));
                 tail.push(v.to_ruby_s());
             }
@@ -219,18 +185,10 @@ impl BuilderV1 {
         )
     }
 
-    pub fn context_dir(&self) -> String {
-        self.cfg
-            .get("context")
-            .filter(|v| !v.is_nil())
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| ".".into())
-    }
-
     /// The build-and-push command: what is run, and what is logged.
     pub fn push(&self) -> (String, String) {
         let (opts, shown) = self.build_options();
-        let ctx = self.context_dir();
+        let ctx = self.t.context();
         let head: Vec<String> = match self.kind {
             KindV1::Native => vec!["docker".into(), "build".into()],
             KindV1::NativeCached => vec!["docker buildx build --push".into()],
@@ -251,12 +209,7 @@ impl BuilderV1 {
             }
         };
         let tail = if self.kind == KindV1::Native {
-            format!(
-                " && docker push {repo}:{} && docker push {repo}:{}",
-                self.version,
-                self.latest_tag,
-                repo = self.repository
-            )
+            self.t.push_both()
         } else {
             String::new()
         };
