@@ -27,7 +27,7 @@ module KamalRs
   OPTION_NAMES = %i[skip_push hosts roles primary skip_hooks verbose quiet lock_wait lock_wait_timeout
                     lock_wait_interval command_timeout].freeze
 
-  # Deploys to the config's servers as `kamal deploy` does (Kamal 2 configs). Keyword options mirror
+  # Deploys to the config's servers as `kamal deploy` does (Kamal 2, or 1.9 for a 1.x config). Options mirror
   # the CLI: config_file:, destination:, version:, skip_push:, hosts:, roles:, primary:, skip_hooks:,
   # verbose:, quiet:, lock_wait:, lock_wait_timeout:, lock_wait_interval:. Returns a KamalRs::Result;
   # raises a KamalRs::Error (with #result) on failure. The GVL is released while it runs.
