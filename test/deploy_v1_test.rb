@@ -82,9 +82,11 @@ class DeployV1Test < Minitest::Test
   def test_04_redeploy_v2_skips_login_traefik_and_prune_and_never_drops_a_request
     Lab.reset_transcripts
     answers = []
-    poller = Thread.new { Thread.current.report_on_exception = false; loop { answers << http_get(WEB[0]); sleep 0.1 } }
+    polling = true
+    poller = Thread.new { (answers << http_get(WEB[0])) && sleep(0.1) while polling }
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2")
-    poller.kill
+    polling = false
+    poller.join
     assert_equal 0, status, out
     assert_one_connection_per_host(HOSTS)
     WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
