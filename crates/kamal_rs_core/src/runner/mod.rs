@@ -215,7 +215,7 @@ struct Deploy<'a> {
     service_and_destination: String,
     cancel: Arc<Cancel>,
     started: Instant,
-    performer: String,
+    performer: Performer,
     conns: Mutex<HashMap<String, Arc<Connection>>>,
     reports: Mutex<Vec<HostReport>>,
     holding_lock: AtomicBool,
@@ -282,7 +282,7 @@ impl<'a> Deploy<'a> {
             service_and_destination: config.service_and_destination(),
             cancel,
             started,
-            performer: performer(),
+            performer: Performer::spawn(),
             conns: Mutex::new(HashMap::new()),
             reports: Mutex::new(Vec::new()),
             holding_lock: AtomicBool::new(holding),
@@ -490,7 +490,7 @@ impl<'a> Deploy<'a> {
         let c = self.config;
         let mut env = vec![
             ("KAMAL_RECORDED_AT".to_string(), crate::time::now()),
-            ("KAMAL_PERFORMER".to_string(), self.performer.clone()),
+            ("KAMAL_PERFORMER".to_string(), self.performer.get().to_string()),
             ("KAMAL_VERSION".to_string(), self.version.clone()),
             (
                 "KAMAL_SERVICE_VERSION".to_string(),
@@ -760,7 +760,7 @@ impl<'a> Deploy<'a> {
         Auditor {
             service_and_destination: &self.service_and_destination,
             destination: self.config.destination.as_deref(),
-            performer: &self.performer,
+            performer: self.performer.get(),
         }
     }
 
@@ -1785,6 +1785,33 @@ fn marker(stdout: &str, name: &str) -> Option<String> {
 }
 
 /// `git config user.email`, else `whoami` (Kamal's performer).
+/// Who deploys (`git config user.email`, else the login name), looked up on a thread of its own so
+/// that starting git does not delay the first SSH connections.
+struct Performer {
+    name: std::sync::OnceLock<String>,
+    lookup: Mutex<Option<std::thread::JoinHandle<String>>>,
+}
+
+impl Performer {
+    fn spawn() -> Performer {
+        Performer {
+            name: std::sync::OnceLock::new(),
+            lookup: Mutex::new(Some(std::thread::spawn(performer))),
+        }
+    }
+
+    fn get(&self) -> &str {
+        self.name.get_or_init(|| {
+            self.lookup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_else(|| "unknown".into())
+        })
+    }
+}
+
 fn performer() -> String {
     git_config("user.email")
         .or_else(|| {
