@@ -490,7 +490,10 @@ impl<'a> Deploy<'a> {
         let c = self.config;
         let mut env = vec![
             ("KAMAL_RECORDED_AT".to_string(), crate::time::now()),
-            ("KAMAL_PERFORMER".to_string(), self.performer.get().to_string()),
+            (
+                "KAMAL_PERFORMER".to_string(),
+                self.performer.get().to_string(),
+            ),
             ("KAMAL_VERSION".to_string(), self.version.clone()),
             (
                 "KAMAL_SERVICE_VERSION".to_string(),
