@@ -31,10 +31,6 @@ pub fn release(service_and_destination: &str) -> String {
     release_at(&dir(service_and_destination))
 }
 
-pub fn status(service_and_destination: &str) -> String {
-    status_at(&dir(service_and_destination))
-}
-
 /// The lock commands for a lock directory (Kamal 1.x keeps it elsewhere: `commands::v1::lock_dir`).
 pub fn acquire_at(dir: &str, details_text: &str) -> String {
     format!(

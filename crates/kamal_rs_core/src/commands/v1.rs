@@ -417,18 +417,6 @@ pub fn lock_dir(service_and_destination: &str) -> String {
     format!(".kamal/locks/{service_and_destination}")
 }
 
-pub fn lock_acquire(service_and_destination: &str, details_text: &str) -> String {
-    super::lock::acquire_at(&lock_dir(service_and_destination), details_text)
-}
-
-pub fn lock_status(service_and_destination: &str) -> String {
-    super::lock::status_at(&lock_dir(service_and_destination))
-}
-
-pub fn lock_release(service_and_destination: &str) -> String {
-    super::lock::release_at(&lock_dir(service_and_destination))
-}
-
 /// 1.9 also prunes the containers of its old `healthcheck-S[-D]` checks.
 pub fn prune_healthcheck_containers(service_and_destination: &str) -> String {
     format!("docker container prune --force --filter label=service=healthcheck-{service_and_destination}")
@@ -679,13 +667,15 @@ mod tests {
             r#"docker run --name traefik --detach --restart unless-stopped --volume /var/run/docker.sock:/var/run/docker.sock --env-file .kamal/env/traefik/traefik.env --log-opt max-size="10m" --label traefik.http.routers.catchall.entryPoints="http" --label traefik.http.routers.catchall.rule="PathPrefix(\`/\`)" --label traefik.http.routers.catchall.service="unavailable" --label traefik.http.routers.catchall.priority="1" --label traefik.http.services.unavailable.loadbalancer.server.port="0" --label traefik.enable="true" --memory "512m" traefik:v2.10 --providers.docker --log.level="INFO" --accesslog"#
         );
         assert_eq!(
-            lock_acquire("app-staging", "x").split(" && ").next(),
+            crate::commands::lock::acquire_at(&lock_dir("app-staging"), "x")
+                .split(" && ")
+                .next(),
             Some("mkdir .kamal/locks/app-staging")
         );
         assert_eq!(web.extract_and_sync_assets("abc"), None);
         assert_eq!(web.clean_up_assets("abc"), None);
         assert_eq!(
-            lock_release("app-staging"),
+            crate::commands::lock::release_at(&lock_dir("app-staging")),
             "rm .kamal/locks/app-staging/details && rm -r .kamal/locks/app-staging"
         );
         assert_eq!(

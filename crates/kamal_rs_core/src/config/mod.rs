@@ -152,6 +152,15 @@ impl Configuration {
             .is_some_and(|s| Regex::new("^localhost[:$]").unwrap().is_match(&s))
     }
 
+    /// The port of a `localhost:<port>` registry (Kamal's `registry.local_port`, 80 when none is given).
+    pub fn local_registry_port(&self) -> Option<u16> {
+        self.local_registry().then(|| {
+            self.registry_server()
+                .and_then(|s| s.split(':').nth(1).and_then(|p| p.parse().ok()))
+                .unwrap_or(80)
+        })
+    }
+
     /// `image`, or the service name when the registry is local.
     pub fn image(&self) -> Option<String> {
         match self.get("image").filter(|v| v.is_present()) {

@@ -143,24 +143,10 @@ impl Deploy<'_> {
         })
     }
 
-    /// A local command that must succeed, logged as `shown` (which hides what must not be printed).
-    pub(super) async fn run_local_checked(&self, shown: &str, command: &str) -> Result<()> {
+    /// A local command that must succeed (SSHKit's `execute`), logged as `shown` (which hides what
+    /// must not be printed).
+    async fn execute_local_as(&self, shown: &str, command: &str) -> Result<Local> {
         let out = self.local(shown, command, LocalOptions::default()).await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::CommandFailed,
-                out.failure(first_word(command)),
-            ))
-        }
-    }
-
-    /// A local command that must succeed (SSHKit's `execute`).
-    async fn execute_local(&self, command: &str) -> Result<Local> {
-        let out = self
-            .local(command, command, LocalOptions::default())
-            .await?;
         if out.success() {
             Ok(out)
         } else {
@@ -169,6 +155,20 @@ impl Deploy<'_> {
                 out.failure(first_word(command)),
             ))
         }
+    }
+
+    async fn execute_local(&self, command: &str) -> Result<Local> {
+        self.execute_local_as(command, command).await
+    }
+
+    /// `docker login` on this machine, logged with the credentials hidden.
+    pub(super) async fn login_locally(&self) -> Result<()> {
+        let (user, password) = self.registry_credentials()?;
+        let server = self.config.registry_server();
+        let login = registry::login(server.as_deref(), &user, &password);
+        self.execute_local_as(&registry::login_redacted(server.as_deref()), &login)
+            .await
+            .map(|_| ())
     }
 
     /// `build push`, then the image is in the registry under `IMG:V` and `IMG:latest[-D]`.
@@ -210,26 +210,12 @@ impl Deploy<'_> {
         let builder = Builder::new(c, arch.as_deref())?;
 
         if builder.login_to_registry_locally() {
-            if c.local_registry() {
-                let port = c
-                    .registry_server()
-                    .and_then(|s| s.split(':').nth(1).map(String::from))
-                    .unwrap_or_else(|| "80".into());
-                self.execute_local(&local_registry_setup(&port)).await?;
-            } else {
-                let (user, password) = self.registry_credentials()?;
-                let server = c.registry_server();
-                let login = registry::login(server.as_deref(), &user, &password);
-                let out = self
-                    .local(
-                        &registry::login_redacted(server.as_deref()),
-                        &login,
-                        LocalOptions::default(),
-                    )
-                    .await?;
-                if !out.success() {
-                    return Err(Error::new(ErrorKind::CommandFailed, out.failure("docker")));
+            match c.local_registry_port() {
+                Some(port) => {
+                    self.execute_local(&local_registry_setup(&port.to_string()))
+                        .await?;
                 }
+                None => self.login_locally().await?,
             }
         } else if c.local_registry() {
             return Err(Error::new(

@@ -559,12 +559,7 @@ impl<'a> Deploy<'a> {
         std::fs::write(&config_file, settings.ssh_config())
             .map_err(|e| Error::runtime(e.to_string()))?;
         let control = self.run_dir.path.clone();
-        let local_registry_port: Option<u16> = self
-            .config
-            .local_registry()
-            .then(|| self.config.registry_server())
-            .flatten()
-            .and_then(|s| s.split(':').nth(1).and_then(|p| p.parse().ok()));
+        let local_registry_port = self.config.local_registry_port();
         let results = join_all(self.sel.hosts.iter().map(|h| {
             let config_file = config_file.clone();
             let control = control.clone();
@@ -1026,7 +1021,6 @@ impl<'a> Deploy<'a> {
 
     async fn acquire_lock(&self) -> Result<()> {
         let host = self.sel.primary_host.clone();
-        let sd = self.config.service_and_destination();
         let waiting = self.options.lock_wait;
         if waiting {
             self.output.say(&format!(
@@ -1045,19 +1039,18 @@ impl<'a> Deploy<'a> {
                 &self.version,
                 "Automatic deploy lock",
             );
-            let (prep, acquire) = if self.config.major == KamalMajor::V1 {
-                (
-                    "mkdir -p .kamal && mkdir -p .kamal/locks",
-                    crate::commands::v1::lock_acquire(&sd, &details),
-                )
-            } else {
-                ("mkdir -p .kamal", lock::acquire(&sd, &details))
-            };
+            let dir = self.lock_dir();
+            // The directory that holds the lock dir: `.kamal`, or 1.x's `.kamal/locks`.
+            let prep = format!(
+                "mkdir -p {}",
+                dir.rsplit_once('/').map_or(".kamal", |(p, _)| p)
+            );
+            let acquire = lock::acquire_at(&dir, &details);
             let command = format!("{prep} && {acquire}");
             let out = self
                 .exec(
                     &host,
-                    &[(prep.into(), false), (acquire, true)],
+                    &[(prep.clone(), false), (acquire, true)],
                     &command,
                     Stdin::None,
                     &mut |_| {},
@@ -1073,11 +1066,7 @@ impl<'a> Deploy<'a> {
             {
                 return Err(to_error(self.failed(&host, "mkdir", &out)));
             }
-            let status_cmd = if self.config.major == KamalMajor::V1 {
-                crate::commands::v1::lock_status(&sd)
-            } else {
-                lock::status(&sd)
-            };
+            let status_cmd = lock::status_at(&self.lock_dir());
             let status = self
                 .exec_one(&host, &status_cmd, false)
                 .await
@@ -1125,14 +1114,18 @@ impl<'a> Deploy<'a> {
         }
     }
 
+    /// The deploy lock's directory on the primary host: `.kamal/lock-S[-D]`, or 1.x's
+    /// `.kamal/locks/S[-D]`.
+    fn lock_dir(&self) -> String {
+        match self.config.major {
+            KamalMajor::V1 => crate::commands::v1::lock_dir(&self.service_and_destination),
+            KamalMajor::V2 => lock::dir(&self.service_and_destination),
+        }
+    }
+
     async fn release_lock(&self) -> Result<()> {
-        let sd = self.config.service_and_destination();
         let host = self.sel.primary_host.clone();
-        let release = if self.config.major == KamalMajor::V1 {
-            crate::commands::v1::lock_release(&sd)
-        } else {
-            lock::release(&sd)
-        };
+        let release = lock::release_at(&self.lock_dir());
         let out = self
             .exec_one(&host, &release, true)
             .await
@@ -1725,7 +1718,7 @@ impl<'a> Deploy<'a> {
             }
         }
         if release_lock {
-            let release = lock::release(&self.service_and_destination);
+            let release = lock::release_at(&self.lock_dir());
             shown.push((release.clone(), true));
             script.push(release);
         }

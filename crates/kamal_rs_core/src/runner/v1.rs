@@ -44,16 +44,19 @@ impl<'a> Deploy<'a> {
         cmd::audit(&self.service_and_destination, &line)
     }
 
+    /// Traefik runs on a host when one of its roles runs it.
+    fn runs_traefik(&self, host: &str) -> bool {
+        self.sel
+            .roles_on(self.config, host)
+            .iter()
+            .any(|r| self.v1_app(r).running_traefik())
+    }
+
     fn traefik_hosts(&self) -> Vec<String> {
         self.sel
             .hosts
             .iter()
-            .filter(|h| {
-                self.sel
-                    .roles_on(self.config, h)
-                    .iter()
-                    .any(|r| self.v1_app(r).running_traefik())
-            })
+            .filter(|h| self.runs_traefik(h))
             .cloned()
             .collect()
     }
@@ -107,14 +110,6 @@ impl<'a> Deploy<'a> {
         self.release_lock().await
     }
 
-    async fn login_locally(&self) -> Result<()> {
-        let (user, password) = self.registry_credentials()?;
-        let server = self.config.registry_server();
-        let login = registry::login(server.as_deref(), &user, &password);
-        self.run_local_checked(&registry::login_redacted(server.as_deref()), &login)
-            .await
-    }
-
     fn readiness_delay(&self) -> i64 {
         self.config
             .get("readiness_delay")
@@ -146,7 +141,7 @@ impl<'a> Deploy<'a> {
             .iter()
             .map(|r| self.v1_app(r).env_file_path())
             .collect();
-        if !self.options.redeploy && self.traefik_hosts().iter().any(|h| h == host) {
+        if !self.options.redeploy && self.runs_traefik(host) {
             files.push(Traefik::env_file_path().into());
         }
         for f in &files {
@@ -438,9 +433,8 @@ impl<'a> Deploy<'a> {
         })
         .await?;
         self.acquire_lock().await?;
-        let traefik_hosts = self.traefik_hosts();
         self.on_hosts(&self.sel.hosts, |h| {
-            self.push_env_files(h, traefik_hosts.contains(&h.to_string()))
+            self.push_env_files(h, self.runs_traefik(h))
         })
         .await?;
         self.output.say("Releasing the deploy lock...");
