@@ -257,6 +257,16 @@ class DeployTest < Minitest::Test
     assert_includes states, "app-web-staging-v2 exited"
     assert_equal [ "app-web-staging-v1 running" ], states.grep(/ running\z/)
     WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+
+    # The running version again: the live container is renamed, and it is the old one that is stopped.
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1")
+    assert_equal 0, status, out
+    replaced = out[/Renaming container v1 to (v1_replaced_\h{16}) as already deployed on 10.213.0.11/, 1]
+    assert replaced, out
+    states = docker(WEB[0], "ps -a --format '{{.Names}} {{.State}}' --filter label=role=web").lines.map(&:strip)
+    assert_equal [ "app-web-staging-v1 running" ], states.grep(/ running\z/)
+    assert_includes states, "app-web-staging-#{replaced} exited"
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
   end
 
   def test_13_asset_path_is_extracted_synced_and_mounted

@@ -64,7 +64,7 @@ impl BootScript<'_> {
         // running containers need the `latest`-image preference.
         s.push(format!(
             "live=$(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting) echo \"$n\";; esac; done); \
-             case $(echo \"$live\" | grep -c .) in 0) old= ;; 1) old=${{live#{prefix}-}} ;; *) {current} ;; esac"
+             nlive=$(echo \"$live\" | grep -c .); case $nlive in 0) old= ;; 1) old=${{live#{prefix}-}} ;; *) {current} ;; esac"
         ));
         // Running versions other than the current one are stale (Kamal's `docker ps` without `-a`
         // lists running, restarting and paused containers).
@@ -72,9 +72,11 @@ impl BootScript<'_> {
             "for stale in $(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting|paused) echo \"${{n#{prefix}-}}\";; esac; done); do [ \"$stale\" = \"$old\" ] && continue; echo \"{MARK}stale $stale\"; {} >/dev/null 2>&1; done",
             stop_version("stale")
         ));
-        // The current version is read again only if a rename could have changed it.
+        // After a rename the current version is read again only where Kamal's queries could answer
+        // differently: with one running container it is still that one, under its new name if renamed.
         s.push(format!(
-            "if echo \"$containers\" | grep -q \"^{prefix}-{v} \"; then echo \"{MARK}renamed {replaced}\"; {} && {} && {current}; fi",
+            "if echo \"$containers\" | grep -q \"^{prefix}-{v} \"; then echo \"{MARK}renamed {replaced}\"; {} && {} && \
+             if [ \"$nlive\" -gt 1 ]; then {current}; elif [ \"$old\" = \"{v}\" ]; then old={replaced}; fi; fi",
             self.auditor.record(self.recorded_at, Some(role), &format!("Renaming container {v} to {replaced}")),
             app.rename(v, &replaced)
         ));

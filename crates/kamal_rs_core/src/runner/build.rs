@@ -224,7 +224,7 @@ impl Deploy<'_> {
             ));
         }
 
-        self.run_hook("pre-build", self.hook_env(&self.sel.hosts, false), false)
+        self.run_hook("pre-build", &self.sel.hosts, &[], false)
             .await?;
 
         let build_dir = self.prepare_build_directory(false).await?;
@@ -318,7 +318,7 @@ impl Deploy<'_> {
             };
             return Err(Error::new(ErrorKind::Dependency, message));
         }
-        self.run_hook("pre-build", self.hook_env(&self.sel.hosts, false), false)
+        self.run_hook("pre-build", &self.sel.hosts, &[], false)
             .await?;
         let build_dir = self.prepare_build_directory(true).await?;
         if let Some(check) = builder.inspect_builder() {

@@ -317,14 +317,16 @@ impl<'a> Deploy<'a> {
         let runtime = self.started.elapsed().as_secs_f64();
         self.output.finish();
         if result.is_ok() {
-            let mut env = self.hook_env(&self.sel.hosts, false);
-            env.push((
-                "KAMAL_RUNTIME".into(),
+            let env = [(
+                "KAMAL_RUNTIME".to_string(),
                 format!("{}", runtime.round() as i64),
-            ));
+            )];
             self.output
                 .plain(&format!("  Finished all in {runtime:.1} seconds"));
-            if let Err(e) = self.run_hook("post-deploy", env, true).await {
+            if let Err(e) = self
+                .run_hook("post-deploy", &self.sel.hosts, &env, true)
+                .await
+            {
                 return self.report(runtime, Some(e)).await;
             }
             return self.report(runtime, None).await;
@@ -383,7 +385,7 @@ impl<'a> Deploy<'a> {
                 self.steps_v1().await
             };
         }
-        self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
+        self.run_hook("pre-connect", &self.sel.hosts, &[], true)
             .await?;
         if self.options.skip_push {
             self.output.say("Pull app image...");
@@ -401,7 +403,7 @@ impl<'a> Deploy<'a> {
         } else {
             self.pull_and_lock().await?;
             self.checkpoint()?;
-            self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)
+            self.run_hook("pre-deploy", &self.sel.hosts, &[], true)
                 .await?;
             if !self.options.redeploy {
                 self.output.say("Ensure kamal-proxy is running...");
@@ -486,7 +488,7 @@ impl<'a> Deploy<'a> {
 
     // ---- hooks -------------------------------------------------------------------------------------
 
-    fn hook_env(&self, hosts: &[String], _secrets: bool) -> Vec<(String, String)> {
+    fn hook_env(&self, hosts: &[String]) -> Vec<(String, String)> {
         let c = self.config;
         let mut env = vec![
             ("KAMAL_RECORDED_AT".to_string(), crate::time::now()),
@@ -530,15 +532,20 @@ impl<'a> Deploy<'a> {
     }
 
     /// `with_secrets`: pre-connect, pre-deploy and post-deploy also get every secret in their environment.
+    /// The environment is built only for a hook that exists: it needs the performer, whose `git`
+    /// lookup would otherwise hold up the first SSH connections.
     async fn run_hook(
         &self,
         name: &str,
-        mut env: Vec<(String, String)>,
+        hosts: &[String],
+        extra: &[(String, String)],
         with_secrets: bool,
     ) -> Result<()> {
         if !self.hooks.exists(name) {
             return Ok(());
         }
+        let mut env = self.hook_env(hosts);
+        env.extend(extra.iter().cloned());
         if with_secrets {
             env.extend(self.config.secrets.pairs()?);
         }
@@ -1034,7 +1041,7 @@ impl<'a> Deploy<'a> {
         let mut told = false;
         loop {
             let details = lock::details(
-                &git_config("user.name").unwrap_or_else(|| "Unknown".into()),
+                self.performer.user_name(),
                 &crate::time::now(),
                 &self.version,
                 "Automatic deploy lock",
@@ -1229,13 +1236,12 @@ impl<'a> Deploy<'a> {
             self.checkpoint()?;
             // Kamal 1.9 has no app-boot hooks.
             let hooks = self.config.major == KamalMajor::V2;
-            let env = self.hook_env(group, false);
             if hooks {
-                self.run_hook("pre-app-boot", env.clone(), false).await?;
+                self.run_hook("pre-app-boot", group, &[], false).await?;
             }
             self.on_hosts(group, |h| self.boot_host(h)).await?;
             if hooks {
-                self.run_hook("post-app-boot", env, false).await?;
+                self.run_hook("post-app-boot", group, &[], false).await?;
             }
             // Kamal sleeps `boot.wait` after every group, the last one included (reference §3.2).
             if let Some(secs) = wait.filter(|w| *w > 0) {
@@ -1780,31 +1786,46 @@ fn marker(stdout: &str, name: &str) -> Option<String> {
     })
 }
 
-/// `git config user.email`, else `whoami` (Kamal's performer).
-/// Who deploys (`git config user.email`, else the login name), looked up on a thread of its own so
-/// that starting git does not delay the first SSH connections.
+/// Who deploys (`git config user.email`, else the login name) and the lock's `git config user.name`,
+/// looked up on a thread of their own so that starting git does not delay the first SSH connections.
 struct Performer {
-    name: std::sync::OnceLock<String>,
-    lookup: Mutex<Option<std::thread::JoinHandle<String>>>,
+    names: std::sync::OnceLock<(String, String)>,
+    lookup: Mutex<Option<std::thread::JoinHandle<(String, String)>>>,
 }
 
 impl Performer {
     fn spawn() -> Performer {
         Performer {
-            name: std::sync::OnceLock::new(),
-            lookup: Mutex::new(Some(std::thread::spawn(performer))),
+            names: std::sync::OnceLock::new(),
+            lookup: Mutex::new(Some(std::thread::spawn(|| {
+                let performer = performer();
+                (
+                    performer,
+                    git_config("user.name").unwrap_or_else(|| "Unknown".into()),
+                )
+            }))),
         }
     }
 
-    fn get(&self) -> &str {
-        self.name.get_or_init(|| {
+    fn names(&self) -> &(String, String) {
+        self.names.get_or_init(|| {
             self.lookup
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
                 .and_then(|h| h.join().ok())
-                .unwrap_or_else(|| "unknown".into())
+                .unwrap_or_else(|| ("unknown".into(), "Unknown".into()))
         })
+    }
+
+    /// Kamal's performer: audit lines and hooks' `KAMAL_PERFORMER`.
+    fn get(&self) -> &str {
+        &self.names().0
+    }
+
+    /// `git config user.name`, or `Unknown`: who the lock says holds it.
+    fn user_name(&self) -> &str {
+        &self.names().1
     }
 }
 

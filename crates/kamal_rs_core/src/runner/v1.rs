@@ -64,7 +64,7 @@ impl<'a> Deploy<'a> {
     /// The steps of reference §6.1.
     pub(super) async fn steps_v1(&self) -> Result<()> {
         let deploy = !self.options.redeploy;
-        self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
+        self.run_hook("pre-connect", &self.sel.hosts, &[], true)
             .await?;
         if deploy {
             // Locally (unless -P), then on every host with the pull.
@@ -86,7 +86,7 @@ impl<'a> Deploy<'a> {
         self.pull_all().await?;
         self.checkpoint()?;
         self.acquire_lock().await?;
-        self.run_hook("pre-deploy", self.hook_env(&self.sel.hosts, true), true)
+        self.run_hook("pre-deploy", &self.sel.hosts, &[], true)
             .await?;
         if deploy {
             self.output.say("Ensure Traefik is running...");
@@ -424,7 +424,7 @@ impl<'a> Deploy<'a> {
     /// `kamal env push` (1.9): under the lock, each role's env file on each of its hosts (mode 400) and
     /// Traefik's on its hosts.
     pub(super) async fn env_push_steps(&self) -> Result<()> {
-        self.run_hook("pre-connect", self.hook_env(&self.sel.hosts, true), true)
+        self.run_hook("pre-connect", &self.sel.hosts, &[], true)
             .await?;
         self.connect_all().await?;
         self.touched.store(true, Ordering::SeqCst);
