@@ -21,7 +21,7 @@ unsafe extern "C" fn call_trampoline<R>(data: *mut c_void) -> *mut c_void {
 
 unsafe extern "C" fn unblock_trampoline(data: *mut c_void) {
     let unblock = &*(data as *const &(dyn Fn() + Sync));
-    let _ = catch_unwind(AssertUnwindSafe(|| unblock()));
+    let _ = catch_unwind(AssertUnwindSafe(unblock));
 }
 
 /// Calls `func` without the GVL. `None` if Ruby had an interrupt pending and `func` did not run.
