@@ -9,6 +9,7 @@ require "open3"
 require "optparse"
 require "tmpdir"
 require "securerandom"
+require "net/http"
 require_relative "../test/lab/lab"
 
 ROOT = File.expand_path("..", __dir__)
@@ -110,6 +111,23 @@ def floor(hosts, from, to, run)
   end
 end
 
+# A new version tag of the same image (the registry copies the manifest; no layer moves): each warm
+# redeploy and each floor deploys a version the hosts have not run yet, as a release does. (Redeploying a
+# version a host already ran adds Kamal's rename of the old container: one more docker call.)
+MANIFEST_TYPES = %w[application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json
+                    application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json].freeze
+def fresh_version(from)
+  version = "#{from}-#{SecureRandom.hex(4)}"
+  http = Net::HTTP.new(*Lab::REGISTRY.split(":").then { |h, p| [ h, p.to_i ] })
+  got = http.get("/v2/app/manifests/#{from}", "Accept" => MANIFEST_TYPES.join(", "))
+  raise "registry: #{got.code} for app:#{from}" unless got.is_a?(Net::HTTPSuccess)
+
+  put = http.put("/v2/app/manifests/#{version}", got.body, "Content-Type" => got["Content-Type"])
+  raise "registry: #{put.code} tagging app:#{version}" unless put.is_a?(Net::HTTPSuccess)
+
+  version
+end
+
 def per_host(hosts)
   lines = hosts.map { |h| Lab.transcript(h) }
   [ lines.map { |l| l.map { |e| e[:client] }.uniq.size }.max, lines.map(&:size).max ]
@@ -136,7 +154,7 @@ begin
         warms, floors, ok3 = [], [], true
         conns = cmds = nil
         repeats(n, repeat).times do |i|
-          to, other = i.even? ? %w[v1 v2] : %w[v2 v1]
+          to, other = (i.even? ? %w[v1 v2] : %w[v2 v1]).map { |v| fresh_version(v) }
           Lab.reset_transcripts
           t, ok = kamal_rs(dir, "redeploy", "-P", "--version", to)
           conns, cmds = per_host(hosts) if i.zero?

@@ -23,6 +23,11 @@ pub const EXIT_PROXY: i32 = 74;
 pub const EXIT_ASSETS: i32 = 75;
 /// The tag / prune / lock release folded after a run's only boot failed (the boot itself succeeded).
 pub const EXIT_TAG: i32 = 76;
+/// Before the boot, in the per-host rollout's first script: the lock was held by someone else, the
+/// pull (or its label check) failed, kamal-proxy could not be booted.
+pub const EXIT_LOCKED: i32 = 77;
+pub const EXIT_PULL: i32 = 78;
+pub const EXIT_PROXY_BOOT: i32 = 79;
 const CID: &str = "KAMALRSCONTAINERID";
 
 pub struct BootScript<'a> {
@@ -38,6 +43,19 @@ pub struct BootScript<'a> {
     pub tls_lens: Option<(usize, usize)>,
     /// Error pages to write (`error_pages_path`): (file name, contents), on this host's first role.
     pub error_pages: &'a [(String, Vec<u8>)],
+    /// The role's container list is already being read, in the background, into the file
+    /// `$ps_out` (`BootScript::list_in_background`), while the lock-first rollout pulls.
+    pub listed_in_background: bool,
+}
+
+/// Starts reading the role's containers (`docker ps -a`) in the background into a temporary file, for
+/// a boot script built with `listed_in_background`: the list does not depend on the pull, and the
+/// lock is already held, so the two overlap.
+pub fn list_in_background(app: &App<'_>) -> String {
+    format!(
+        "ps_out=$(mktemp) || exit {EXIT_PULL}; {} >\"$ps_out\" </dev/null & ps_pid=$!",
+        app.containers_with_state()
+    )
 }
 
 impl BootScript<'_> {
@@ -58,7 +76,11 @@ impl BootScript<'_> {
         let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
         let current = app.current_version_into_old();
         let mut s: Vec<String> = Vec::new();
-        s.push(format!("containers=$({})", app.containers_with_state()));
+        s.push(if self.listed_in_background {
+            "wait $ps_pid; containers=$(cat \"$ps_out\"); rm -f \"$ps_out\"".to_string()
+        } else {
+            format!("containers=$({})", app.containers_with_state())
+        });
         // With exactly one running (or restarting) container, that one is the current version whatever
         // its image, as both of Kamal's queries return it; with none, there is none. Only several
         // running containers need the `latest`-image preference.

@@ -204,6 +204,15 @@ impl HostError {
 /// The health barrier: unset, open (first primary container healthy) or closed.
 type Barrier = watch::Sender<Option<bool>>;
 
+/// The start of a host's first boot script in the per-host rollout (`Deploy::prelude`).
+struct Prelude {
+    /// The Kamal commands it stands for.
+    shown: Vec<(String, bool)>,
+    script: String,
+    /// It takes the deploy lock.
+    locks: bool,
+}
+
 struct Deploy<'a> {
     config: &'a Configuration,
     options: DeployOptions,
@@ -229,6 +238,8 @@ struct Deploy<'a> {
     external_lock: bool,
     failed: AtomicBool,
     barrier: Barrier,
+    /// The deploy lock: not yet settled, held, or not to be had (per-host rollout).
+    lock_state: watch::Sender<Option<bool>>,
     run_dir: RunDir,
     /// Kamal 1.x: 32 hex digits naming this run's cord directories.
     run_id: String,
@@ -292,6 +303,7 @@ impl<'a> Deploy<'a> {
             tagged_in_boot: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             barrier: watch::channel(None).0,
+            lock_state: watch::channel(None).0,
             options,
             run_dir,
             run_id: random_hex(16),
@@ -814,73 +826,169 @@ impl<'a> Deploy<'a> {
     }
 
     /// Each host: pull, then (once the lock is held) kamal-proxy (deploy) and its boot, on its own.
-    /// The lock is taken while the pulls run; the primary role's health barrier still holds the other
-    /// roles back; a host that fails before booting its primary-role container closes that barrier,
-    /// as a failed boot would.
+    /// The primary role's health barrier still holds the other roles back; a host that fails before
+    /// booting its primary-role container closes that barrier, as a failed boot would.
+    ///
+    /// A host whose first role need not wait for that barrier runs its pull, kamal-proxy and that
+    /// boot as one script: the lock comes first (in the primary host's own script when it can), then
+    /// every such host starts its script. Kamal pulls before it locks; locking first holds the lock
+    /// a little longer and saves each host a round trip between its pull and its boot. Other hosts
+    /// pull while the lock is taken and boot once it is held, as separate commands.
     async fn rollout_per_host(&self) -> Result<()> {
         self.touched.store(true, Ordering::SeqCst);
-        let (locked_tx, locked_rx) = watch::channel(None::<bool>);
+        let primary = self.sel.primary_host.as_str();
+        let lock_in_script = !self.holding_lock.load(Ordering::SeqCst)
+            && !self.options.lock_wait
+            && self.sel.hosts.iter().any(|h| h == primary)
+            && self.pulls_in_boot(primary);
         let lock = async {
+            if lock_in_script {
+                self.output.say("Acquiring the deploy lock...");
+                return Ok(());
+            }
             let result = if self.holding_lock.load(Ordering::SeqCst) {
                 Ok(())
             } else {
                 self.acquire_lock().await
             };
-            if result.is_ok() {
-                // Kamal's step lines, in its order, once the lock allows the steps to start.
-                if !self.options.redeploy {
-                    self.output.say("Ensure kamal-proxy is running...");
-                }
-                self.output.say("Detect stale containers...");
-                self.output.say(&format!(
-                    "Start container with version {} (or reboot if already running)...",
-                    self.version
-                ));
-            }
-            let _ = locked_tx.send(Some(result.is_ok()));
+            self.lock_settled(result.is_ok());
             result
         };
-        let hosts = self.on_hosts(&self.sel.hosts, |h| {
-            let mut locked = locked_rx.clone();
-            async move {
-                let before_boot = async {
-                    self.pull(h).await?;
-                    let held = locked
-                        .wait_for(|v| v.is_some())
-                        .await
-                        .map(|v| *v == Some(true))
-                        .unwrap_or(false);
-                    if !held || self.cancel.is_cancelled() {
-                        return Ok(false);
-                    }
-                    if !self.options.redeploy {
-                        self.boot_proxy(h).await?;
-                    }
-                    Ok(!self.cancel.is_cancelled())
-                };
-                match before_boot.await {
-                    Ok(true) => self.boot_host(h).await,
-                    Ok(false) => Ok(()),
-                    Err(e) => {
-                        let primary = &self.sel.primary_role;
-                        if self
-                            .sel
-                            .roles_on(self.config, h)
-                            .iter()
-                            .any(|r| &r.name == primary)
-                        {
-                            self.barrier.send_if_modified(|v| {
-                                v.is_none().then(|| *v = Some(false)).is_some()
-                            });
-                        }
-                        Err(e)
-                    }
+        let hosts = self.on_hosts(&self.sel.hosts, |h| async move {
+            let takes_lock = lock_in_script && h == primary;
+            let result = self.roll_out_host(h, takes_lock).await;
+            if takes_lock {
+                // Whatever ended the primary's script, nobody waits for a lock that never came.
+                self.lock_settled(false);
+            }
+            if result.is_err() {
+                let primary_role = &self.sel.primary_role;
+                if self
+                    .sel
+                    .roles_on(self.config, h)
+                    .iter()
+                    .any(|r| &r.name == primary_role)
+                {
+                    self.barrier
+                        .send_if_modified(|v| v.is_none().then(|| *v = Some(false)).is_some());
                 }
             }
+            result
         });
         let (lock, hosts) = tokio::join!(lock, hosts);
         lock?;
         hosts
+    }
+
+    /// One host of the per-host rollout: its pull, the wait for the lock, kamal-proxy (deploy) and its
+    /// boot; `takes_lock`: its script takes the lock first.
+    async fn roll_out_host(
+        &self,
+        host: &str,
+        takes_lock: bool,
+    ) -> std::result::Result<(), HostError> {
+        let mut locked = self.lock_state.subscribe();
+        let wait_for_lock = async move {
+            locked
+                .wait_for(|v| v.is_some())
+                .await
+                .map(|v| *v == Some(true))
+                .unwrap_or(false)
+        };
+        if self.pulls_in_boot(host) {
+            if !takes_lock && (!wait_for_lock.await || self.cancel.is_cancelled()) {
+                return Ok(());
+            }
+            let prelude = self.prelude(host, takes_lock)?;
+            return self.boot_host(host, Some(prelude)).await;
+        }
+        self.pull(host).await?;
+        if !wait_for_lock.await || self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        if !self.options.redeploy {
+            self.boot_proxy(host).await?;
+        }
+        if self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        self.boot_host(host, None).await
+    }
+
+    /// Whether a host's pull (and kamal-proxy) can run in its first boot script: an app host of a
+    /// Kamal 2 config whose first role boots without waiting for the primary role's barrier, and
+    /// whose roles boot one after the other.
+    fn pulls_in_boot(&self, host: &str) -> bool {
+        let roles = self.sel.roles_on(self.config, host);
+        let Some(first) = roles.first() else {
+            return false;
+        };
+        let parallel = self
+            .config
+            .boot_setting("parallel_roles")
+            .is_some_and(Value::truthy);
+        self.config.major == KamalMajor::V2
+            && self.sel.app_hosts.iter().any(|h| h == host)
+            && (self.sel.roles.len() == 1 || first.name == self.sel.primary_role)
+            && (roles.len() == 1 || !parallel)
+    }
+
+    /// The lock is held (or will never be): the waiting hosts go on. Kamal's step lines follow, in
+    /// its order, once the lock allows the steps to start.
+    fn lock_settled(&self, held: bool) {
+        let first = self
+            .lock_state
+            .send_if_modified(|v| v.is_none().then(|| *v = Some(held)).is_some());
+        if first && held {
+            if !self.options.redeploy {
+                self.output.say("Ensure kamal-proxy is running...");
+            }
+            self.output.say("Detect stale containers...");
+            self.output.say(&format!(
+                "Start container with version {} (or reboot if already running)...",
+                self.version
+            ));
+        }
+    }
+
+    /// What runs at the start of a host's first boot script in the per-host rollout: the lock (on the
+    /// primary host), the pull, and (deploy) kamal-proxy. Each part exits with its own code, so a
+    /// failure there is known to have come before anything of the boot. None of them reads stdin,
+    /// which carries the boot's env file.
+    fn prelude(&self, host: &str, locks: bool) -> std::result::Result<Prelude, HostError> {
+        let mut shown = Vec::new();
+        let mut parts = Vec::new();
+        if locks {
+            let (lock_shown, command) = self.lock_command();
+            shown.extend(lock_shown);
+            parts.push(format!(
+                "echo {MARK}lock; {{ {command}; }} </dev/null || exit {}; echo {MARK}locked",
+                boot::EXIT_LOCKED
+            ));
+        }
+        // The first role's containers are listed while the image is pulled (the lock is held).
+        let first_role = self.sel.roles_on(self.config, host)[0];
+        parts.push(boot::list_in_background(&App::new(self.config, first_role)));
+        if let Some((pull_shown, script)) = self.pull_script(host)? {
+            shown.extend(pull_shown);
+            parts.push(format!(
+                "{{ {script}; }} </dev/null || {{ rc=$?; echo \"{MARK}failed $rc\"; rm -f \"$ps_out\"; exit {}; }}",
+                boot::EXIT_PULL
+            ));
+        }
+        if !self.options.redeploy {
+            let (proxy_shown, script) = self.proxy_script(host)?;
+            shown.extend(proxy_shown);
+            parts.push(format!(
+                "echo {MARK}proxy-boot; ( {script}\n) </dev/null || {{ rc=$?; echo \"{MARK}failed $rc\"; rm -f \"$ps_out\"; exit {}; }}",
+                boot::EXIT_PROXY_BOOT
+            ));
+        }
+        Ok(Prelude {
+            shown,
+            script: parts.join("\n"),
+            locks,
+        })
     }
 
     /// With a registry mirror, one host per mirror pulls first so the others pull from a warm mirror.
@@ -951,16 +1059,43 @@ impl<'a> Deploy<'a> {
         if self.config.major == KamalMajor::V1 {
             return self.pull_v1(host).await;
         }
+        let Some((shown, script)) = self.pull_script(host)? else {
+            self.exec_one(host, "mkdir -p .kamal", false).await?;
+            return Ok(());
+        };
+        self.output.progress(
+            host,
+            &format!(
+                "pulling {}",
+                self.config.absolute_image().unwrap_or_default()
+            ),
+        );
+        let out = self
+            .exec(host, &shown, &script, Stdin::None, &mut |_| {})
+            .await?;
+        if !out.success() {
+            self.output.progress_done(host, "pull failed");
+            return Err(self.failed(host, "docker", &out));
+        }
+        self.output.progress(host, "pulled, waiting for the lock");
+        Ok(())
+    }
+
+    /// An app host's pull as one script (login unless logged in, the audit line, `docker pull`, the
+    /// `service` label check) and the Kamal commands it stands for; `None` for a host without the app.
+    #[allow(clippy::type_complexity)]
+    fn pull_script(
+        &self,
+        host: &str,
+    ) -> std::result::Result<Option<(Vec<(String, bool)>, String)>, HostError> {
         let c = self.config;
         let image = c
             .absolute_image()
             .map_err(|e| HostError::new(e.kind, e.message))?;
         let service = c.service();
         if !self.sel.app_hosts.iter().any(|h| h == host) {
-            self.exec_one(host, "mkdir -p .kamal", false).await?;
-            return Ok(());
+            return Ok(None);
         }
-        self.output.progress(host, &format!("pulling {image}"));
         let mut shown = Vec::new();
         let mut script = Vec::new();
         if !c.local_registry() {
@@ -992,17 +1127,7 @@ impl<'a> Deploy<'a> {
         script.push(format!("echo {MARK}audit && {audit}"));
         script.push(format!("echo {MARK}pull && docker pull {image}"));
         script.push(format!("echo {MARK}label && {{ {label_check}; }}"));
-        let script = script.join(" && ");
-        let mut on_line = |_: &str| {};
-        let out = self
-            .exec(host, &shown, &script, Stdin::None, &mut on_line)
-            .await?;
-        if !out.success() {
-            self.output.progress_done(host, "pull failed");
-            return Err(self.failed(host, "docker", &out));
-        }
-        self.output.progress(host, "pulled, waiting for the lock");
-        Ok(())
+        Ok(Some((shown, script.join(" && "))))
     }
 
     fn registry_credentials(&self) -> Result<(String, String)> {
@@ -1040,52 +1165,18 @@ impl<'a> Deploy<'a> {
         let deadline = Instant::now() + Duration::from_secs_f64(self.options.lock_wait_timeout);
         let mut told = false;
         loop {
-            let details = lock::details(
-                self.performer.user_name(),
-                &crate::time::now(),
-                &self.version,
-                "Automatic deploy lock",
-            );
-            let dir = self.lock_dir();
-            // The directory that holds the lock dir: `.kamal`, or 1.x's `.kamal/locks`.
-            let prep = format!(
-                "mkdir -p {}",
-                dir.rsplit_once('/').map_or(".kamal", |(p, _)| p)
-            );
-            let acquire = lock::acquire_at(&dir, &details);
-            let command = format!("{prep} && {acquire}");
+            let (shown, command) = self.lock_command();
             let out = self
-                .exec(
-                    &host,
-                    &[(prep.clone(), false), (acquire, true)],
-                    &command,
-                    Stdin::None,
-                    &mut |_| {},
-                )
+                .exec(&host, &shown, &command, Stdin::None, &mut |_| {})
                 .await
                 .map_err(to_error)?;
             if out.success() {
                 self.holding_lock.store(true, Ordering::SeqCst);
                 return Ok(());
             }
-            if !out.stderr.contains("cannot create directory")
-                && !out.stderr.contains("File exists")
-            {
-                return Err(to_error(self.failed(&host, "mkdir", &out)));
-            }
-            let status_cmd = lock::status_at(&self.lock_dir());
-            let status = self
-                .exec_one(&host, &status_cmd, false)
-                .await
-                .map_err(to_error)?
-                .stdout;
+            let status = self.lock_status_after(&host, &out).await?;
             if !waiting {
-                self.output.red("Deploy lock already in place!");
-                self.output.plain(status.trim_end());
-                return Err(Error::new(
-                    ErrorKind::Lock,
-                    "Deploy lock found. Run 'kamal lock help' for more information",
-                ));
+                return Err(self.lock_found(&status));
             }
             if !told {
                 self.output.plain("Deploy lock is held by:");
@@ -1121,6 +1212,50 @@ impl<'a> Deploy<'a> {
         }
     }
 
+    /// Taking the lock: `mkdir -p` of its parent, then `mkdir` of the lock directory with its details;
+    /// and the Kamal commands that stands for.
+    fn lock_command(&self) -> (Vec<(String, bool)>, String) {
+        let details = lock::details(
+            self.performer.user_name(),
+            &crate::time::now(),
+            &self.version,
+            "Automatic deploy lock",
+        );
+        let dir = self.lock_dir();
+        // The directory that holds the lock dir: `.kamal`, or 1.x's `.kamal/locks`.
+        let prep = format!(
+            "mkdir -p {}",
+            dir.rsplit_once('/').map_or(".kamal", |(p, _)| p)
+        );
+        let acquire = lock::acquire_at(&dir, &details);
+        let command = format!("{prep} && {acquire}");
+        (vec![(prep, false), (acquire, true)], command)
+    }
+
+    /// After the lock's `mkdir` failed: who holds it (`lock status`), or the failure itself when the
+    /// lock directory was not simply there already.
+    async fn lock_status_after(&self, host: &str, out: &crate::ssh::Output) -> Result<String> {
+        if !out.stderr.contains("cannot create directory") && !out.stderr.contains("File exists") {
+            return Err(to_error(self.failed(host, "mkdir", out)));
+        }
+        let status_cmd = lock::status_at(&self.lock_dir());
+        Ok(self
+            .exec_one(host, &status_cmd, false)
+            .await
+            .map_err(to_error)?
+            .stdout)
+    }
+
+    /// Kamal's words for a lock another deploy holds.
+    fn lock_found(&self, status: &str) -> Error {
+        self.output.red("Deploy lock already in place!");
+        self.output.plain(status.trim_end());
+        Error::new(
+            ErrorKind::Lock,
+            "Deploy lock found. Run 'kamal lock help' for more information",
+        )
+    }
+
     /// The deploy lock's directory on the primary host: `.kamal/lock-S[-D]`, or 1.x's
     /// `.kamal/locks/S[-D]`.
     fn lock_dir(&self) -> String {
@@ -1152,6 +1287,20 @@ impl<'a> Deploy<'a> {
         }
         self.output
             .progress(host, "ensuring kamal-proxy is running");
+        let (shown, script) = self.proxy_script(host)?;
+        let out = self
+            .exec(host, &shown, &script, Stdin::None, &mut |_| {})
+            .await?;
+        self.proxy_outcome(host, &out)
+    }
+
+    /// `kamal proxy boot` on one host as one script: the `kamal` network, then (proxy hosts) the login,
+    /// the version check (exit 90 if too old) and kamal-proxy's start or run.
+    #[allow(clippy::type_complexity)]
+    fn proxy_script(
+        &self,
+        host: &str,
+    ) -> std::result::Result<(Vec<(String, bool)>, String), HostError> {
         let mut shown = vec![(proxy::NETWORK_CREATE.to_string(), false)];
         let mut script = vec![format!(
             "out=$({} 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
@@ -1188,10 +1337,19 @@ impl<'a> Deploy<'a> {
             shown.push((start.clone(), false));
             script.push(format!("{} && {{ {start}; }}", proxy::MKDIR_APPS_CONFIG));
         }
-        let out = self
-            .exec(host, &shown, &script.join("\n"), Stdin::None, &mut |_| {})
-            .await?;
-        if out.status == Some(90) {
+        Ok((shown, script.join("\n")))
+    }
+
+    /// What the proxy boot's exit says: too old a kamal-proxy, another failure, or done.
+    fn proxy_outcome(
+        &self,
+        host: &str,
+        out: &crate::ssh::Output,
+    ) -> std::result::Result<(), HostError> {
+        let status = marker(&out.stdout, "failed")
+            .and_then(|rc| rc.parse().ok())
+            .or(out.status);
+        if status == Some(90) {
             let v = marker(&out.stdout, "proxy-version").unwrap_or_default();
             return Err(HostError::new(
                 ErrorKind::Runtime,
@@ -1199,7 +1357,7 @@ impl<'a> Deploy<'a> {
             ));
         }
         if !out.success() {
-            return Err(self.failed(host, "docker", &out));
+            return Err(self.failed(host, "docker", out));
         }
         Ok(())
     }
@@ -1239,7 +1397,7 @@ impl<'a> Deploy<'a> {
             if hooks {
                 self.run_hook("pre-app-boot", group, &[], false).await?;
             }
-            self.on_hosts(group, |h| self.boot_host(h)).await?;
+            self.on_hosts(group, |h| self.boot_host(h, None)).await?;
             if hooks {
                 self.run_hook("post-app-boot", group, &[], false).await?;
             }
@@ -1251,20 +1409,27 @@ impl<'a> Deploy<'a> {
         Ok(())
     }
 
-    async fn boot_host(&self, host: &str) -> std::result::Result<(), HostError> {
+    /// `prelude`: run at the start of the first role's boot script (`prelude`); its roles then boot
+    /// one after the other.
+    async fn boot_host(
+        &self,
+        host: &str,
+        prelude: Option<Prelude>,
+    ) -> std::result::Result<(), HostError> {
         let roles = self.sel.roles_on(self.config, host);
         let parallel = self.config.major == KamalMajor::V2
             && self
                 .config
                 .boot_setting("parallel_roles")
                 .is_some_and(Value::truthy);
-        let result = if parallel {
-            let results = join_all(roles.iter().map(|r| self.boot_role(host, r))).await;
+        let result = if parallel && prelude.is_none() {
+            let results = join_all(roles.iter().map(|r| self.boot_role(host, r, None))).await;
             results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
         } else {
             let mut result = Ok(());
+            let mut prelude = prelude;
             for role in &roles {
-                if let Err(e) = self.boot_role(host, role).await {
+                if let Err(e) = self.boot_role(host, role, prelude.take()).await {
                     result = Err(e);
                     break;
                 }
@@ -1291,6 +1456,7 @@ impl<'a> Deploy<'a> {
         &self,
         host: &str,
         role: &crate::config::Role,
+        prelude: Option<Prelude>,
     ) -> std::result::Result<(), HostError> {
         if self.cancel.is_cancelled() {
             return Ok(());
@@ -1370,12 +1536,14 @@ impl<'a> Deploy<'a> {
             env_len: env_file.len(),
             tls_lens: tls.as_ref().map(|(c, k)| (c.len(), k.len())),
             error_pages: &error_pages,
+            listed_in_background: prelude.is_some(),
         }
         .build();
         // With one host and one proxy role, this boot is every boot: "latest only after every host
         // booted" holds as soon as it succeeds, so the tag (prune, lock release) follows in the same
         // script, only after the boot finished.
-        let fold_release = self.releases_with_tag(host);
+        let fold_release =
+            self.releases_with_tag(host) || prelude.as_ref().is_some_and(|p| p.locks);
         let folded = self
             .single_boot(host, &app)
             .then(|| self.tag_parts(host, fold_release))
@@ -1387,12 +1555,20 @@ impl<'a> Deploy<'a> {
             ),
             None => script,
         };
+        let script = match &prelude {
+            Some(p) => format!("{}\n{script}", p.script),
+            None => script,
+        };
         let mut stdin = env_file.clone().into_bytes();
         if let Some((cert, key)) = &tls {
             stdin.extend_from_slice(cert.as_bytes());
             stdin.extend_from_slice(key.as_bytes());
         }
-        let shown = vec![
+        let mut shown = prelude
+            .as_ref()
+            .map(|p| p.shown.clone())
+            .unwrap_or_default();
+        shown.extend([
             (app.list_versions(), false),
             (app.current_running_version(), false),
             (app.container_id_for(&self.version), false),
@@ -1407,7 +1583,7 @@ impl<'a> Deploy<'a> {
             (format!("mkdir -p {}", app.env_directory()), false),
             (format!("Uploading {}", app.env_file_path()), false),
             (app.run(host, &self.version, &hostname), false),
-        ];
+        ]);
         let role_name = role.name.clone();
         let primary = self.sel.primary_role.clone();
         let version = self.version.clone();
@@ -1418,6 +1594,11 @@ impl<'a> Deploy<'a> {
             };
             let (what, arg) = rest.split_once(' ').unwrap_or((rest, ""));
             match what {
+                "locked" => {
+                    self.holding_lock.store(true, Ordering::SeqCst);
+                    self.lock_settled(true);
+                }
+                "label" => self.output.progress(host, &format!("booting {role_name} {version}")),
                 "stale" => self.output.plain(&format!("App Host: {host}\nStopping stale container for role {role_name} with version {arg}")),
                 "renamed" => self.output.info(&format!("Renaming container {} to {arg} as already deployed on {host}", self.version)),
                 "old" => self.set_role(host, &role_name, |r| r.old_version = (!arg.is_empty()).then(|| arg.to_string())),
@@ -1440,7 +1621,6 @@ impl<'a> Deploy<'a> {
                 _ => {}
             }
         };
-        let mut shown = shown;
         if let Some((_, tag_shown)) = &folded {
             shown.extend(tag_shown.iter().cloned());
         }
@@ -1457,6 +1637,27 @@ impl<'a> Deploy<'a> {
             Ok(out) => out,
             Err(e) => return Err(self.boot_failed(host, &app, gatekeeper, e).await),
         };
+        if prelude.is_some() {
+            // A failure before the boot began: this role was not touched.
+            let before_boot = match out.status {
+                Some(boot::EXIT_LOCKED) => {
+                    let error = match self.lock_status_after(host, &out).await {
+                        Ok(status) => self.lock_found(&status),
+                        Err(e) => e,
+                    };
+                    Some(HostError::new(error.kind, error.message))
+                }
+                Some(boot::EXIT_PULL) => {
+                    self.output.progress_done(host, "pull failed");
+                    Some(self.failed(host, "docker", &out))
+                }
+                Some(boot::EXIT_PROXY_BOOT) => self.proxy_outcome(host, &out).err(),
+                _ => None,
+            };
+            if let Some(e) = before_boot {
+                return Err(e);
+            }
+        }
         if out.status == Some(boot::EXIT_TAG) {
             // The boot succeeded (the new version is live); tagging or pruning after it failed.
             return Err(self.failed(host, "docker", &out));

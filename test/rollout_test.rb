@@ -1,0 +1,120 @@
+require "test_helper"
+require "base64"
+require "open3"
+require "timeout"
+require "tmpdir"
+require_relative "lab_helpers"
+
+# The per-host rollout (no pre-deploy/pre-app-boot hook, one boot group): the deploy app of
+# deploy_test.rb without its hooks, on three lab hosts. The lock comes first, in the primary host's own
+# script; then each web host pulls, boots kamal-proxy (deploy) and its container in one script, while
+# the workers host (not the primary role) pulls at once and boots after the barrier.
+class RolloutTest < Minitest::Test
+  include LabHelpers
+  i_suck_and_my_tests_are_order_dependent!
+
+  WEB = %w[10.213.0.11 10.213.0.12].freeze
+  WORKER = "10.213.0.13".freeze
+  LOCK = ".kamal/lock-app-staging".freeze
+
+  def self.app
+    @app ||= begin
+      LabHelpers.fresh_lab(3)
+      dir = Dir.mktmpdir("rollout-app")
+      Minitest.after_run { FileUtils.rm_rf(dir) }
+      FileUtils.cp_r(File.join(FIXTURES, "deploy_app", "."), dir)
+      FileUtils.rm_rf(File.join(dir, ".kamal", "hooks"))
+      dir
+    end
+  end
+
+  def setup
+    skip "the lab needs root" unless Process.uid.zero?
+    @app = self.class.app
+  end
+
+  def test_01_deploy_takes_the_lock_first_then_each_web_host_runs_one_script
+    Lab.reset_transcripts
+    status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", "v1")
+    assert_equal 0, status, out
+    assert_one_connection_per_host(WEB + [ WORKER ])
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+    assert_equal "app-workers-staging-v1 running", docker(WORKER, "ps --format '{{.Names}} {{.State}}' --filter label=role=workers").strip
+    assert_operator out.index("Acquiring the deploy lock..."), :<, out.index("Detect stale containers...")
+    assert_operator out.index("Detect stale containers..."), :<, out.index("Releasing the deploy lock...")
+
+    primary, other = WEB.map { |ip| Lab.transcript(ip) }
+    # The primary: the lock, then the pull, kamal-proxy and the boot, in this order, in its first command.
+    first = primary.first[:command]
+    steps = [ "mkdir .kamal/lock-app-staging", "docker pull 10.213.0.1:5000/app:v1", "docker network create kamal",
+              "docker run --detach --restart unless-stopped --name app-web-staging-v1" ].map { |s| first.index(s) }
+    assert steps.all?, first
+    assert_equal steps.sort, steps, "lock, pull, proxy, boot out of order"
+    # The other web host starts only after the primary's script (which took the lock) began, without the lock.
+    refute_includes other.first[:command], "lock-app"
+    assert_includes other.first[:command], "docker run --detach"
+    assert_operator other.first[:time], :>=, primary.first[:time]
+    # The workers host pulls on its own; its boot is a later command.
+    worker = Lab.transcript(WORKER)
+    assert_includes worker.first[:command], "docker pull"
+    refute_includes worker.first[:command], "docker run"
+    assert worker.any? { |c| c[:command].include?("docker run --detach") && c[:time] >= worker.first[:ended] }
+    # Latest is tagged after every host booted, and the lock released.
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
+    booted = (primary + other + worker).select { |c| c[:command].include?("docker run --detach") }.map { |c| c[:ended] }.max
+    tagged = (primary + other + worker).select { |c| c[:command].include?("docker tag") }.map { |c| c[:time] }
+    assert_equal 3, tagged.size
+    assert_operator tagged.min, :>=, booted
+    audit = remote(WEB[1], "cat .kamal/app-staging-audit.log").first
+    assert_match(/\] Pulled image with version v1\n/, audit)
+    assert_match(/\] \[web\] Booted app version v1\n/, audit)
+  end
+
+  def test_02_a_held_lock_stops_every_boot_and_is_left_alone
+    details = Base64.encode64("Locked by: someone at 2026-01-01T00:00:00Z\nVersion: v9\nMessage: Automatic deploy lock")
+    remote(WEB[0], %(mkdir -p .kamal && mkdir #{LOCK} && echo "#{details}" > #{LOCK}/details))
+    Lab.reset_transcripts
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2")
+    assert_equal 1, status, out
+    assert_includes out, "Deploy lock already in place!"
+    assert_includes out, "Locked by: someone at 2026-01-01T00:00:00Z"
+    assert_includes out, "ERROR (KamalRs::LockError): Deploy lock found. Run 'kamal lock help' for more information"
+    # The primary's script stopped at the lock (exit 77: nothing after the `mkdir` ran); the other web
+    # host neither pulled nor booted (it is only asked, afterwards, which version it runs); the workers
+    # host only pulled.
+    assert_equal [ 77 ], Lab.transcript(WEB[0]).map { |c| c[:status] }.first(1)
+    refute Lab.transcript(WEB[1]).any? { |c| c[:command].match?(/docker (pull|run)/) }
+    refute Lab.transcript(WORKER).any? { |c| c[:command].include?("docker run") }
+    (WEB + [ WORKER ]).each do |ip|
+      assert_equal "", docker(ip, "ps -a --format '{{.Names}}' --filter name=-v2"), "#{ip} booted without the lock"
+    end
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+    assert_equal "Locked by: someone at 2026-01-01T00:00:00Z\n", remote(WEB[0], "base64 -d #{LOCK}/details | head -1").first,
+                 "somebody else's lock was touched"
+  ensure
+    remote(WEB[0], "rm -rf #{LOCK}") if @app
+  end
+
+  def test_03_redeploy_then_an_unpullable_version_changes_nothing
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2")
+    assert_equal 0, status, out
+    WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
+
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "no-such-version")
+    assert_equal 1, status, out
+    assert_match(/docker stdout: .*no-such-version/m, out)
+    assert_includes out, "#{WEB[1]}: web: not booted, old version v2 still serving"
+    WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
+    assert_equal "app-workers-staging-v2 running", docker(WORKER, "ps --format '{{.Names}} {{.State}}' --filter label=role=workers").strip
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
+    assert_equal "", remote(WEB[0], "ls /tmp").first, "the container list's temporary file is removed"
+  end
+
+  private
+    def kamal_rs(*args)
+      out, status = Timeout.timeout(120) do
+        Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: @app)
+      end
+      [ status.exitstatus, out ]
+    end
+end
