@@ -28,6 +28,8 @@ pub const EXIT_TAG: i32 = 76;
 pub const EXIT_LOCKED: i32 = 77;
 pub const EXIT_PULL: i32 = 78;
 pub const EXIT_PROXY_BOOT: i32 = 79;
+/// Ctrl-C reached the script (SIGTERM) before its boot began.
+pub const EXIT_INTERRUPTED: i32 = 130;
 const CID: &str = "KAMALRSCONTAINERID";
 
 pub struct BootScript<'a> {

@@ -240,6 +240,9 @@ struct Deploy<'a> {
     barrier: Barrier,
     /// The deploy lock: not yet settled, held, or not to be had (per-host rollout).
     lock_state: watch::Sender<Option<bool>>,
+    /// Hosts whose first script is still before its boot (pulling), with that script's shell PID:
+    /// Ctrl-C sends it SIGTERM, so the script ends there instead of going on to boot.
+    before_boot: Mutex<HashMap<String, String>>,
     run_dir: RunDir,
     /// Kamal 1.x: 32 hex digits naming this run's cord directories.
     run_id: String,
@@ -304,6 +307,7 @@ impl<'a> Deploy<'a> {
             failed: AtomicBool::new(false),
             barrier: watch::channel(None).0,
             lock_state: watch::channel(None).0,
+            before_boot: Mutex::new(HashMap::new()),
             options,
             run_dir,
             run_id: random_hex(16),
@@ -875,9 +879,42 @@ impl<'a> Deploy<'a> {
             }
             result
         });
-        let (lock, hosts) = tokio::join!(lock, hosts);
+        let rolled_out = tokio::sync::Notify::new();
+        let hosts = async {
+            let result = hosts.await;
+            rolled_out.notify_one();
+            result
+        };
+        // After Ctrl-C, again every 0.1 s: a script that had not yet said its PID is stopped too.
+        let stopper = async {
+            tokio::select! {
+                _ = self.cancel.cancelled() => {}
+                _ = rolled_out.notified() => return,
+            }
+            loop {
+                self.stop_before_boot().await;
+                tokio::select! {
+                    _ = rolled_out.notified() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        };
+        let (lock, hosts, ()) = tokio::join!(lock, hosts, stopper);
         lock?;
         hosts
+    }
+
+    /// Ctrl-C: every host whose first script has not reached its boot gets SIGTERM for that script,
+    /// which then ends after its current command (a pull, say) without booting.
+    async fn stop_before_boot(&self) {
+        let pids: Vec<(String, String)> = self.before_boot.lock().unwrap().drain().collect();
+        join_all(pids.iter().map(|(host, pid)| {
+            let kill = format!("kill -TERM {pid} 2>/dev/null; true");
+            async move {
+                let _ = self.exec_one(host, &kill, true).await;
+            }
+        }))
+        .await;
     }
 
     /// One host of the per-host rollout: its pull, the wait for the lock, kamal-proxy (deploy) and its
@@ -957,7 +994,12 @@ impl<'a> Deploy<'a> {
     /// which carries the boot's env file.
     fn prelude(&self, host: &str, locks: bool) -> std::result::Result<Prelude, HostError> {
         let mut shown = Vec::new();
-        let mut parts = Vec::new();
+        // Until the boot begins, SIGTERM (sent on Ctrl-C) ends the script once its current command is
+        // done; from the boot on it is ignored, so a boot always finishes.
+        let mut parts = vec![format!(
+            "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"; echo \"{MARK}interrupted\"; exit {}' TERM; echo \"{MARK}pid $$\"",
+            boot::EXIT_INTERRUPTED
+        )];
         if locks {
             let (lock_shown, command) = self.lock_command();
             shown.extend(lock_shown);
@@ -984,6 +1026,7 @@ impl<'a> Deploy<'a> {
                 boot::EXIT_PROXY_BOOT
             ));
         }
+        parts.push(format!("trap '' TERM; echo \"{MARK}boot\""));
         Ok(Prelude {
             shown,
             script: parts.join("\n"),
@@ -1598,6 +1641,12 @@ impl<'a> Deploy<'a> {
                     self.holding_lock.store(true, Ordering::SeqCst);
                     self.lock_settled(true);
                 }
+                "pid" => {
+                    self.before_boot.lock().unwrap().insert(host.to_string(), arg.to_string());
+                }
+                "boot" => {
+                    self.before_boot.lock().unwrap().remove(host);
+                }
                 "label" => self.output.progress(host, &format!("booting {role_name} {version}")),
                 "stale" => self.output.plain(&format!("App Host: {host}\nStopping stale container for role {role_name} with version {arg}")),
                 "renamed" => self.output.info(&format!("Renaming container {} to {arg} as already deployed on {host}", self.version)),
@@ -1652,8 +1701,15 @@ impl<'a> Deploy<'a> {
                     Some(self.failed(host, "docker", &out))
                 }
                 Some(boot::EXIT_PROXY_BOOT) => self.proxy_outcome(host, &out).err(),
+                Some(boot::EXIT_INTERRUPTED) if marker(&out.stdout, "interrupted").is_some() => {
+                    Some(HostError::new(
+                        ErrorKind::Interrupted,
+                        format!("Interrupted on {host} before its boot"),
+                    ))
+                }
                 _ => None,
             };
+            self.before_boot.lock().unwrap().remove(host);
             if let Some(e) = before_boot {
                 return Err(e);
             }
