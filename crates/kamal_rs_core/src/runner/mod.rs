@@ -2,14 +2,16 @@
 //!
 //! Every host moves through its steps as soon as its previous step is done. The only cross-host waits
 //! are the ones Kamal's safety needs:
-//! - all pulls succeed and the lock is held before anything changes a server (then `pre-deploy`);
-//! - (deploy) kamal-proxy is running on every proxy host before any container is switched;
+//! - the lock is held before anything changes a server; with a `pre-deploy` or `pre-app-boot` hook,
+//!   boot groups or a mirror to seed, every pull succeeds first (then `pre-deploy`, kamal-proxy on
+//!   every proxy host, the boots); otherwise each host goes on by itself (`rollout_per_host`);
 //! - the primary role's first health result opens or closes the barrier for the other roles;
 //! - `boot.limit` groups boot one after the other;
 //! - `latest` is tagged (and old containers/images pruned, deploy only) only after every host booted.
 //!
-//! Fewer round trips per host where the effect is identical: a host's pull is one command, each
-//! (host, role) boot one script (`boot.rs`), the tag and prune one command.
+//! Fewer round trips per host where the effect is identical: in the per-host rollout a host's lock
+//! (primary), pull, kamal-proxy and first boot are one script; otherwise a host's pull is one command,
+//! each (host, role) boot one script (`boot.rs`); the tag and prune one command.
 
 pub mod boot;
 mod build;
