@@ -152,18 +152,6 @@ class BuildTest < Minitest::Test
   # A `localhost:<port>` registry (Kamal 2.8+): no login, and each app host reaches this machine's
   # registry through an SSH reverse forward. Here a relay on 127.0.0.1 stands for the local registry.
   def test_07_a_localhost_registry_is_pulled_through_a_reverse_forward
-    relay = TCPServer.new("127.0.0.1", 5757)
-    relaying = Thread.new do
-      loop do
-        client = relay.accept
-        Thread.new(client) do |c|
-          up = TCPSocket.new(Lab::GATEWAY, 5000)
-          [ Thread.new { IO.copy_stream(c, up) rescue nil; up.close_write rescue nil },
-            Thread.new { IO.copy_stream(up, c) rescue nil; c.close_write rescue nil } ].each(&:join)
-          [ c, up ].each { |s| s.close rescue nil }
-        end
-      end
-    end
     dir = Dir.mktmpdir("local-registry")
     FileUtils.mkdir_p(File.join(dir, "config"))
     File.write(File.join(dir, "config", "deploy.yml"), <<~YAML)
@@ -174,7 +162,7 @@ class BuildTest < Minitest::Test
       ssh: { keys: [ #{Lab::KEY} ], config: #{Lab::SSH_CONFIG} }
     YAML
     Lab.reset_transcripts
-    status, out, = kamal_rs("redeploy", "-P", "--version", "v1", dir: dir)
+    status, out, = with_registry_relay { kamal_rs("redeploy", "-P", "--version", "v1", dir: dir) }
     assert_equal 0, status, out
     HOSTS.each do |ip|
       assert_equal "app v1\n", http_get(ip)
@@ -183,8 +171,6 @@ class BuildTest < Minitest::Test
       refute_includes commands, "docker login", "no login for a local registry"
     end
   ensure
-    relaying&.kill
-    relay&.close
     FileUtils.rm_rf(dir) if dir
   end
 

@@ -1,4 +1,5 @@
 require "open3"
+require "socket"
 require_relative "lab/lab"
 
 # What the lab-backed tests (deploy, build, Kamal 1.x) share: looking at a host over SSH, as a user would.
@@ -22,6 +23,27 @@ module LabHelpers
     def http_get(ip)
       out, = Open3.capture2("curl", "-s", "--max-time", "5", "http://#{ip}/")
       out
+    end
+
+    # A relay on 127.0.0.1:5757 to the lab registry, standing for a `localhost:5757` registry that app
+    # hosts reach through the SSH reverse forward; `delay`: seconds before each connection is relayed.
+    def with_registry_relay(delay: 0)
+      relay = TCPServer.new("127.0.0.1", 5757)
+      relaying = Thread.new do
+        loop do
+          Thread.new(relay.accept) do |c|
+            sleep delay
+            up = TCPSocket.new(Lab::GATEWAY, 5000)
+            [ Thread.new { IO.copy_stream(c, up) rescue nil; up.close_write rescue nil },
+              Thread.new { IO.copy_stream(up, c) rescue nil; c.close_write rescue nil } ].each(&:join)
+            [ c, up ].each { |s| s.close rescue nil }
+          end
+        end
+      end
+      yield
+    ensure
+      relaying&.kill
+      relay&.close
     end
 
     def assert_one_connection_per_host(hosts)

@@ -3,7 +3,6 @@ require "base64"
 require "open3"
 require "timeout"
 require "tmpdir"
-require "socket"
 require_relative "lab_helpers"
 
 # The per-host rollout (no pre-deploy/pre-app-boot hook, one boot group): the deploy app of
@@ -114,32 +113,22 @@ class RolloutTest < Minitest::Test
   # The registry answers only after 3 s (a relay on this machine, reached through the SSH reverse
   # forward of a `localhost` registry), so Ctrl-C lands while every host is pulling.
   def test_04_ctrl_c_during_the_pull_stops_every_script_before_its_boot
-    relay = TCPServer.new("127.0.0.1", 5757)
-    relaying = Thread.new do
-      loop do
-        Thread.new(relay.accept) do |c|
-          sleep 3
-          up = TCPSocket.new(Lab::GATEWAY, 5000)
-          [ Thread.new { IO.copy_stream(c, up) rescue nil; up.close_write rescue nil },
-            Thread.new { IO.copy_stream(up, c) rescue nil; c.close_write rescue nil } ].each(&:join)
-          [ c, up ].each { |s| s.close rescue nil }
-        end
-      end
-    end
     config = File.join(@app, "config", "deploy.yml")
     original = File.read(config)
     File.write(config, original.sub(/^registry:\n(  .*\n)+/, "registry:\n  server: localhost:5757\n"))
-    Lab.reset_transcripts
-    reader, writer = IO.pipe
-    pid = spawn({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"),
-                "redeploy", "-P", "-d", "staging", "--version", "v1", chdir: @app, out: writer, err: writer)
-    writer.close
-    Timeout.timeout(60) do
-      sleep 0.05 until WEB.all? { |ip| Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
+    status, out = with_registry_relay(delay: 3) do
+      Lab.reset_transcripts
+      reader, writer = IO.pipe
+      pid = spawn({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"),
+                  "redeploy", "-P", "-d", "staging", "--version", "v1", chdir: @app, out: writer, err: writer)
+      writer.close
+      Timeout.timeout(60) do
+        sleep 0.05 until WEB.all? { |ip| Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
+      end
+      Process.kill("INT", pid)
+      _, status = Timeout.timeout(60) { Process.wait2(pid) }
+      [ status, reader.read ]
     end
-    Process.kill("INT", pid)
-    _, status = Timeout.timeout(60) { Process.wait2(pid) }
-    out = reader.read
     assert_equal 130, status.exitstatus, out
     WEB.each do |ip|
       assert_includes out, "#{ip}: web: not booted, old version v2 still serving"
@@ -151,8 +140,6 @@ class RolloutTest < Minitest::Test
     end
     assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
   ensure
-    relaying&.kill
-    relay&.close
     File.write(config, original) if original
   end
 
