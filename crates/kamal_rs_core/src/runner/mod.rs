@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::commands::app::{container_hostname, App};
 use crate::commands::auditor::Auditor;
-use crate::commands::{lock, proxy, prune, registry};
+use crate::commands::{builder, lock, proxy, prune, registry};
 use crate::config::{random_hex, Configuration, KamalMajor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{uuid, Output, Verbosity};
@@ -1161,17 +1161,18 @@ impl<'a> Deploy<'a> {
             None,
             &format!("Pulled image with version {}", self.version),
         );
-        let label_check = format!(
-            "docker inspect -f '{{{{ .Config.Labels.service }}}}' {image} | grep -x {service} || (echo \"Image {image} is missing the 'service' label\" && exit 1)"
-        );
+
         // Kamal removes the tag first to force a fresh pull; `docker pull` re-resolves the tag against
         // the registry anyway, so the image is the same, without downloading layers again.
         shown.push((audit.clone(), true));
         shown.push((format!("docker pull {image}"), false));
-        shown.push((label_check.clone(), false));
+        shown.push((builder::validate_image(&image, &service), false));
         script.push(format!("echo {MARK}audit && {audit}"));
         script.push(format!("echo {MARK}pull && docker pull {image}"));
-        script.push(format!("echo {MARK}label && {{ {label_check}; }}"));
+        script.push(format!(
+            "echo {MARK}label && {{ {}; }}",
+            builder::validate_image_typed(&image, &service)
+        ));
         Ok(Some((shown, script.join(" && "))))
     }
 

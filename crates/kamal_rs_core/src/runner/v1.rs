@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use super::boot::MARK;
 use super::{marker, Deploy, HostError};
 use crate::commands::app::container_hostname;
+use crate::commands::builder;
 use crate::commands::v1::{self as cmd, AppV1, Traefik};
 use crate::commands::{prune, registry};
 use crate::config::{env, random_hex, Role};
@@ -150,18 +151,18 @@ impl<'a> Deploy<'a> {
             ));
         }
         let audit = self.audit_v1(None, &format!("Pulled image with version {}", self.version));
-        let label_check = format!(
-            "docker inspect -f '{{{{ .Config.Labels.service }}}}' {image} | grep -x {} || (echo \"Image {image} is missing the 'service' label\" && exit 1)",
-            c.service()
-        );
+
         shown.push((audit.clone(), true));
         shown.push((format!("docker pull {image}"), false));
-        shown.push((label_check.clone(), false));
+        shown.push((builder::validate_image(&image, &c.service()), false));
         shown.push(("mkdir -p .kamal".into(), false));
         script.push(format!("echo {MARK}audit && mkdir -p .kamal && {audit}"));
         // As 2.x: no `image rm` first; `docker pull` re-resolves the tag against the registry anyway.
         script.push(format!("echo {MARK}pull && docker pull {image}"));
-        script.push(format!("echo {MARK}label && {{ {label_check}; }}"));
+        script.push(format!(
+            "echo {MARK}label && {{ {}; }}",
+            builder::validate_image_typed(&image, &c.service())
+        ));
         self.output.progress(host, &format!("pulling {image}"));
         let out = self
             .exec(host, &shown, &script.join(" && "), Stdin::None, &mut |_| {})
