@@ -1,5 +1,3 @@
-require "erb"
-require "pathname"
 require "yaml"
 
 module KamalRs
@@ -12,9 +10,9 @@ module KamalRs
     def self.create_from(config_file: nil, destination: nil, version: nil)
       # Kamal sets this before ERB runs, so ERB, hooks and secrets commands can read it.
       ENV["KAMAL_DESTINATION"] = destination
-      base = Pathname.new(config_file || DEFAULT_CONFIG_FILE)
+      base = (config_file || DEFAULT_CONFIG_FILE).to_s
       files = [ base ]
-      files << base.sub_ext(".#{destination}.yml") if destination
+      files << "#{base.delete_suffix(File.extname(base))}.#{destination}.yml" if destination
       # Which Kamal the config is for shows only once it is read; Kamal 1.x loads `.env` (then
       # `.env.<destination>`) into ENV before its ERB runs, and that ERB has no trim mode. So a first
       # read decides, and a 1.x config is read again with its `.env` loaded. A first read that fails
@@ -41,10 +39,20 @@ module KamalRs
     end
 
     def self.load_file(file, trim_mode: "-")
-      raise KamalRs::RuntimeError, "Configuration file not found in #{file}" unless file.exist?
+      raise KamalRs::RuntimeError, "Configuration file not found in #{file}" unless File.exist?(file)
 
-      YAML.unsafe_load(ERB.new(File.read(file), trim_mode: trim_mode).result)
+      YAML.unsafe_load(render(File.read(file), trim_mode))
     end
+
+    # ERB, as Kamal runs it on every config file. Text without a `<%` tag comes out unchanged, so ERB
+    # is only loaded (a few ms of every run's start) for a file that has one.
+    def self.render(source, trim_mode)
+      return source unless source.include?("<%")
+
+      require "erb"
+      ERB.new(source, trim_mode: trim_mode).result
+    end
+    private_class_method :render
 
     # Dotenv.overload: each file's values replace what ENV has.
     def self.load_dotenv(destination)
