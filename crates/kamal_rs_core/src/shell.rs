@@ -1,4 +1,4 @@
-//! Kamal's value escaping and flag builders (reference §0.2–§0.4). Every `docker` command and several
+//! Kamal's value escaping and flag builders (`Kamal::Utils`, lib/kamal/utils.rb, Kamal 2.12.0). Every `docker` command and several
 //! parts of `kamal config` go through these, so they follow Kamal 2.x to the byte.
 
 use crate::value::Value;

@@ -35,7 +35,7 @@ pub struct SshSettings {
 }
 
 impl SshSettings {
-    /// From the `ssh:` section (reference §7.4).
+    /// From the `ssh:` section (`lib/kamal/configuration/ssh.rb`, Kamal 2.12.0).
     pub fn from_config(ssh: Option<&Value>) -> SshSettings {
         let cfg = ssh.and_then(Value::as_map).cloned().unwrap_or_default();
         let get = |k: &str| cfg.get(k).filter(|v| !v.is_nil());

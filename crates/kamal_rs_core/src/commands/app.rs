@@ -39,6 +39,11 @@ impl<'a> App<'a> {
         )
     }
 
+    /// `mkdir -p .kamal/apps/S[-D]/env/roles`.
+    pub fn ensure_env_directory(&self) -> String {
+        format!("mkdir -p {}", self.env_directory())
+    }
+
     pub fn env_file_path(&self) -> String {
         format!("{}/{}.env", self.env_directory(), self.role.name)
     }
@@ -97,7 +102,7 @@ impl<'a> App<'a> {
             .map(Value::to_ruby_s)
     }
 
-    /// `docker run` (reference §4.5.4, token order of v2.12.0's `Commands::App#run`).
+    /// `docker run`, in the token order of `Kamal::Commands::App#run` (lib/kamal/commands/app.rb, Kamal 2.12.0).
     pub fn run(&self, host: &str, version: &str, hostname: &str) -> String {
         let cfg = self.config;
         let options = self
@@ -250,15 +255,9 @@ impl<'a> App<'a> {
             .specializations
             .get("stop_timeout")
             .and_then(Value::as_int);
-        let root = self.config.get("stop_timeout").and_then(Value::as_int);
-        own.or(root).or_else(|| {
-            (!self.running_proxy()).then(|| {
-                self.config
-                    .get("drain_timeout")
-                    .and_then(Value::as_int)
-                    .unwrap_or(30)
-            })
-        })
+        let timeouts = self.config.timeouts();
+        own.or(timeouts.stop_timeout)
+            .or_else(|| (!self.running_proxy()).then_some(timeouts.drain_timeout))
     }
 
     pub fn stop(&self, version: &str) -> String {
@@ -299,15 +298,7 @@ impl<'a> App<'a> {
         )
     }
 
-    pub fn tag_latest(&self, version: &str) -> String {
-        let repo = self.config.repository();
-        format!(
-            "docker tag {repo}:{version} {repo}:{}",
-            self.config.latest_tag()
-        )
-    }
-
-    /// `docker exec kamal-proxy kamal-proxy deploy S-R[-D] ...` with the flags of reference §4.7.
+    /// `docker exec kamal-proxy kamal-proxy deploy S-R[-D] ...` with Kamal's flags (`proxy_deploy.rs`).
     pub fn proxy_deploy(&self, container_id: &str, version: &str) -> String {
         let mut args = vec![format!(
             "docker exec kamal-proxy kamal-proxy deploy {}",
@@ -318,130 +309,7 @@ impl<'a> App<'a> {
     }
 
     pub fn proxy_deploy_args(&self, container_id: &str, version: &str) -> Vec<String> {
-        let p = self.proxy_config();
-        let get = |path: &[&str]| -> Option<Value> {
-            let mut v = Value::map(p.clone());
-            for key in path {
-                v = v.as_map()?.get(key)?.clone();
-            }
-            (!v.is_nil()).then_some(v)
-        };
-        let quoted = |flag: &str, value: String| format!("--{flag}={}", escape_shell_value(&value));
-        let secs =
-            |flag: &str, v: Option<Value>| v.map(|v| quoted(flag, format!("{}s", v.to_ruby_s())));
-        let boolean = |flag: &str, v: Option<Value>, default: Option<bool>| -> Option<String> {
-            match v.or_else(|| default.map(Value::Bool)) {
-                Some(Value::Bool(true)) => Some(format!("--{flag}")),
-                Some(Value::Bool(false)) => Some(quoted(flag, "false".into())),
-                Some(other) if other.truthy() => Some(format!("--{flag}")),
-                _ => None,
-            }
-        };
-        let sd = self.config.service_and_destination();
-        let mut a: Vec<String> = Vec::new();
-        let port = get(&["app_port"])
-            .map(|v| v.to_ruby_s())
-            .unwrap_or_else(|| "80".into());
-        a.push(quoted("target", format!("{container_id}:{port}")));
-        for host in crate::config::proxy_hosts(&p) {
-            a.push(quoted("host", host));
-        }
-        let ssl = get(&["ssl"]);
-        if ssl.as_ref().is_some_and(Value::truthy) {
-            a.push("--tls".into());
-        }
-        if ssl
-            .as_ref()
-            .and_then(Value::as_map)
-            .is_some_and(|s| s.get("certificate_pem").is_some_and(Value::is_present))
-        {
-            let dir = format!("/home/kamal-proxy/.apps-config/{sd}/tls/{}", self.role.name);
-            a.push(quoted("tls-certificate-path", format!("{dir}/cert.pem")));
-            a.push(quoted("tls-private-key-path", format!("{dir}/key.pem")));
-        }
-        let timeout = |key: &str| {
-            self.config
-                .get(key)
-                .map(Value::to_ruby_s)
-                .unwrap_or_else(|| "30".into())
-        };
-        a.push(quoted(
-            "deploy-timeout",
-            format!("{}s", timeout("deploy_timeout")),
-        ));
-        a.push(quoted(
-            "drain-timeout",
-            format!("{}s", timeout("drain_timeout")),
-        ));
-        a.extend(secs(
-            "health-check-interval",
-            get(&["healthcheck", "interval"]),
-        ));
-        a.extend(secs(
-            "health-check-timeout",
-            get(&["healthcheck", "timeout"]),
-        ));
-        if let Some(path) = get(&["healthcheck", "path"]) {
-            a.push(quoted("health-check-path", path.to_ruby_s()));
-        }
-        a.extend(secs("target-timeout", get(&["response_timeout"])));
-        a.extend(boolean(
-            "buffer-requests",
-            get(&["buffering", "requests"]),
-            Some(true),
-        ));
-        a.extend(boolean(
-            "buffer-responses",
-            get(&["buffering", "responses"]),
-            Some(true),
-        ));
-        for (flag, key) in [
-            ("buffer-memory", "memory"),
-            ("max-request-body", "max_request_body"),
-            ("max-response-body", "max_response_body"),
-        ] {
-            if let Some(v) = get(&["buffering", key]) {
-                a.push(quoted(flag, v.to_ruby_s()));
-            }
-        }
-        let prefixes: Vec<String> = match get(&["path_prefixes"]) {
-            Some(Value::Seq(items)) => items.iter().map(Value::to_ruby_s).collect(),
-            _ => get(&["path_prefix"])
-                .map(|v| v.to_ruby_s().split(',').map(str::to_string).collect())
-                .unwrap_or_default(),
-        };
-        for prefix in prefixes {
-            a.push(quoted("path-prefix", prefix));
-        }
-        a.extend(boolean(
-            "strip-path-prefix",
-            get(&["strip_path_prefix"]),
-            None,
-        ));
-        a.extend(boolean("forward-headers", get(&["forward_headers"]), None));
-        a.extend(boolean("tls-redirect", get(&["ssl_redirect"]), None));
-        let headers = |key: &str, default: &[&str]| -> Vec<String> {
-            match get(&["logging", key]) {
-                Some(Value::Seq(items)) => items.iter().map(Value::to_ruby_s).collect(),
-                _ => default.iter().map(|s| s.to_string()).collect(),
-            }
-        };
-        for h in headers(
-            "request_headers",
-            &["Cache-Control", "Last-Modified", "User-Agent"],
-        ) {
-            a.push(quoted("log-request-header", h));
-        }
-        for h in headers("response_headers", &[]) {
-            a.push(quoted("log-response-header", h));
-        }
-        if self.config.get("error_pages_path").is_some() {
-            a.push(quoted(
-                "error-pages",
-                format!("/home/kamal-proxy/.apps-config/{sd}/error_pages/{version}"),
-            ));
-        }
-        a
+        super::proxy_deploy::args(self, container_id, version)
     }
 
     /// The env file's contents for this host (secrets looked up now).
@@ -450,6 +318,12 @@ impl<'a> App<'a> {
             &self.env(host).secret_values(&self.config.secrets)?,
         ))
     }
+}
+
+/// `docker tag IMG:V IMG:latest[-D]` (Kamal's `tag_latest_image`): per host, not per role.
+pub fn tag_latest(config: &Configuration, version: &str) -> String {
+    let repo = config.repository();
+    format!("docker tag {repo}:{version} {repo}:{}", config.latest_tag())
 }
 
 /// `<host, at most 51 characters, one trailing "." removed>-<12 hex>`.

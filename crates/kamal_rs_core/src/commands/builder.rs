@@ -1,4 +1,4 @@
-//! The local build commands of `build push` (reference §5.1, §5.2): the tool check, the builder (local,
+//! The local build commands of `build push` (`lib/kamal/commands/builder/*.rb`, Kamal 2.12.0): the tool check, the builder (local,
 //! remote, hybrid, cloud, pack) with its check/create/remove, the `docker buildx build` line, and the
 //! git clone the build runs in. Kamal's `commands/builder/*.rb`; every string is compared in the tests.
 
@@ -91,7 +91,7 @@ impl Builder {
             local_arches,
             remote_arches,
             remote,
-            local_registry: config.local_registry(),
+            local_registry: config.registry().local(),
             t,
         })
     }
@@ -475,7 +475,7 @@ impl Target {
         Ok(Target {
             service: config.service(),
             repository: config.repository(),
-            server: config.registry_server(),
+            server: config.registry().server,
             image: config.image().unwrap_or_default(),
             version: config.version()?,
             latest_tag: config.latest_tag(),
@@ -549,6 +549,15 @@ pub fn docker_arch(info_architecture: &str) -> String {
         other => other.into(),
     }
 }
+
+/// `docker pull IMG:V` (Kamal's `Commands::Builder#pull`).
+pub fn pull(image: &str) -> String {
+    format!("docker pull {image}")
+}
+
+/// The first registry mirror of a host's Docker (Kamal's `first_mirror`): empty, or an error naming
+/// an index out of range, when there is none.
+pub const FIRST_MIRROR: &str = "docker info --format '{{index .RegistryConfig.Mirrors 0}}'";
 
 /// Kamal's `validate_image` after a pull, as it logs it: the image must carry the `service` label.
 pub fn validate_image(image: &str, service: &str) -> String {
@@ -660,7 +669,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn validate_image_is_the_reference_line_and_runs_typed() {
+    fn validate_image_is_kamals_line_and_runs_typed() {
         assert_eq!(
             validate_image("ghcr.io/acme/myapp:V", "myapp"),
             "docker inspect -f '{{ .Config.Labels.service }}' ghcr.io/acme/myapp:V | grep -x myapp || (echo \"Image ghcr.io/acme/myapp:V is missing the 'service' label\" && exit 1)"

@@ -1,4 +1,4 @@
-//! Kamal 1.9's builders (reference §5.3): native (`docker build` then two `docker push`), native cached,
+//! Kamal 1.9's builders (`lib/kamal/commands/builder/*.rb`, tag v1.9.3): native (`docker build` then two `docker push`), native cached,
 //! native remote, multiarch and multiarch remote (`docker buildx build --push`). 1.9's option order puts
 //! the tags first and has no `--output` and no `2>&1`.
 
@@ -185,9 +185,14 @@ impl BuilderV1 {
         )
     }
 
-    /// The build-and-push command: what is run, and what is logged.
-    pub fn push(&self) -> (String, String) {
-        let (opts, shown) = self.build_options();
+    /// The build-and-push command: what is run, and what is logged. Kamal 1.9 has no `--no-cache`;
+    /// kamal_rs passes it to the build as Kamal 2 does.
+    pub fn push(&self, no_cache: bool) -> (String, String) {
+        let (mut opts, mut shown) = self.build_options();
+        if no_cache {
+            opts.push("--no-cache".into());
+            shown.push("--no-cache".into());
+        }
         let ctx = self.t.context();
         let head: Vec<String> = match self.kind {
             KindV1::Native => vec!["docker".into(), "build".into()],
@@ -242,7 +247,7 @@ mod tests {
         let b =
             builder(json!({ "multiarch": false, "args": { "RUBY": "3.3" }, "secrets": ["TOKEN"] }));
         assert_eq!(b.kind, KindV1::Native);
-        let (sent, shown) = b.push();
+        let (sent, shown) = b.push(false);
         assert_eq!(
             sent,
             r#"docker build -t ghcr.io/acme/app:abc -t ghcr.io/acme/app:latest --label service="app" --build-arg RUBY="3.3" --secret id="TOKEN" --file Dockerfile . && docker push ghcr.io/acme/app:abc && docker push ghcr.io/acme/app:latest"#
@@ -257,7 +262,7 @@ mod tests {
         let b = builder(json!({ "target": "prod", "ssh": "default" }));
         assert_eq!(b.kind, KindV1::Multiarch);
         assert_eq!(
-            b.push().0,
+            b.push(false).0,
             r#"docker buildx build --push --platform linux/amd64,linux/arm64 --builder kamal-app-multiarch -t ghcr.io/acme/app:abc -t ghcr.io/acme/app:latest --label service="app" --file Dockerfile --target prod --ssh default ."#
         );
         assert_eq!(
@@ -269,7 +274,7 @@ mod tests {
             "docker buildx inspect kamal-app-multiarch > /dev/null"
         );
         let b = builder(json!({ "local": { "arch": "arm64" } }));
-        assert!(b.push().0.starts_with(
+        assert!(b.push(false).0.starts_with(
             "docker buildx build --push --platform linux/arm64 --builder kamal-app-multiarch "
         ));
     }
@@ -281,7 +286,7 @@ mod tests {
         );
         assert_eq!(b.kind, KindV1::NativeCached);
         assert_eq!(
-            b.push().0,
+            b.push(false).0,
             r#"docker buildx build --push -t ghcr.io/acme/app:abc -t ghcr.io/acme/app:latest --cache-to type=registry,mode=max,ref=ghcr.io/acme/app-build-cache --cache-from type=registry,ref=ghcr.io/acme/app-build-cache --label service="app" --file Dockerfile ."#
         );
         let b = builder(json!({ "remote": { "arch": "amd64", "host": "ssh://root@builder" } }));
@@ -290,11 +295,11 @@ mod tests {
             b.create().unwrap(),
             "docker context create kamal-app-native-remote-amd64 --description 'kamal-app-native-remote amd64 native host' --docker 'host=ssh://root@builder' ; docker buildx create --name kamal-app-native-remote kamal-app-native-remote-amd64 --platform linux/amd64"
         );
-        assert!(b.push().0.starts_with("docker buildx build --push --platform linux/amd64 --builder kamal-app-native-remote -t"));
+        assert!(b.push(false).0.starts_with("docker buildx build --push --platform linux/amd64 --builder kamal-app-native-remote -t"));
         let b = builder(
             json!({ "local": { "arch": "arm64", "host": "unix:///var/run/docker.sock" }, "remote": { "arch": "amd64", "host": "ssh://root@b" } }),
         );
         assert_eq!(b.kind, KindV1::MultiarchRemote);
-        assert!(b.push().0.starts_with("docker buildx build --push --platform linux/amd64,linux/arm64 --builder kamal-app-multiarch-remote -t"));
+        assert!(b.push(false).0.starts_with("docker buildx build --push --platform linux/amd64,linux/arm64 --builder kamal-app-multiarch-remote -t"));
     }
 }

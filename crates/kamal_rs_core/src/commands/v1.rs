@@ -1,4 +1,4 @@
-//! The remote commands of a Kamal 1.9 deploy (reference §6): the app container with its Traefik labels
+//! The remote commands of a Kamal 1.9 deploy (`lib/kamal/commands/{app,traefik}.rb`, `lib/kamal/commands/app/cord.rb`, tag v1.9.3): the app container with its Traefik labels
 //! and health "cord", Traefik itself, the env files of `kamal env push`, the lock, the audit lines and
 //! the prune, as exact strings. The shared parts (names, env merge, logging) come from `App`.
 
@@ -260,7 +260,7 @@ impl<'a> AppV1<'a> {
         labels
     }
 
-    /// `docker run` (1.9's `Commands::App#run`; reference §6.3 step 6).
+    /// `docker run` (1.9's `Kamal::Commands::App#run`, lib/kamal/commands/app.rb, tag v1.9.3).
     pub fn run(&self, host: &str, version: &str, hostname: &str) -> String {
         let c = self.config();
         let name = self.container_name(version);
@@ -422,7 +422,7 @@ pub fn prune_healthcheck_containers(service_and_destination: &str) -> String {
     format!("docker container prune --force --filter label=service=healthcheck-{service_and_destination}")
 }
 
-/// Traefik as Kamal 1.9 runs it (reference §6.2).
+/// Traefik as Kamal 1.9 runs it (`Kamal::Commands::Traefik`, lib/kamal/commands/traefik.rb, tag v1.9.3).
 pub struct Traefik<'a> {
     pub config: &'a Configuration,
 }
@@ -592,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn assets_follow_the_reference() {
+    fn assets_follow_kamal_1_9() {
         let c = config(
             &[json!({
                 "service": "myapp", "image": "acme/myapp", "servers": { "web": ["1.1.1.1"] },

@@ -2,7 +2,7 @@
 //!
 //! Kamal validates "against an example": each section's documented example YAML is the schema, and a
 //! value is checked against the *type* of the example value under the same key. These tables hold
-//! those example types (reference §7), not the documentation text. A few keys have rules of their own
+//! those example types (`lib/kamal/configuration/docs/*.yml`, Kamal 2.12.0), not the documentation text. A few keys have rules of their own
 //! whatever the example says (`hosts`, `arch`, `ssl`, `options`, `labels`, ...): `validator.rs` handles
 //! them by name, as Kamal does.
 

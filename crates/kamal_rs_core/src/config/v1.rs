@@ -1,4 +1,4 @@
-//! Kamal 1.x configs (Traefik era, reference §6 and §7.7): recognised, checked with 1.9's rules and
+//! Kamal 1.x configs (Traefik era; `lib/kamal/configuration.rb` and `lib/kamal/configuration/{traefik,healthcheck}.rb`, tag v1.9.3): recognised, checked with 1.9's rules and
 //! printed as 1.9's `kamal config` does. Their deploy follows Kamal 1.9's steps (a later module).
 
 use super::{Configuration, KamalMajor};

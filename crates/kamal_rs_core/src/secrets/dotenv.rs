@@ -1,4 +1,4 @@
-//! A `.env` parser with dotenv 3.2's rules, which Kamal 2 uses for `.kamal/secrets*` (reference §2.2):
+//! A `.env` parser with dotenv 3.2's rules, which Kamal 2 uses for `.kamal/secrets*` (`lib/kamal/secrets.rb`, Kamal 2.12.0; dotenv 3.2's `lib/dotenv/parser.rb`):
 //! `[export ]KEY=value` or `KEY: value`, comments, single quotes literal, double quotes multi-line,
 //! backslash escapes, then `$(command)` substitution and then `$VAR` / `${VAR}` interpolation against
 //! the keys defined earlier in the same file and the process environment.

@@ -1,0 +1,189 @@
+//! Typed views of the settings a run reads, with Kamal's defaults written once: `boot:`
+//! (`lib/kamal/configuration/boot.rb`), the deploy's timeouts (`lib/kamal/configuration.rb`) and
+//! `registry:` (`lib/kamal/configuration/registry.rb`), Kamal 2.12.0. The raw map stays what
+//! `kamal config` prints.
+
+use regex::Regex;
+
+use super::Configuration;
+use crate::error::Result;
+use crate::secrets::Secrets;
+use crate::value::{Map, Value};
+
+/// `deploy_timeout`'s default: kamal-proxy's `--deploy-timeout`, and the readiness poll's deadline.
+pub const DEPLOY_TIMEOUT: i64 = 30;
+/// `drain_timeout`'s default: kamal-proxy's `--drain-timeout`, and `docker stop -t` for other roles.
+pub const DRAIN_TIMEOUT: i64 = 30;
+/// `readiness_delay`'s default: the wait for a container without a health check.
+pub const READINESS_DELAY: i64 = 7;
+
+/// `boot:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    pub limit: Option<BootLimit>,
+    /// Seconds to sleep after each boot group.
+    pub wait: Option<i64>,
+    /// Roles of a host boot at once instead of one after the other (2.10+).
+    pub parallel_roles: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootLimit {
+    Hosts(usize),
+    /// `"N%"` of every host, accessories included.
+    Percent(usize),
+}
+
+impl Boot {
+    fn of(section: Option<&Value>) -> Boot {
+        let get = |k: &str| {
+            section
+                .and_then(Value::as_map)
+                .and_then(|b| b.get(k))
+                .filter(|v| !v.is_nil())
+        };
+        let limit = get("limit").and_then(|v| match v {
+            Value::Int(n) if *n > 0 => Some(BootLimit::Hosts(*n as usize)),
+            Value::Str(s) if s.ends_with('%') => Some(BootLimit::Percent(
+                s.trim_end_matches('%').trim().parse().unwrap_or(100),
+            )),
+            other => other
+                .to_ruby_s()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(BootLimit::Hosts),
+        });
+        Boot {
+            limit,
+            wait: get("wait").and_then(Value::as_int),
+            parallel_roles: get("parallel_roles").is_some_and(Value::truthy),
+        }
+    }
+
+    /// Hosts per boot group: the limit, `max(all_hosts * N / 100, 1)` for a percentage, else every app host.
+    pub fn group_size(&self, all_hosts: usize, app_hosts: usize) -> usize {
+        match self.limit {
+            Some(BootLimit::Hosts(n)) => n,
+            Some(BootLimit::Percent(p)) => (all_hosts * p / 100).max(1),
+            None => app_hosts.max(1),
+        }
+    }
+}
+
+/// The waits of a boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub deploy_timeout: i64,
+    pub drain_timeout: i64,
+    pub readiness_delay: i64,
+    /// `stop_timeout` at the root (2.12+); a role's own wins.
+    pub stop_timeout: Option<i64>,
+}
+
+/// `registry:`.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub server: Option<String>,
+    section: Map,
+}
+
+impl Registry {
+    /// `localhost[:port]`: Kamal runs it on this machine and forwards it over SSH (2.8+); no login.
+    pub fn local(&self) -> bool {
+        self.server
+            .as_deref()
+            .is_some_and(|s| Regex::new("^localhost[:$]").unwrap().is_match(s))
+    }
+
+    /// A local registry's port (80 when none is given).
+    pub fn local_port(&self) -> Option<u16> {
+        self.local().then(|| {
+            self.server
+                .as_deref()
+                .and_then(|s| s.split(':').nth(1).and_then(|p| p.parse().ok()))
+                .unwrap_or(80)
+        })
+    }
+
+    /// Docker Hub (no server, or one of its names): the only registry Docker's mirrors apply to.
+    pub fn docker_hub(&self) -> bool {
+        self.server
+            .as_deref()
+            .is_none_or(|s| ["docker.io", "index.docker.io", "registry-1.docker.io"].contains(&s))
+    }
+
+    /// Username and password; a one-element list names a secret.
+    pub fn credentials(&self, secrets: &Secrets) -> Result<(String, String)> {
+        let lookup = |key: &str| -> Result<String> {
+            match self.section.get(key) {
+                Some(Value::Seq(items)) if items.len() == 1 => secrets.get(&items[0].to_ruby_s()),
+                Some(v) if !v.is_nil() => Ok(v.to_ruby_s()),
+                _ => Ok(String::new()),
+            }
+        };
+        Ok((lookup("username")?, lookup("password")?))
+    }
+}
+
+impl Configuration {
+    pub fn boot(&self) -> Boot {
+        Boot::of(self.get("boot"))
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        let int = |k: &str, default: i64| self.get(k).and_then(Value::as_int).unwrap_or(default);
+        Timeouts {
+            deploy_timeout: int("deploy_timeout", DEPLOY_TIMEOUT),
+            drain_timeout: int("drain_timeout", DRAIN_TIMEOUT),
+            readiness_delay: int("readiness_delay", READINESS_DELAY),
+            stop_timeout: self.get("stop_timeout").and_then(Value::as_int),
+        }
+    }
+
+    pub fn registry(&self) -> Registry {
+        let section = self
+            .get("registry")
+            .and_then(Value::as_map)
+            .cloned()
+            .unwrap_or_default();
+        Registry {
+            server: section
+                .get("server")
+                .filter(|v| !v.is_nil())
+                .map(Value::to_ruby_s),
+            section,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::config;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({"service": "app", "image": "app", "servers": ["h1", "h2", "h3"],
+               "registry": {"server": "localhost:5555"}, "builder": {"arch": "amd64"}})
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let c = config(&[base()], None, "v1");
+        let t = c.timeouts();
+        assert_eq!(
+            (t.deploy_timeout, t.drain_timeout, t.readiness_delay),
+            (30, 30, 7)
+        );
+        assert_eq!(c.boot().group_size(3, 3), 3);
+        assert_eq!(c.registry().local_port(), Some(5555));
+        let mut b = base();
+        b["boot"] = json!({"limit": "34%", "wait": 2, "parallel_roles": true});
+        b["deploy_timeout"] = json!(45);
+        let c = config(&[b], None, "v1");
+        assert_eq!(c.boot().group_size(3, 3), 1);
+        assert_eq!(c.boot().wait, Some(2));
+        assert!(c.boot().parallel_roles);
+        assert_eq!(c.timeouts().deploy_timeout, 45);
+    }
+}
