@@ -9,6 +9,7 @@ rescue LoadError => e
   raise LoadError, "kamal_rs: the native extension is not built (#{e.message}). Run `rake compile`, or install the gem."
 end
 
+require "kamal_rs/options"
 require "kamal_rs/configuration"
 require "kamal_rs/deploy"
 

@@ -13,27 +13,6 @@ module KamalRs
       "version" => "Show kamal_rs version"
     }.freeze
 
-    # [short, long, argument, description, default] — Kamal's class options (reference §1.1).
-    GLOBAL_OPTIONS = [
-      [ "-v", "verbose", nil, "Detailed logging" ],
-      [ "-q", "quiet", nil, "Minimal logging" ],
-      [ nil, "version", "VERSION", "Run commands against a specific app version" ],
-      [ "-p", "primary", nil, "Run commands only on primary host instead of all" ],
-      [ "-h", "hosts", "HOSTS", "Run commands on these hosts instead of all (separate by comma, supports wildcards with *)" ],
-      [ "-r", "roles", "ROLES", "Run commands on these roles instead of all (separate by comma, supports wildcards with *)" ],
-      [ "-c", "config-file", "CONFIG_FILE", "Path to config file", "config/deploy.yml" ],
-      [ "-d", "destination", "DESTINATION", "Specify destination to be used for config file (staging -> deploy.staging.yml)" ],
-      [ "-H", "skip-hooks", nil, "Don't run hooks", "false" ],
-      [ nil, "lock-wait", nil, "Wait for the deploy lock instead of failing", "false" ],
-      [ nil, "lock-wait-timeout", "N", "Seconds to wait for the deploy lock", "900" ],
-      [ nil, "lock-wait-interval", "N", "Seconds between checks of the deploy lock", "15" ]
-    ].freeze
-
-    DEPLOY_OPTIONS = [
-      [ "-P", "skip-push", nil, "Skip image build and push", "false" ],
-      [ nil, "no-cache", nil, "Build without using Docker's build cache", "false" ]
-    ].freeze
-
     def self.start(argv, out: $stdout, err: $stderr)
       new(out: out, err: err).run(argv)
     end
@@ -59,7 +38,7 @@ module KamalRs
         @out.puts VERSION
         0
       when "config", "deploy", "redeploy"
-        options = parse(argv, with_deploy: command != "config")
+        options = parse(argv, command)
         ENV["VERBOSE"] = "1" if options[:verbose]
         send("#{command}_command", options)
       when "env"
@@ -68,9 +47,7 @@ module KamalRs
           @err.puts %(Could not find command "env #{sub}".)
           return 1
         end
-        options = parse(argv, with_deploy: false)
-        keys = KamalRs::OPTION_NAMES + %i[config_file destination version]
-        KamalRs.env_push(**options.slice(*keys))
+        KamalRs.env_push(**parse(argv, "env push"))
         0
       else
         @err.puts %(Could not find command "#{command}".)
@@ -90,23 +67,18 @@ module KamalRs
 
     private
       def config_command(options)
-        config = Configuration.create_from(config_file: options[:config_file],
-          destination: options[:destination], version: options[:version])
+        config = Configuration.create_from(**options.slice(*Options::CONFIG_NAMES))
         @out.puts config.to_yaml
         0
       end
 
       def deploy_command(options)
-        run_deploy(:deploy, options)
+        KamalRs.deploy(**options)
+        0
       end
 
       def redeploy_command(options)
-        run_deploy(:redeploy, options)
-      end
-
-      def run_deploy(command, options)
-        keys = KamalRs::OPTION_NAMES + %i[config_file destination version]
-        KamalRs.public_send(command, **options.slice(*keys))
+        KamalRs.redeploy(**options)
         0
       end
 
@@ -124,16 +96,16 @@ module KamalRs
         end
       end
 
-      def parse(argv, with_deploy:)
-        options = { lock_wait_timeout: 900, lock_wait_interval: 15 }
+      # Kamal's options for `command` (Options.cli), into a Hash of what was given.
+      def parse(argv, command)
+        options = {}
         parser = OptionParser.new
-        specs = GLOBAL_OPTIONS + (with_deploy ? DEPLOY_OPTIONS : [])
-        specs.each do |short, long, arg, _desc|
-          key = long.tr("-", "_").to_sym
-          switch = arg ? "--#{long} #{arg}" : "--[no-]#{long}"
-          args = [ short, switch ].compact
-          args << Float if long.start_with?("lock-wait-")
-          parser.on(*args) { |value| options[key] = value }
+        Options.cli(command).each do |spec|
+          long = spec[:name].to_s.tr("_", "-")
+          switch = spec[:arg] ? "--#{long} #{spec[:arg]}" : "--[no-]#{long}"
+          args = [ spec[:short], switch ].compact
+          args << Float if spec[:kind] == :number
+          parser.on(*args) { |value| options[spec[:name]] = value }
         end
         rest = parser.parse(argv)
         raise OptionParser::NeedlessArgument, rest.join(" ") if rest.any?
@@ -151,7 +123,7 @@ module KamalRs
       def help(command)
         if command && COMMANDS[command]
           lines = [ "Usage:", "  kamal-rs #{command}", "" ]
-          lines += option_lines("Options", GLOBAL_OPTIONS + (%w[deploy redeploy].include?(command) ? DEPLOY_OPTIONS : []))
+          lines += option_lines("Options", Options.cli(command))
           lines << "" << COMMANDS[command]
           return lines.join("\n")
         end
@@ -162,20 +134,23 @@ module KamalRs
           lines << "  #{usage.ljust(width)}  # #{desc}"
         end
         lines << ""
-        lines += option_lines("Options", GLOBAL_OPTIONS)
+        lines += option_lines("Options", Options.cli(nil))
         lines.join("\n")
       end
 
       def option_lines(title, specs)
-        rows = specs.map do |short, long, arg, desc, default|
-          flag = arg ? "[--#{long}=#{arg}]" : "[--#{long}], [--no-#{long}], [--skip-#{long}]"
-          [ "#{short ? "#{short}, " : "    "}#{flag}", desc, default ]
+        rows = specs.map do |spec|
+          long = spec[:name].to_s.tr("_", "-")
+          flag = spec[:arg] ? "[--#{long}=#{spec[:arg]}]" : "[--#{long}], [--no-#{long}], [--skip-#{long}]"
+          default = spec[:default]
+          default = default.to_i if default.is_a?(Float) && default == default.to_i
+          [ "#{spec[:short] ? "#{spec[:short]}, " : "    "}#{flag}", spec[:description], default ]
         end
         width = rows.map { |r| r[0].length }.max
         lines = [ "#{title}:" ]
         rows.each do |left, desc, default|
           lines << "  #{left.ljust(width)}  # #{desc}"
-          lines << "  #{" " * width}  # Default: #{default}" if default
+          lines << "  #{" " * width}  # Default: #{default}" unless default.nil?
         end
         lines
       end

@@ -4,14 +4,13 @@ module KamalRs
     attr_reader :version, :runtime, :hosts, :summary
 
     def initialize(report)
-      @version = report["version"]
-      @runtime = report["runtime"]
-      @hosts = report["hosts"].map do |h|
-        { host: h["host"], error: h["error"],
-          roles: h["roles"].map { |r| { role: r["role"], old_version: r["old_version"], state: r["state"].to_sym, detail: r["detail"] } } }
+      @version = report[:version]
+      @runtime = report[:runtime]
+      @hosts = report[:hosts].map do |h|
+        h.merge(roles: h[:roles].map { |r| r.merge(state: r[:state].to_sym) })
       end
-      @summary = report["summary"]
-      @error = report["error"]
+      @summary = report[:summary]
+      @error = report[:error]
     end
 
     def success?
@@ -24,52 +23,41 @@ module KamalRs
     attr_accessor :result
   end
 
-  OPTION_NAMES = %i[skip_push hosts roles primary skip_hooks verbose quiet lock_wait lock_wait_timeout
-                    lock_wait_interval command_timeout].freeze
-
-  # Deploys to the config's servers as `kamal deploy` does (Kamal 2, or 1.9 for a 1.x config). Options mirror
-  # the CLI: config_file:, destination:, version:, skip_push:, hosts:, roles:, primary:, skip_hooks:,
-  # verbose:, quiet:, lock_wait:, lock_wait_timeout:, lock_wait_interval:. Returns a KamalRs::Result;
-  # raises a KamalRs::Error (with #result) on failure. The GVL is released while it runs.
+  # Deploys to the config's servers as `kamal deploy` does (Kamal 2, or 1.9 for a 1.x config). Options are
+  # the command line's, as keywords (KamalRs::Options::NAMES): config_file:, destination:, version:,
+  # skip_push:, no_cache:, hosts:, roles:, primary:, skip_hooks:, verbose:, quiet:, lock_wait:,
+  # lock_wait_timeout:, lock_wait_interval:, command_timeout:. Returns a KamalRs::Result; raises a
+  # KamalRs::Error (with #result) on failure. The GVL is released while it runs.
   def self.deploy(**options)
-    run_deploy(redeploy: false, **options)
+    run_command(:deploy, options)
   end
 
   # As `kamal redeploy`: no kamal-proxy boot, no prune.
   def self.redeploy(**options)
-    run_deploy(redeploy: true, **options)
+    run_command(:redeploy, options)
   end
 
   # `kamal env push` for a Kamal 1.x config (its deploys upload no env files): each role's env file,
   # mode 400, on its hosts, and Traefik's. Options: config_file:, destination:, hosts:, roles:,
   # skip_hooks:, verbose:, quiet:, lock_wait:...
   def self.env_push(**options)
-    run_deploy(redeploy: false, env_push: true, skip_push: true, **options)
+    run_command(:env_push, options)
   end
 
-  def self.run_deploy(redeploy:, env_push: false, config_file: nil, destination: nil, version: nil, **options)
-    unknown = options.keys - OPTION_NAMES
-    raise ::ArgumentError, "unknown option#{"s" if unknown.size > 1}: #{unknown.join(", ")}" if unknown.any?
-
-    config = Configuration.create_from(config_file: config_file, destination: destination, version: version)
-    native_options = options.to_h { |k, v| [ k.to_s, v.is_a?(Array) ? v.join(",") : v ] }
-    native_options["lock_wait_timeout"] &&= native_options["lock_wait_timeout"].to_f
-    native_options["lock_wait_interval"] &&= native_options["lock_wait_interval"].to_f
-    native_options["command_timeout"] &&= native_options["command_timeout"].to_f
-    native_options["redeploy"] = redeploy
-    native_options["env_push"] = env_push
-    native_options["terminal"] = $stdout.tty? && !options[:quiet]
+  def self.run_command(command, options)
+    native_options = Options.native(command, options)
+    config = Configuration.create_from(**options.slice(*Options::CONFIG_NAMES))
     $stdout.flush
     report = run_native { config.native.deploy(native_options) }
     result = Result.new(report)
-    if (error = report["error"])
-      exception = KamalRs.const_get(error["class"]).new(error["message"])
+    if (error = report[:error])
+      exception = KamalRs.const_get(error[:class]).new(error[:message])
       exception.result = result
       raise exception
     end
     result
   end
-  private_class_method :run_deploy
+  private_class_method :run_command
 
   # Runs the native deploy on a thread of its own and waits for it. Whatever ends the wait early
   # (Ctrl-C, Thread#raise, Timeout, which unwinds with `throw` rather than an exception) is passed on

@@ -1,9 +1,9 @@
-//! Which hosts and roles a run acts on (Kamal's `Commander`, reference §3.1): `-h`, `-r`, `-p`, the
+//! Which hosts and roles a run acts on (Kamal's `Commander` and its specifics, `lib/kamal/commander.rb`,
+//! `lib/kamal/commander/specifics.rb`, Kamal 2.12.0): `-h`, `-r`, `-p`, the
 //! primary host (where the lock lives), app hosts, proxy hosts, boot groups.
 
 use crate::config::{Configuration, Role};
 use crate::error::{Error, Result};
-use crate::value::Value;
 
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -29,36 +29,14 @@ impl Selection {
         primary: bool,
     ) -> Result<Selection> {
         let all_hosts = config.all_hosts();
-        let specific_roles: Option<Vec<&Role>> = match roles {
-            Some(list) => {
-                let names: Vec<String> = config.roles.iter().map(|r| r.name.clone()).collect();
-                let matched = filter_specific(list, &names);
-                if matched.is_empty() {
-                    return Err(Error::argument(format!("No --roles match for {list}")));
-                }
-                Some(
-                    config
-                        .roles
-                        .iter()
-                        .filter(|r| matched.contains(&r.name))
-                        .collect(),
-                )
-            }
-            None => None,
-        };
+        let specific_roles = specific_roles(config, roles)?;
         let configured_primary = config.primary_role_name();
         let primary_role = match &specific_roles {
             Some(rs) if !rs.iter().any(|r| r.name == configured_primary) => rs[0].name.clone(),
             _ => configured_primary,
         };
-        let mut specific_hosts: Option<Vec<String>> = match hosts {
-            Some(list) => {
-                let matched = filter_specific(list, &all_hosts);
-                if matched.is_empty() {
-                    return Err(Error::argument(format!("No --hosts match for {list}")));
-                }
-                Some(matched)
-            }
+        let mut specific_hosts = match hosts {
+            Some(list) => Some(matching(list, &all_hosts, "hosts")?),
             None => None,
         };
         let primary_host = match (&specific_hosts, &specific_roles) {
@@ -139,23 +117,42 @@ impl Selection {
 
     /// App hosts in boot groups of `boot.limit` (a count, or `N%` of all hosts, accessories included).
     pub fn boot_groups(&self, config: &Configuration) -> Vec<Vec<String>> {
-        let limit = config.boot_setting("limit").cloned();
-        let size = match limit {
-            Some(Value::Int(n)) if n > 0 => n as usize,
-            Some(Value::Str(s)) if s.ends_with('%') => {
-                let pct: usize = s.trim_end_matches('%').trim().parse().unwrap_or(100);
-                (config.all_hosts().len() * pct / 100).max(1)
-            }
-            Some(v) if v.to_ruby_s().parse::<usize>().is_ok_and(|n| n > 0) => {
-                v.to_ruby_s().parse().unwrap()
-            }
-            _ => self.app_hosts.len().max(1),
-        };
+        let size = config
+            .boot()
+            .group_size(config.all_hosts().len(), self.app_hosts.len());
         self.app_hosts
             .chunks(size)
             .map(<[String]>::to_vec)
             .collect()
     }
+}
+
+/// `-r`: the roles matching the patterns, in config order.
+fn specific_roles<'c>(
+    config: &'c Configuration,
+    roles: Option<&str>,
+) -> Result<Option<Vec<&'c Role>>> {
+    let Some(list) = roles else {
+        return Ok(None);
+    };
+    let names: Vec<String> = config.roles.iter().map(|r| r.name.clone()).collect();
+    let matched = matching(list, &names, "roles")?;
+    Ok(Some(
+        config
+            .roles
+            .iter()
+            .filter(|r| matched.contains(&r.name))
+            .collect(),
+    ))
+}
+
+/// The items matching `-h`/`-r` patterns; none is Kamal's `No --<what> match for <list>`.
+fn matching(list: &str, items: &[String], what: &str) -> Result<Vec<String>> {
+    let matched = filter_specific(list, items);
+    if matched.is_empty() {
+        return Err(Error::argument(format!("No --{what} match for {list}")));
+    }
+    Ok(matched)
 }
 
 /// Comma-separated patterns with `*`, `?`, `[...]` and `{a,b}` (File.fnmatch with FNM_EXTGLOB).

@@ -73,7 +73,7 @@ impl Configuration {
         self.inner.roles.iter().map(|r| r.name.clone()).collect()
     }
 
-    fn deploy(ruby: &Ruby, rb_self: &Self, options: magnus::RHash) -> Result<magnus::RHash, Error> {
+    fn deploy(ruby: &Ruby, rb_self: &Self, options: magnus::RHash) -> Result<Value, Error> {
         super::deploy::deploy(ruby, &rb_self.inner, options)
     }
 

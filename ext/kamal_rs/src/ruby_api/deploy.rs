@@ -9,33 +9,10 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use kamal_rs_core::output::Verbosity;
-use kamal_rs_core::runner::{self, Cancel, DeployOptions, DeployReport, RoleState};
-use magnus::{prelude::*, Error, RHash, Ruby};
-use serde::Deserialize;
+use kamal_rs_core::runner::{self, Cancel, DeployOptions, DeployReport};
+use magnus::{Error, RHash, Ruby, Value};
 
 use crate::helpers::nogvl::nogvl;
-
-/// The options Ruby passes (string keys), mirroring the CLI's.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct RubyOptions {
-    redeploy: bool,
-    #[serde(default)]
-    env_push: bool,
-    skip_push: bool,
-    hosts: Option<String>,
-    roles: Option<String>,
-    primary: bool,
-    skip_hooks: bool,
-    verbose: bool,
-    quiet: bool,
-    terminal: bool,
-    lock_wait: bool,
-    lock_wait_timeout: Option<f64>,
-    lock_wait_interval: Option<f64>,
-    command_timeout: Option<f64>,
-}
 
 #[derive(Default)]
 struct Waiter {
@@ -73,33 +50,13 @@ impl Waiter {
     }
 }
 
+/// `options`: the run's options with string keys, as `KamalRs::Native.options` names them.
 pub fn deploy(
     ruby: &Ruby,
     config: &kamal_rs_core::Configuration,
     options: RHash,
-) -> Result<RHash, Error> {
-    let opts: RubyOptions = serde_magnus::deserialize(ruby, options)?;
-    let options = DeployOptions {
-        redeploy: opts.redeploy,
-        skip_push: opts.skip_push,
-        hosts: opts.hosts.filter(|s| !s.is_empty()),
-        roles: opts.roles.filter(|s| !s.is_empty()),
-        primary: opts.primary,
-        skip_hooks: opts.skip_hooks,
-        verbosity: if opts.verbose {
-            Verbosity::Verbose
-        } else if opts.quiet {
-            Verbosity::Quiet
-        } else {
-            Verbosity::Normal
-        },
-        terminal: opts.terminal,
-        lock_wait: opts.lock_wait,
-        lock_wait_timeout: opts.lock_wait_timeout.unwrap_or(900.0),
-        lock_wait_interval: opts.lock_wait_interval.unwrap_or(15.0),
-        command_timeout: Duration::from_secs_f64(opts.command_timeout.unwrap_or(600.0)),
-        env_push: opts.env_push,
-    };
+) -> Result<Value, Error> {
+    let options: DeployOptions = serde_magnus::deserialize(ruby, options)?;
     let cancel = Arc::new(Cancel::default());
     let waiter = Waiter::default();
     let mut raised: Option<Error> = None;
@@ -130,45 +87,5 @@ pub fn deploy(
     if let Some(e) = raised {
         return Err(e);
     }
-    to_ruby(ruby, &report)
-}
-
-fn to_ruby(ruby: &Ruby, report: &DeployReport) -> Result<RHash, Error> {
-    let h = ruby.hash_new();
-    h.aset("version", report.version.clone())?;
-    h.aset("runtime", report.runtime)?;
-    let hosts = ruby.ary_new();
-    for host in &report.hosts {
-        let hh = ruby.hash_new();
-        hh.aset("host", host.host.clone())?;
-        hh.aset("error", host.error.clone())?;
-        let roles = ruby.ary_new();
-        for role in &host.roles {
-            let rh = ruby.hash_new();
-            rh.aset("role", role.role.clone())?;
-            rh.aset("old_version", role.old_version.clone())?;
-            let (state, detail) = match &role.state {
-                RoleState::Live => ("live", None),
-                RoleState::NotBooted => ("not_booted", None),
-                RoleState::Failed(m) => ("failed", Some(m.clone())),
-            };
-            rh.aset("state", state)?;
-            rh.aset("detail", detail)?;
-            roles.push(rh)?;
-        }
-        hh.aset("roles", roles)?;
-        hosts.push(hh)?;
-    }
-    h.aset("hosts", hosts)?;
-    h.aset("summary", report.summary_lines())?;
-    match &report.error {
-        Some(e) => {
-            let err = ruby.hash_new();
-            err.aset("class", e.kind.ruby_class())?;
-            err.aset("message", e.message.clone())?;
-            h.aset("error", err)?;
-        }
-        None => h.aset("error", ruby.qnil().as_value())?,
-    }
-    Ok(h)
+    serde_magnus::serialize(ruby, &report)
 }

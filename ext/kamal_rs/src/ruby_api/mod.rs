@@ -15,8 +15,15 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     // Kamal 1.x loads `.env` files into ENV before its config's ERB runs: Ruby does the loading (ENV
     // is Ruby's), with the same dotenv rules as `.kamal/secrets`.
     native.define_singleton_method("parse_dotenv", function!(parse_dotenv, 1))?;
+    // The run's options, declared once in the core: the CLI, `KamalRs.deploy` and the Rake tasks are
+    // built from this table.
+    native.define_singleton_method("options", function!(options, 0))?;
     config::init(ruby, &native)?;
     Ok(())
+}
+
+fn options(ruby: &Ruby) -> Result<magnus::Value, Error> {
+    serde_magnus::serialize(ruby, &kamal_rs_core::runner::OPTIONS)
 }
 
 fn parse_dotenv(ruby: &Ruby, text: String) -> Result<Vec<(String, String)>, Error> {

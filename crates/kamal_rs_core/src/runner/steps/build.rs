@@ -1,6 +1,7 @@
-//! `build push` (reference §5.1): check the local tools, log in to the registry, `pre-build`, prepare
-//! the git clone the image is built from, make sure the builder exists, then build and push with the
-//! output streamed line by line. All of it runs on this machine, before anything touches a server.
+//! `build push` (`lib/kamal/cli/build.rb#push`, `lib/kamal/cli/build/clone.rb`, Kamal 2.12.0): check the
+//! local tools, log in to the registry, `pre-build`, prepare the git clone the image is built from, make
+//! sure the builder exists, then build and push with the output streamed line by line. All of it runs
+//! on this machine, before anything touches a server.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,7 +10,7 @@ use std::time::Instant;
 use regex::Regex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::Deploy;
+use super::hooks::run_hook;
 use crate::commands::builder::{
     docker_arch, local_registry_setup, Builder, Clone, ENSURE_LOCAL_TOOLS,
 };
@@ -17,6 +18,8 @@ use crate::commands::builder_v1::BuilderV1;
 use crate::commands::registry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::uuid;
+use crate::runner::failure::failure_text;
+use crate::runner::run::Run;
 
 /// What a local command left.
 struct Local {
@@ -32,18 +35,11 @@ impl Local {
 
     /// SSHKit's `Command::Failed` text.
     fn failure(&self, first_word: &str) -> String {
-        let written = |s: &str| {
-            if s.trim().is_empty() {
-                "Nothing written".to_string()
-            } else {
-                s.trim().to_string()
-            }
-        };
-        format!(
-            "{first_word} exit status: {}\n{first_word} stdout: {}\n{first_word} stderr: {}",
+        failure_text(
+            first_word,
             self.status.unwrap_or(-1),
-            written(&self.stdout),
-            written(&self.stderr)
+            &self.stdout,
+            &self.stderr,
         )
     }
 }
@@ -70,14 +66,23 @@ fn git_output(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-impl Deploy<'_> {
+/// The build of one run.
+pub struct Build<'r, 'a> {
+    run: &'r Run<'a>,
+}
+
+impl<'r, 'a> Build<'r, 'a> {
+    pub fn new(run: &'r Run<'a>) -> Self {
+        Build { run }
+    }
+
     /// Runs a command line on this machine through `sh -c`, as SSHKit's local backend does.
     async fn local(&self, shown: &str, command: &str, o: LocalOptions<'_>) -> Result<Local> {
         let id = uuid();
         if o.streamed {
-            self.output.build_running(&id, shown);
+            self.run.output.build_running(&id, shown);
         } else {
-            self.output.running(&id, shown, "localhost", o.debug);
+            self.run.output.running(&id, shown, "localhost", o.debug);
         }
         let started = Instant::now();
         let mut cmd = tokio::process::Command::new("sh");
@@ -109,7 +114,7 @@ impl Deploy<'_> {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if o.streamed {
-                        self.output.build_line(&id, &line);
+                        self.run.output.build_line(&id, &line);
                     }
                     out.push_str(&line);
                     out.push('\n');
@@ -119,7 +124,7 @@ impl Deploy<'_> {
         };
         let (stdout, status) = tokio::select! {
             r = work => r,
-            _ = self.cancel.cancelled() => {
+            _ = self.run.cancel.cancelled() => {
                 return Err(Error::new(ErrorKind::Interrupted, format!("Interrupted while running `{shown}`")));
             }
         };
@@ -127,13 +132,14 @@ impl Deploy<'_> {
         let stderr = err_task.await.unwrap_or_default();
         let secs = started.elapsed().as_secs_f64();
         if o.streamed {
-            self.output.build_finished(&id, secs, status);
+            self.run.output.build_finished(&id, secs, status);
         } else {
-            self.output
+            self.run
+                .output
                 .finished(&id, secs, status, "localhost", o.debug);
-            if !o.debug || self.output.verbosity() == crate::output::Verbosity::Verbose {
-                self.output.debug(&id, &stdout);
-                self.output.debug(&id, &stderr);
+            if !o.debug || self.run.output.verbosity() == crate::output::Verbosity::Verbose {
+                self.run.output.debug(&id, &stdout);
+                self.run.output.debug(&id, &stderr);
             }
         }
         Ok(Local {
@@ -162,9 +168,9 @@ impl Deploy<'_> {
     }
 
     /// `docker login` on this machine, logged with the credentials hidden.
-    pub(super) async fn login_locally(&self) -> Result<()> {
-        let (user, password) = self.registry_credentials()?;
-        let server = self.config.registry_server();
+    pub async fn login_locally(&self) -> Result<()> {
+        let (user, password) = self.run.credentials()?;
+        let server = self.run.config.registry().server;
         let login = registry::login(server.as_deref(), &user, &password);
         self.execute_local_as(&registry::login_redacted(server.as_deref()), &login)
             .await
@@ -172,11 +178,11 @@ impl Deploy<'_> {
     }
 
     /// `build push`, then the image is in the registry under `IMG:V` and `IMG:latest[-D]`.
-    pub(super) async fn build_push(&self) -> Result<()> {
-        if self.config.major == crate::config::KamalMajor::V1 {
+    pub async fn push(&self) -> Result<()> {
+        if self.run.config.major == crate::config::KamalMajor::V1 {
             return self.build_push_v1().await;
         }
-        let c = self.config;
+        let c = self.run.config;
         let tools = self
             .local(
                 ENSURE_LOCAL_TOOLS,
@@ -210,22 +216,21 @@ impl Deploy<'_> {
         let builder = Builder::new(c, arch.as_deref())?;
 
         if builder.login_to_registry_locally() {
-            match c.local_registry_port() {
+            match c.registry().local_port() {
                 Some(port) => {
                     self.execute_local(&local_registry_setup(&port.to_string()))
                         .await?;
                 }
                 None => self.login_locally().await?,
             }
-        } else if c.local_registry() {
+        } else if c.registry().local() {
             return Err(Error::new(
                 ErrorKind::Build,
                 "A local registry with a remote builder needs an SSH port forward to the builder, which kamal_rs does not open yet: push to a registry the builder can reach",
             ));
         }
 
-        self.run_hook("pre-build", &self.sel.hosts, &[], false)
-            .await?;
+        run_hook(self.run, "pre-build", &self.run.sel.hosts, &[], false).await?;
 
         let build_dir = self.prepare_build_directory(false).await?;
 
@@ -239,7 +244,8 @@ impl Deploy<'_> {
                 if !missing.is_match(&failure) {
                     return Err(Error::new(ErrorKind::CommandFailed, failure));
                 }
-                self.output
+                self.run
+                    .output
                     .warn_line("Missing compatible builder, so creating a new one first");
                 if let Some(remove) = builder.remove() {
                     if let Err(e) = self.execute_local(&remove).await {
@@ -256,7 +262,7 @@ impl Deploy<'_> {
             }
         }
 
-        let (command, shown) = builder.push("registry", false);
+        let (command, shown) = builder.push("registry", self.run.options.no_cache);
         let env = builder.push_env();
         self.run_build(
             &builder.dockerfile(),
@@ -271,7 +277,7 @@ impl Deploy<'_> {
     /// The directory the build runs in: a clean clone of HEAD unless `builder.context` is set (then
     /// the working tree), with Kamal's warnings about uncommitted changes.
     async fn prepare_build_directory(&self, v1: bool) -> Result<Option<PathBuf>> {
-        let c = self.config;
+        let c = self.run.config;
         let root = git_output(&["rev-parse", "--show-toplevel"]);
         let uncommitted = root
             .as_ref()
@@ -280,7 +286,7 @@ impl Deploy<'_> {
         match (&root, c.builder_uses_git_clone()) {
             (Some(root), true) => {
                 if !uncommitted.is_empty() {
-                    self.output.warn(&format!(
+                    self.run.output.warn(&format!(
                         "Building from a local git clone, so ignoring these uncommitted changes:\n {uncommitted}"
                     ));
                 }
@@ -293,7 +299,7 @@ impl Deploy<'_> {
             }
             _ => {
                 if !uncommitted.is_empty() {
-                    self.output.warn(&format!(
+                    self.run.output.warn(&format!(
                         "Building with uncommitted changes:\n {uncommitted}"
                     ));
                 }
@@ -302,10 +308,10 @@ impl Deploy<'_> {
         }
     }
 
-    /// Kamal 1.9's `build push` (reference §5.3): its builders, no `--output`, and the login already
-    /// done by the deploy's first step.
+    /// Kamal 1.9's `build push` (tag v1.9.3): its builders, no `--output`, and the login already done by
+    /// the deploy's first step.
     async fn build_push_v1(&self) -> Result<()> {
-        let c = self.config;
+        let c = self.run.config;
         let builder = BuilderV1::new(c)?;
         let tools = builder.ensure_local_tools();
         let out = self.local(tools, tools, LocalOptions::default()).await?;
@@ -318,20 +324,20 @@ impl Deploy<'_> {
             };
             return Err(Error::new(ErrorKind::Dependency, message));
         }
-        self.run_hook("pre-build", &self.sel.hosts, &[], false)
-            .await?;
+        run_hook(self.run, "pre-build", &self.run.sel.hosts, &[], false).await?;
         let build_dir = self.prepare_build_directory(true).await?;
         if let Some(check) = builder.inspect_builder() {
             let out = self.local(&check, &check, LocalOptions::default()).await?;
             if !out.success() {
-                self.output
+                self.run
+                    .output
                     .warn_line("Missing compatible builder, so creating a new one first");
                 if let Some(create) = builder.create() {
                     self.execute_local(&create).await?;
                 }
             }
         }
-        let push = builder.push();
+        let push = builder.push(self.run.options.no_cache);
         self.run_build(
             &builder.dockerfile(),
             &builder.secret_names(),
@@ -360,7 +366,7 @@ impl Deploy<'_> {
             ));
         }
         for name in secret_names {
-            env.push((name.clone(), self.config.secrets.get(name)?));
+            env.push((name.clone(), self.run.config.secrets.get(name)?));
         }
         let options = LocalOptions {
             env,
@@ -388,7 +394,7 @@ impl Deploy<'_> {
                     if e.message
                         .contains("already exists and is not an empty directory") =>
                 {
-                    self.output.info(&format!(
+                    self.run.output.info(&format!(
                         "Resetting local clone as `{}` already exists...",
                         clone.build_directory.display()
                     ));
@@ -414,7 +420,7 @@ impl Deploy<'_> {
         };
         match attempt.await {
             Err(e) if e.kind == ErrorKind::Build => {
-                self.output.error(&format!(
+                self.run.output.error(&format!(
                     "Error preparing clone: {}, deleting and retrying...",
                     e.message
                 ));
@@ -427,7 +433,7 @@ impl Deploy<'_> {
     }
 
     async fn clone_repo(&self, clone: &Clone) -> Result<()> {
-        self.output.info(&format!(
+        self.run.output.info(&format!(
             "Cloning repo into build directory `{}`...",
             clone.build_directory.display()
         ));

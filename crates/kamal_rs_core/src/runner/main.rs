@@ -1,0 +1,161 @@
+//! `kamal deploy` / `kamal redeploy` from start to end (`lib/kamal/cli/main.rb`, Kamal 2.12.0): build
+//! and push (or pull), the lock, kamal-proxy (deploy), the boots, tag and prune, the lock released,
+//! `post-deploy`; and what every run does when it ends, however it ends.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::options::Command;
+use super::report::DeployReport;
+use super::rollout;
+use super::run::Run;
+use super::steps::build::Build;
+use super::steps::hooks::run_hook;
+use super::steps::{lock, proxy, pull, tag};
+use super::v1;
+use crate::commands::app::App;
+use crate::config::KamalMajor;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Runs the command to its end; the lock is released whatever happened (Kamal releases it on failure;
+/// kamal_rs also on Ctrl-C, where Kamal leaves it held).
+pub async fn run(run: Run<'_>) -> DeployReport {
+    let result = match (steps(&run).await, run.cancel.is_cancelled()) {
+        (Err(e), _) => Err(e),
+        (Ok(()), true) => Err(Error::new(ErrorKind::Interrupted, "Interrupted")),
+        (Ok(()), false) => Ok(()),
+    };
+    if run.lock.to_release() {
+        run.output.say("Releasing the deploy lock...");
+        if let Err(e) = lock::release(&run).await {
+            run.output
+                .red(&format!("Error releasing the deploy lock: {}", e.message));
+        }
+    }
+    let runtime = run.started.elapsed().as_secs_f64();
+    run.output.finish();
+    run.output
+        .plain(&format!("  Finished all in {runtime:.1} seconds"));
+    let error = match result {
+        Ok(()) => {
+            let env = [(
+                "KAMAL_RUNTIME".to_string(),
+                format!("{}", runtime.round() as i64),
+            )];
+            run_hook(&run, "post-deploy", &run.sel.hosts, &env, true)
+                .await
+                .err()
+        }
+        Err(e) => Some(e),
+    };
+    report(&run, runtime, error).await
+}
+
+async fn steps(run: &Run<'_>) -> Result<()> {
+    match (run.config.major, run.options.command) {
+        (KamalMajor::V1, Command::EnvPush) => return v1::env_push::run(run).await,
+        (KamalMajor::V1, _) => return v1::deploy(run).await,
+        _ => {}
+    }
+    run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+    if run.options.skip_push {
+        run.output.say("Pull app image...");
+        run.connect_all().await?;
+    } else {
+        // Connecting touches nothing on the servers, so it overlaps the build; a failed build still
+        // stops before the first remote command.
+        run.output.say("Build and push app image...");
+        let build = Build::new(run);
+        let (built, connected) = tokio::join!(build.push(), run.connect_all());
+        built?;
+        connected?;
+    }
+    if rollout::per_host(run) {
+        rollout::per_host_rollout(run).await?;
+    } else {
+        pull_then_lock(run).await?;
+        run.checkpoint()?;
+        run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
+        if !run.options.redeploy() {
+            run.output.say("Ensure kamal-proxy is running...");
+            run.on_hosts(&run.sel.hosts, |h| proxy::boot(run, h))
+                .await?;
+            run.checkpoint()?;
+        }
+        run.output.say("Detect stale containers...");
+        run.output.say(&format!(
+            "Start container with version {} (or reboot if already running)...",
+            run.version
+        ));
+        rollout::in_groups(run).await?;
+    }
+    run.checkpoint()?;
+    if run.tagged_in_boot.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    tag::tag_all(run).await
+}
+
+/// Every app host pulls (and every other host gets `.kamal`) while the primary host takes the lock:
+/// nothing changes before both succeeded.
+async fn pull_then_lock(run: &Run<'_>) -> Result<()> {
+    run.touched.store(true, Ordering::SeqCst);
+    let lock = async {
+        if run.lock.to_take() {
+            lock::acquire_on_primary(run).await
+        } else {
+            Ok(())
+        }
+    };
+    let (pulls, lock) = tokio::join!(pull::pull_all(run), lock);
+    pulls.and(lock)
+}
+
+/// The run's report; after a failure, each host's line is printed (what the roles that never booted
+/// still run is read only then, so a successful run pays nothing for it).
+async fn report(run: &Run<'_>, runtime: f64, error: Option<Error>) -> DeployReport {
+    let touched = run.touched.load(Ordering::SeqCst);
+    if error.is_some() && touched {
+        probe_unbooted(run).await;
+    }
+    run.close().await;
+    let report = DeployReport {
+        version: run.version.clone(),
+        runtime,
+        hosts: run.reports.snapshot(),
+        error,
+        touched,
+    };
+    if report.error.is_some() && !report.hosts.is_empty() {
+        for line in report.summary_lines() {
+            run.output.red(&format!("  {line}"));
+        }
+    }
+    report
+}
+
+/// Which version the roles that were not booted still run.
+async fn probe_unbooted(run: &Run<'_>) {
+    let todo = run.reports.unbooted_without_old_version();
+    join_all(todo.iter().map(|(host, role)| async move {
+        let Some(role_cfg) = run.config.role(role) else {
+            return;
+        };
+        let app = App::new(run.config, role_cfg);
+        let probe = format!("{}; echo \"$old\"", app.current_version_into_old());
+        let mut script = super::script::Script::new();
+        script.line(probe);
+        let out = tokio::time::timeout(
+            Duration::from_secs(10),
+            run.exec(host, &script, &mut |_| {}),
+        )
+        .await;
+        if let Ok(Ok(out)) = out {
+            let v = out.stdout.trim().to_string();
+            run.reports.set_old_version(host, role, Some(v));
+        }
+    }))
+    .await;
+}

@@ -1,0 +1,259 @@
+//! What a run did, host by host: the per-host lines printed after a failure, and the report Ruby gets
+//! back (through serde) as `KamalRs::Result`.
+
+use std::sync::Mutex;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::error::Error;
+
+/// Where one role on one host stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleState {
+    /// Its boot never started: the old version (if any) still serves.
+    NotBooted,
+    /// The new version is live (proxy roles) or running (others).
+    Live,
+    /// Its boot failed: the new container was stopped, the old version still serves.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RoleReport {
+    pub role: String,
+    pub old_version: Option<String>,
+    pub state: RoleState,
+}
+
+/// `{role:, old_version:, state: "live" | "not_booted" | "failed", detail: <failure> | nil}`.
+impl Serialize for RoleReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (state, detail) = match &self.state {
+            RoleState::NotBooted => ("not_booted", None),
+            RoleState::Live => ("live", None),
+            RoleState::Failed(why) => ("failed", Some(why)),
+        };
+        let mut s = serializer.serialize_struct("RoleReport", 4)?;
+        s.serialize_field("role", &self.role)?;
+        s.serialize_field("old_version", &self.old_version)?;
+        s.serialize_field("state", state)?;
+        s.serialize_field("detail", &detail)?;
+        s.end()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub roles: Vec<RoleReport>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct DeployReport {
+    pub version: String,
+    pub runtime: f64,
+    pub hosts: Vec<HostReport>,
+    pub error: Option<Error>,
+    /// Some remote command ran (false after a failed build or connect: no server was touched).
+    pub touched: bool,
+}
+
+impl DeployReport {
+    /// A run that ended before it began (no host was looked at).
+    pub fn failed_early(error: Error, runtime: f64) -> DeployReport {
+        DeployReport {
+            version: String::new(),
+            runtime,
+            hosts: Vec::new(),
+            error: Some(error),
+            touched: false,
+        }
+    }
+
+    /// One line per host saying where it stopped.
+    pub fn summary_lines(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let parts: Vec<String> = h.roles.iter().map(|r| self.role_line(r)).collect();
+                let body = if !self.touched || parts.is_empty() {
+                    h.error.clone().unwrap_or_else(|| "untouched".into())
+                } else {
+                    parts.join("; ")
+                };
+                format!("{}: {body}", h.host)
+            })
+            .collect()
+    }
+
+    fn role_line(&self, r: &RoleReport) -> String {
+        let old = r
+            .old_version
+            .as_deref()
+            .map(|v| format!("old version {v} still serving"))
+            .unwrap_or_else(|| "no previous version".into());
+        match &r.state {
+            RoleState::Live => format!("{}: new version {} live", r.role, self.version),
+            RoleState::NotBooted => format!("{}: not booted, {old}", r.role),
+            RoleState::Failed(_) => format!("{}: boot failed, {old}", r.role),
+        }
+    }
+}
+
+/// `{version:, runtime:, hosts: [...], summary: [...], error: {class:, message:} | nil}`.
+impl Serialize for DeployReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct ErrorOut<'e> {
+            class: &'static str,
+            message: &'e str,
+        }
+        let mut s = serializer.serialize_struct("DeployReport", 5)?;
+        s.serialize_field("version", &self.version)?;
+        s.serialize_field("runtime", &self.runtime)?;
+        s.serialize_field("hosts", &self.hosts)?;
+        s.serialize_field("summary", &self.summary_lines())?;
+        let error = self.error.as_ref().map(|e| ErrorOut {
+            class: e.kind.ruby_class(),
+            message: &e.message,
+        });
+        s.serialize_field("error", &error)?;
+        s.end()
+    }
+}
+
+/// The per-host reports while a run is under way.
+#[derive(Default)]
+pub struct Reports(Mutex<Vec<HostReport>>);
+
+impl Reports {
+    /// Every host, each with its roles not booted yet.
+    pub fn new(hosts: impl IntoIterator<Item = (String, Vec<String>)>) -> Reports {
+        Reports(Mutex::new(
+            hosts
+                .into_iter()
+                .map(|(host, roles)| HostReport {
+                    host,
+                    roles: roles
+                        .into_iter()
+                        .map(|role| RoleReport {
+                            role,
+                            old_version: None,
+                            state: RoleState::NotBooted,
+                        })
+                        .collect(),
+                    error: None,
+                })
+                .collect(),
+        ))
+    }
+
+    fn with_host<R>(&self, host: &str, f: impl FnOnce(&mut HostReport) -> R) -> Option<R> {
+        let mut hosts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        hosts.iter_mut().find(|h| h.host == host).map(f)
+    }
+
+    /// The host's first error (a later one does not replace it).
+    pub fn host_error(&self, host: &str, message: &str) {
+        self.with_host(host, |h| {
+            h.error.get_or_insert_with(|| message.to_string());
+        });
+    }
+
+    pub fn set_state(&self, host: &str, role: &str, state: RoleState) {
+        self.with_role(host, role, |r| r.state = state);
+    }
+
+    pub fn set_old_version(&self, host: &str, role: &str, version: Option<String>) {
+        self.with_role(host, role, |r| {
+            r.old_version = version.filter(|v| !v.is_empty())
+        });
+    }
+
+    pub fn old_version(&self, host: &str, role: &str) -> Option<String> {
+        self.with_host(host, |h| {
+            h.roles
+                .iter()
+                .find(|r| r.role == role)
+                .and_then(|r| r.old_version.clone())
+        })
+        .flatten()
+    }
+
+    fn with_role(&self, host: &str, role: &str, f: impl FnOnce(&mut RoleReport)) {
+        self.with_host(host, |h| {
+            if let Some(r) = h.roles.iter_mut().find(|r| r.role == role) {
+                f(r)
+            }
+        });
+    }
+
+    /// (host, role) pairs that never booted and whose old version is not known yet.
+    pub fn unbooted_without_old_version(&self) -> Vec<(String, String)> {
+        let hosts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .iter()
+            .flat_map(|h| {
+                h.roles
+                    .iter()
+                    .filter(|r| r.state == RoleState::NotBooted && r.old_version.is_none())
+                    .map(|r| (h.host.clone(), r.role.clone()))
+            })
+            .collect()
+    }
+
+    pub fn snapshot(&self) -> Vec<HostReport> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn report() -> DeployReport {
+        let reports = Reports::new([
+            ("h1".to_string(), vec!["web".to_string()]),
+            (
+                "h2".to_string(),
+                vec!["web".to_string(), "workers".to_string()],
+            ),
+        ]);
+        reports.set_state("h1", "web", RoleState::Live);
+        reports.set_old_version("h2", "web", Some("v1".into()));
+        reports.set_state("h2", "web", RoleState::Failed("unhealthy".into()));
+        DeployReport {
+            version: "v2".into(),
+            runtime: 1.5,
+            hosts: reports.snapshot(),
+            error: Some(Error::new(ErrorKind::Healthcheck, "boom")),
+            touched: true,
+        }
+    }
+
+    #[test]
+    fn summary_says_where_each_host_stopped() {
+        assert_eq!(
+            report().summary_lines(),
+            [
+                "h1: web: new version v2 live",
+                "h2: web: boot failed, old version v1 still serving; workers: not booted, no previous version"
+            ]
+        );
+    }
+
+    #[test]
+    fn serializes_as_ruby_reads_it() {
+        let json = serde_json::to_value(report()).unwrap();
+        assert_eq!(json["hosts"][0]["roles"][0]["state"], "live");
+        assert_eq!(json["hosts"][1]["roles"][0]["state"], "failed");
+        assert_eq!(json["hosts"][1]["roles"][0]["detail"], "unhealthy");
+        assert_eq!(json["hosts"][1]["roles"][0]["old_version"], "v1");
+        assert_eq!(json["hosts"][1]["roles"][1]["state"], "not_booted");
+        assert_eq!(json["error"]["class"], "HealthcheckError");
+        assert_eq!(json["summary"][0], "h1: web: new version v2 live");
+    }
+}

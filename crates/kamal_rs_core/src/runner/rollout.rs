@@ -1,0 +1,392 @@
+//! How the boots are scheduled across hosts, and how one host's script is composed from the steps'
+//! parts, each exit code handed to the step that owns it.
+//!
+//! Two schedules, with Kamal's safety waits in both (the lock before any change, the primary role's
+//! health barrier, `latest` only after every boot):
+//! - the per-host rollout (no `pre-deploy` or `pre-app-boot` hook, one boot group, no mirror to seed):
+//!   the lock comes first (in the primary host's own script), then each host whose first role need not
+//!   wait at the barrier runs its pull, kamal-proxy (deploy) and that boot as one script;
+//! - boot groups (Kamal's `app:boot`, `lib/kamal/cli/app.rb`): every host pulled, the hook run,
+//!   kamal-proxy booted everywhere, then each `boot.limit` group of hosts boots in turn.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::failure::HostError;
+use super::run::Run;
+use super::script::{guard, no_stdin, Exit, Mark, Script, Step};
+use super::steps::boot::{self, Boot};
+use super::steps::boot_script::list_in_background;
+use super::steps::hooks::run_hook;
+use super::steps::{lock, proxy, pull, tag};
+use super::v1;
+use crate::commands::app::App;
+use crate::commands::server;
+use crate::config::{KamalMajor, Role};
+use crate::error::{ErrorKind, Result};
+
+/// The part of a host's first script that comes before its first boot.
+pub struct First {
+    pub script: Script,
+    /// It takes the deploy lock.
+    pub takes_lock: bool,
+}
+
+/// Whether each host can go on from its own pull to its boot without waiting for the others: only the
+/// lock must come first, unless a `pre-deploy` or `pre-app-boot` hook runs in between, `boot.limit`
+/// makes groups, `boot.wait` paces them, or a registry mirror is seeded first.
+pub fn per_host(run: &Run<'_>) -> bool {
+    !run.hooks.exists("pre-deploy")
+        && !run.hooks.exists("pre-app-boot")
+        && run.sel.boot_groups(run.config).len() == 1
+        && run.config.boot().wait.unwrap_or(0) == 0
+        && !pull::may_seed_mirrors(run)
+}
+
+/// Each host: pull, then (once the lock is held) kamal-proxy (deploy) and its boot, on its own. A host
+/// that fails before booting its primary-role container closes the barrier, as a failed boot would.
+pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
+    run.touched.store(true, Ordering::SeqCst);
+    let primary = run.sel.primary_host.as_str();
+    let lock_in_script = run.lock.to_take()
+        && !run.options.lock_wait
+        && run.sel.hosts.iter().any(|h| h == primary)
+        && pulls_in_boot(run, primary);
+    let lock = async {
+        if lock_in_script {
+            run.output.say("Acquiring the deploy lock...");
+            return Ok(());
+        }
+        let result = if run.lock.to_take() {
+            lock::acquire_on_primary(run).await
+        } else {
+            Ok(())
+        };
+        lock::settled(run, result.is_ok());
+        result
+    };
+    let hosts = run.on_hosts(&run.sel.hosts, |h| async move {
+        let takes_lock = lock_in_script && h == primary;
+        let result = roll_out_host(run, h, takes_lock).await;
+        if takes_lock {
+            // Whatever ended the primary's script, nobody waits for a lock that never came.
+            lock::settled(run, false);
+        }
+        if result.is_err() && run.roles_on(h).iter().any(|r| boot::gatekeeper(run, r)) {
+            run.barrier.set(false);
+        }
+        result
+    });
+    let rolled_out = tokio::sync::Notify::new();
+    let hosts = async {
+        let result = hosts.await;
+        rolled_out.notify_one();
+        result
+    };
+    let (lock, hosts, ()) = tokio::join!(lock, hosts, stop_on_interrupt(run, &rolled_out));
+    lock?;
+    hosts
+}
+
+/// After Ctrl-C, and again every 0.1 s until the rollout ends: a script that had not yet said its PID
+/// is stopped too.
+async fn stop_on_interrupt(run: &Run<'_>, rolled_out: &tokio::sync::Notify) {
+    tokio::select! {
+        _ = run.cancel.cancelled() => {}
+        _ = rolled_out.notified() => return,
+    }
+    loop {
+        let pids = run.before_boot.take_all();
+        join_all(pids.iter().map(|(host, pid)| async move {
+            let _ = run.exec_one(host, &server::terminate(pid), true).await;
+        }))
+        .await;
+        tokio::select! {
+            _ = rolled_out.notified() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// One host of the per-host rollout; `takes_lock`: its script takes the lock first.
+async fn roll_out_host(
+    run: &Run<'_>,
+    host: &str,
+    takes_lock: bool,
+) -> std::result::Result<(), HostError> {
+    if pulls_in_boot(run, host) {
+        if !takes_lock && (!run.lock_settled.wait().await || run.cancel.is_cancelled()) {
+            return Ok(());
+        }
+        let first = first_script(run, host, takes_lock)?;
+        return boot_host(run, host, Some(first)).await;
+    }
+    pull::pull(run, host).await?;
+    if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
+        return Ok(());
+    }
+    if !run.options.redeploy() {
+        proxy::boot(run, host).await?;
+    }
+    if run.cancel.is_cancelled() {
+        return Ok(());
+    }
+    boot_host(run, host, None).await
+}
+
+/// Whether a host's pull (and kamal-proxy) can run in its first boot script: an app host of a Kamal 2
+/// config whose first role boots without waiting at the barrier, and whose roles boot one by one.
+fn pulls_in_boot(run: &Run<'_>, host: &str) -> bool {
+    let roles = run.roles_on(host);
+    let Some(first) = roles.first() else {
+        return false;
+    };
+    run.config.major == KamalMajor::V2
+        && run.is_app_host(host)
+        && (run.sel.roles.len() == 1 || boot::gatekeeper(run, first))
+        && (roles.len() == 1 || !run.config.boot().parallel_roles)
+}
+
+/// What runs before a host's first boot in the per-host rollout: Ctrl-C's trap (until the boot, SIGTERM
+/// ends the script after its current command; from the boot on it is ignored, so a boot always
+/// finishes), the lock (primary host), the role's containers listed in the background, the pull and
+/// (deploy) kamal-proxy. None of them reads stdin, which carries the boot's env file.
+fn first_script(
+    run: &Run<'_>,
+    host: &str,
+    takes_lock: bool,
+) -> std::result::Result<First, HostError> {
+    let mut s = Script::new();
+    s.line(format!(
+        "trap '{}; {}' TERM; {}",
+        Mark::Interrupted.echo(),
+        Exit::Interrupted.exit(),
+        Mark::Pid.echo_with("$$")
+    ));
+    if takes_lock {
+        s.append(lock::in_script(run));
+    }
+    s.line(list_in_background(&App::new(
+        run.config,
+        run.roles_on(host)[0],
+    )));
+    if let Some(pull) = pull::script(run, host)? {
+        s.shown.extend(pull.shown.clone());
+        s.line(guard(&no_stdin(&pull.text()), Exit::Pull));
+    }
+    if !run.options.redeploy() {
+        s.append(proxy::in_script(run, host)?);
+    }
+    s.line(format!("trap '' TERM; {}", Mark::Boot.echo()));
+    Ok(First {
+        script: s,
+        takes_lock,
+    })
+}
+
+/// Boot groups one after the other, with `pre-app-boot` and `post-app-boot` around each and
+/// `boot.wait` after each (the last one too, as Kamal); within a group every host boots at once.
+pub async fn in_groups(run: &Run<'_>) -> Result<()> {
+    let mut wait = run.config.boot().wait;
+    // Kamal 1.9's group runner waits 2 s between groups when only `limit` is given.
+    let v1 = run.config.major == KamalMajor::V1;
+    if v1 && wait.is_none() && run.config.boot().limit.is_some() {
+        wait = Some(2);
+    }
+    for group in &run.sel.boot_groups(run.config) {
+        run.checkpoint()?;
+        // Kamal 1.9 has no app-boot hooks.
+        if !v1 {
+            run_hook(run, "pre-app-boot", group, &[], false).await?;
+        }
+        run.on_hosts(group, |h| boot_host(run, h, None)).await?;
+        if !v1 {
+            run_hook(run, "post-app-boot", group, &[], false).await?;
+        }
+        if let Some(secs) = wait.filter(|w| *w > 0) {
+            run.cancel.sleep(Duration::from_secs(secs as u64)).await;
+        }
+    }
+    Ok(())
+}
+
+/// A host's roles, one after the other (or at once with `boot.parallel_roles`); `first` runs at the
+/// start of the first role's script.
+pub async fn boot_host(
+    run: &Run<'_>,
+    host: &str,
+    first: Option<First>,
+) -> std::result::Result<(), HostError> {
+    let roles = run.roles_on(host);
+    let parallel = run.config.major == KamalMajor::V2 && run.config.boot().parallel_roles;
+    let result = if parallel && first.is_none() {
+        let results = join_all(roles.iter().map(|r| boot_role(run, host, r, None))).await;
+        results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
+    } else {
+        let mut first = first;
+        let mut result = Ok(());
+        for role in &roles {
+            result = boot_role(run, host, role, first.take()).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        result
+    };
+    match &result {
+        Ok(()) => run.output.progress(
+            host,
+            &format!("{} booted, waiting for the other hosts", run.version),
+        ),
+        Err(e) => run.output.progress_done(
+            host,
+            &format!("failed: {}", e.message.lines().next().unwrap_or("")),
+        ),
+    }
+    result
+}
+
+/// One (host, role) boot: `first` before it, and (the run's only boot) the tag after it, in one
+/// script; each exit code goes to the step that owns it.
+async fn boot_role(
+    run: &Run<'_>,
+    host: &str,
+    role: &Role,
+    first: Option<First>,
+) -> std::result::Result<(), HostError> {
+    if run.cancel.is_cancelled() || !boot::wait_at_barrier(run, host, role).await? {
+        return Ok(());
+    }
+    if run.config.major == KamalMajor::V1 {
+        return v1::boot::boot(run, host, role).await;
+    }
+    run.output
+        .progress(host, &format!("booting {} {}", role.name, run.version));
+    let boot = Boot::new(run, host, role);
+    let takes_lock = first.as_ref().is_some_and(|f| f.takes_lock);
+    let listed_in_background = first.is_some();
+    let mut script = Script::new();
+    if let Some(first) = first {
+        script.append(first.script);
+    }
+    script.append(boot.script(listed_in_background)?);
+    let release = tag::releases_lock(run, host) || takes_lock;
+    let tag = tag::single_boot(run, host)
+        .then(|| tag::script(run, host, release))
+        .flatten();
+    let tags = tag.is_some();
+    if let Some(tag) = tag {
+        script.append(tag::after_boot(tag));
+    }
+    let mut on_line = |line: &str| on_mark(run, &boot, line);
+    let out = match run.exec(host, &script, &mut on_line).await {
+        Ok(out) => out,
+        Err(e) => return Err(boot.failed(e).await),
+    };
+    run.before_boot.passed(host);
+    match Exit::of(out.status).map(Exit::step) {
+        Some(Step::Lock) => return Err(lock::refused(run, host, &out).await),
+        Some(Step::Pull) => return Err(pull::failed(run, host, &out)),
+        Some(Step::ProxyBoot) => return proxy::outcome(host, &out),
+        Some(Step::Interrupt) if Mark::Interrupted.seen(&out.stdout) => {
+            return Err(HostError::new(
+                ErrorKind::Interrupted,
+                format!("Interrupted on {host} before its boot"),
+            ))
+        }
+        // The boot succeeded (the new version is live); tagging or pruning after it failed.
+        Some(Step::Tag) => return Err(tag::failed(host, &out)),
+        _ if !out.success() => return Err(boot.failed(boot.error(&out)).await),
+        _ => {}
+    }
+    if tags && Mark::Tagged.seen(&out.stdout) {
+        tag::done_in_boot(run, host, release);
+    }
+    boot.finish().await
+}
+
+/// A line of a boot's script as it arrives: the lock's and Ctrl-C's markers here, the rest the boot's.
+fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
+    let Some((mark, arg)) = Mark::parse(line) else {
+        return;
+    };
+    match mark {
+        Mark::Locked => lock::settled(run, true),
+        Mark::Pid => run.before_boot.started(boot.host, arg),
+        Mark::Boot => run.before_boot.passed(boot.host),
+        _ => boot.on_mark(mark, arg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::runner::steps::tests::{golden, golden_config, sh_n};
+
+    /// The primary host's first script: Ctrl-C's trap, the lock, the container list, the pull and
+    /// kamal-proxy, each failure with its own exit, then the boot.
+    #[test]
+    fn the_primary_hosts_first_script_in_order() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let first = first_script(&run, "10.0.0.1", true).unwrap();
+        assert!(first.takes_lock);
+        let text = first.script.text();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
+        let order = [
+            at("trap 'echo \"kamal-rs:interrupted\"; exit 130' TERM; echo \"kamal-rs:pid $$\""),
+            at("echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging"),
+            at("|| exit 77; echo \"kamal-rs:locked\""),
+            at("ps_out=$(mktemp) || exit 78; trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web"),
+            at("docker pull registry.example.com/app:v2"),
+            at("</dev/null; } || { rc=$?; echo \"kamal-rs:failed $rc\"; exit 78; }"),
+            at("echo \"kamal-rs:proxy-boot\""),
+            at("exit 79; }"),
+            at("trap '' TERM; echo \"kamal-rs:boot\""),
+        ];
+        golden("first_primary.sh", &text);
+        let mut sorted = order;
+        sorted.sort();
+        assert_eq!(order, sorted, "{text}");
+        assert!(
+            first.script.stdin.is_empty(),
+            "the first part reads no stdin"
+        );
+        sh_n(&text);
+        let other = first_script(&run, "10.0.0.2", false).unwrap().script.text();
+        assert!(
+            !other.contains("lock-app"),
+            "only the primary takes the lock"
+        );
+    }
+
+    /// Every host's composed script (first part, boot, and for a single boot the tag) parses.
+    #[test]
+    fn every_composed_script_parses() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        for (host, role) in [
+            ("10.0.0.1", "web"),
+            ("10.0.0.2", "web"),
+            ("10.0.0.3", "workers"),
+        ] {
+            let mut script = first_script(&run, host, host == "10.0.0.1").unwrap().script;
+            let boot = Boot::new(&run, host, c.role(role).unwrap());
+            script.append(boot.script(true).unwrap());
+            script.append(tag::after_boot(tag::script(&run, host, true).unwrap()));
+            sh_n(&script.text());
+        }
+        assert!(
+            !pulls_in_boot(&run, "10.0.0.3"),
+            "workers wait at the barrier"
+        );
+        assert!(pulls_in_boot(&run, "10.0.0.1"));
+        assert!(!pulls_in_boot(&run, "10.0.0.9"), "an accessory-only host");
+    }
+}

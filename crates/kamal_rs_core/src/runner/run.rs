@@ -1,0 +1,331 @@
+//! One run's context, as Kamal's commander is for one `kamal deploy`: the configuration and options,
+//! the hosts and roles it acts on, one SSH connection per host, the log, and the state the steps share.
+//! The steps (`steps/`) take a `&Run`; none of them holds state of its own across hosts.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::future::join_all;
+
+use super::cancel::Cancel;
+use super::commander::Selection;
+use super::failure::{combine, HostError};
+use super::options::{Command, DeployOptions};
+use super::performer::{Clock, Performer};
+use super::report::Reports;
+use super::script::{is_marker, Script, Shown};
+use super::state::{Barrier, BeforeBoot, Latch, LockState};
+use super::steps::hooks::Hooks;
+use crate::commands::auditor::Auditor;
+use crate::config::{Configuration, KamalMajor, Role};
+use crate::error::{Error, ErrorKind, Result};
+use crate::output::{uuid, Output};
+use crate::ssh::{self, Connection, RunDir, SshError, SshSettings, Stdin};
+
+pub struct Run<'a> {
+    pub config: &'a Configuration,
+    pub options: DeployOptions,
+    pub sel: Selection,
+    pub version: String,
+    pub output: Output,
+    pub hooks: Hooks,
+    pub cancel: Arc<Cancel>,
+    pub started: Instant,
+    pub performer: Performer,
+    pub clock: Clock,
+    pub reports: Reports,
+    pub lock: LockState,
+    pub barrier: Barrier,
+    /// The deploy lock is held (`true`) or will not be (`false`): hosts waiting to boot go on, or stop.
+    pub lock_settled: Latch<bool>,
+    pub before_boot: BeforeBoot,
+    /// A remote command has been sent (from the pull on).
+    pub touched: AtomicBool,
+    /// The run's only boot also tagged latest (and pruned, and released the lock).
+    pub tagged_in_boot: AtomicBool,
+    /// Kamal 1.x: 32 hex digits naming this run's cord directories.
+    pub run_id: String,
+    /// `S[-D]`.
+    sd: String,
+    conns: Mutex<HashMap<String, Arc<Connection>>>,
+    run_dir: RunDir,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        config: &'a Configuration,
+        options: DeployOptions,
+        cancel: Arc<Cancel>,
+        started: Instant,
+    ) -> Result<Run<'a>> {
+        Run::with(
+            config,
+            options,
+            cancel,
+            started,
+            Performer::spawn(),
+            Clock::System,
+        )
+    }
+
+    fn with(
+        config: &'a Configuration,
+        options: DeployOptions,
+        cancel: Arc<Cancel>,
+        started: Instant,
+        performer: Performer,
+        clock: Clock,
+    ) -> Result<Run<'a>> {
+        if options.command == Command::EnvPush && config.major != KamalMajor::V1 {
+            return Err(Error::argument("`env push` is for Kamal 1.x configs: Kamal 2 deploys upload the env files themselves"));
+        }
+        // `env push` needs no version; the lock's details show one when there is one.
+        let version = match config.version() {
+            Err(_) if options.command == Command::EnvPush => "unknown".to_string(),
+            v => v?,
+        };
+        let sel = Selection::new(config, options.hosts(), options.roles(), options.primary)?;
+        let output = Output::new(options.verbosity(), options.terminal, &sel.hosts);
+        if let Ok(values) = config.secrets.values() {
+            output.add_secrets(values);
+        }
+        let reports = Reports::new(sel.hosts.iter().map(|h| {
+            let roles = sel
+                .roles_on(config, h)
+                .iter()
+                .map(|r| r.name.clone())
+                .collect();
+            (h.clone(), roles)
+        }));
+        let inherited = std::env::var("KAMAL_LOCK").is_ok_and(|v| v == "true");
+        let run_dir = RunDir::new()
+            .map_err(|e| Error::runtime(format!("Could not create a temporary directory: {e}")))?;
+        let run_id = clock.hex(16);
+        Ok(Run {
+            version,
+            hooks: Hooks::new(config, options.skip_hooks),
+            sel,
+            output,
+            cancel,
+            started,
+            performer,
+            clock,
+            reports,
+            lock: LockState::new(inherited),
+            barrier: Barrier::default(),
+            lock_settled: Latch::default(),
+            before_boot: BeforeBoot::default(),
+            touched: AtomicBool::new(false),
+            tagged_in_boot: AtomicBool::new(false),
+            run_id,
+            sd: config.service_and_destination(),
+            conns: Mutex::new(HashMap::new()),
+            run_dir,
+            config,
+            options,
+        })
+    }
+
+    /// A run for unit tests: nothing printed, a fixed performer, clock and random part.
+    #[cfg(test)]
+    pub fn for_test(config: &'a Configuration, options: DeployOptions) -> Run<'a> {
+        let options = DeployOptions {
+            quiet: true,
+            ..options
+        };
+        Run::with(
+            config,
+            options,
+            Arc::new(Cancel::default()),
+            Instant::now(),
+            Performer::fixed("deployer@example.com", "Deployer"),
+            Clock::Fixed("2026-12-01T10:00:00Z"),
+        )
+        .expect("run")
+    }
+
+    pub fn checkpoint(&self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            Err(Error::new(ErrorKind::Interrupted, "Interrupted"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn auditor(&self) -> Auditor<'_> {
+        Auditor {
+            service_and_destination: self.sd(),
+            destination: self.config.destination.as_deref(),
+            performer: self.performer.get(),
+        }
+    }
+
+    /// `S[-D]`: the name of the app's remote state (audit log, lock, apps directory).
+    pub fn sd(&self) -> &str {
+        &self.sd
+    }
+
+    pub fn roles_on(&self, host: &str) -> Vec<&'a Role> {
+        let config: &'a Configuration = self.config;
+        self.sel
+            .roles
+            .iter()
+            .filter_map(|name| config.role(name))
+            .filter(|r| r.hosts.iter().any(|h| h == host))
+            .collect()
+    }
+
+    pub fn is_app_host(&self, host: &str) -> bool {
+        self.sel.app_hosts.iter().any(|h| h == host)
+    }
+
+    /// The registry's username and password, kept out of everything printed from now on.
+    pub fn credentials(&self) -> Result<(String, String)> {
+        let (user, password) = self.config.registry().credentials(&self.config.secrets)?;
+        self.output.add_secrets([user.clone(), password.clone()]);
+        Ok((user, password))
+    }
+
+    // ---- SSH ----------------------------------------------------------------------------------
+
+    /// One master connection per host, all at once; a host that cannot be reached fails the step.
+    pub async fn connect_all(&self) -> Result<()> {
+        let settings = SshSettings::from_config(self.config.get("ssh"));
+        let config_file = self.run_dir.path.join("ssh_config");
+        std::fs::write(&config_file, settings.ssh_config())
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        let control = self.run_dir.path.clone();
+        let local_registry_port = self.config.registry().local_port();
+        let results = join_all(self.sel.hosts.iter().map(|h| {
+            let (config_file, control) = (config_file.clone(), control.clone());
+            async move {
+                self.output.progress(h, "connecting");
+                let connect = async {
+                    let conn = Connection::connect(h, &config_file, &control).await?;
+                    // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
+                    if let Some(port) = local_registry_port.filter(|_| self.is_app_host(h)) {
+                        conn.forward_remote_port(port).await?;
+                    }
+                    Ok(conn)
+                };
+                tokio::select! {
+                    r = connect => (h.clone(), r),
+                    _ = self.cancel.cancelled() => (h.clone(), Err(SshError::Connect("interrupted".into()))),
+                }
+            }
+        }))
+        .await;
+        let mut errors = Vec::new();
+        for (host, r) in results {
+            match r {
+                Ok(conn) => {
+                    self.conns.lock().unwrap().insert(host, conn);
+                }
+                Err(e) => {
+                    let error = HostError::on_host(ErrorKind::Connection, &host, &e);
+                    self.reports.host_error(&host, &error.message);
+                    self.output
+                        .progress_done(&host, &format!("unreachable: {e}"));
+                    errors.push(error);
+                }
+            }
+        }
+        self.checkpoint()?;
+        combine(errors)
+    }
+
+    fn conn(&self, host: &str) -> std::result::Result<Arc<Connection>, HostError> {
+        self.conns
+            .lock()
+            .unwrap()
+            .get(host)
+            .cloned()
+            .ok_or_else(|| {
+                HostError::new(ErrorKind::Connection, format!("no connection to {host}"))
+            })
+    }
+
+    /// Runs a script on a host, logged as the Kamal commands it stands for; `on_line` sees each
+    /// stdout line as it arrives.
+    pub async fn exec(
+        &self,
+        host: &str,
+        script: &Script,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> std::result::Result<ssh::Output, HostError> {
+        let conn = self.conn(host)?;
+        let ids: Vec<(String, &Shown)> = script
+            .shown
+            .iter()
+            .map(|shown| {
+                let id = uuid();
+                self.output.running(&id, &shown.command, host, shown.debug);
+                (id, shown)
+            })
+            .collect();
+        let stdin = if script.stdin.is_empty() {
+            Stdin::None
+        } else {
+            Stdin::Bytes(&script.stdin)
+        };
+        let started = Instant::now();
+        let result = conn
+            .run(
+                &script.text(),
+                stdin,
+                self.options.command_timeout(),
+                on_line,
+            )
+            .await;
+        let secs = started.elapsed().as_secs_f64();
+        let out = result.map_err(|e| {
+            let kind = match e {
+                SshError::Connect(_) => ErrorKind::Connection,
+                _ => ErrorKind::CommandFailed,
+            };
+            HostError::on_host(kind, host, &e)
+        })?;
+        for (id, shown) in &ids {
+            self.output
+                .finished(id, secs, out.status, host, shown.debug);
+        }
+        if let Some((id, _)) = ids.first() {
+            let own: Vec<&str> = out.stdout.lines().filter(|l| !is_marker(l)).collect();
+            self.output.debug(id, &own.join("\n"));
+            self.output.debug(id, &out.stderr);
+        }
+        Ok(out)
+    }
+
+    /// One Kamal command on its own, shown as itself.
+    pub async fn exec_one(
+        &self,
+        host: &str,
+        command: &str,
+        debug: bool,
+    ) -> std::result::Result<ssh::Output, HostError> {
+        self.exec(host, &Script::command(command, debug), &mut |_| {})
+            .await
+    }
+
+    /// Runs `step` on every host at once; every host finishes, then the errors are raised together.
+    pub async fn on_hosts<'b, F, Fut>(&'b self, hosts: &'b [String], step: F) -> Result<()>
+    where
+        F: Fn(&'b str) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(), HostError>> + 'b,
+    {
+        let results = join_all(hosts.iter().map(|h| step(h))).await;
+        let errors: Vec<HostError> = results.into_iter().filter_map(|r| r.err()).collect();
+        self.checkpoint()?;
+        combine(errors)
+    }
+
+    /// Closes every connection (their masters exit).
+    pub async fn close(&self) {
+        let conns: Vec<Arc<Connection>> =
+            self.conns.lock().unwrap().drain().map(|(_, c)| c).collect();
+        join_all(conns.into_iter().map(Connection::close)).await;
+    }
+}

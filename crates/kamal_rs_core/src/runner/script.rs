@@ -1,0 +1,435 @@
+//! Remote scripts built from typed parts.
+//!
+//! kamal_rs sends several of Kamal's commands in one SSH round trip, as one shell script. A script
+//! reports its progress with marker lines on stdout (`kamal-rs:<mark>[ <argument>]`) and a failure with
+//! an exit code naming the step that failed. Both are enums here, used to print and to read, so a
+//! marker or code renamed on one side is renamed on the other (or fails to compile).
+//!
+//! A `Script` is a list of shell lines, the Kamal commands they stand for (`Shown`, as the log prints
+//! them) and the bytes they read from stdin, in order. Steps return one; the rollout appends them.
+
+/// Every marker line starts with this.
+pub const PREFIX: &str = "kamal-rs:";
+
+/// A progress line of a remote script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mark {
+    /// The script's shell PID: Ctrl-C sends it SIGTERM while the script is before its boot.
+    Pid,
+    /// Taking the deploy lock; the lock is held.
+    Lock,
+    Locked,
+    /// The pull's parts: registry login, audit line, `docker pull`, `service` label check.
+    Login,
+    Audit,
+    Pull,
+    Label,
+    /// kamal-proxy's boot begins; the version of the kamal-proxy already there.
+    ProxyBoot,
+    ProxyVersion,
+    /// The boot begins: from here on SIGTERM no longer stops the script.
+    Boot,
+    /// A stale container stopped (its version).
+    Stale,
+    /// A container of the new version's name renamed (to this version).
+    Renamed,
+    /// The version running before the boot (empty: none).
+    Old,
+    Tls,
+    Run,
+    /// The new container's ID (proxy roles), before kamal-proxy deploys it.
+    Container,
+    /// The new container is healthy (kamal-proxy switched to it, or its health check passed).
+    Healthy,
+    /// The old container is being stopped (its version).
+    Stopping,
+    /// The boot of a proxy role finished; `Started`: a role without the proxy was started.
+    Done,
+    Started,
+    /// Latest was tagged (and old containers pruned, the lock released) after the boot.
+    Tagged,
+    /// The exit status of the command that failed; the script then exits with its step's `Exit`.
+    Failed,
+    /// The script stopped on SIGTERM (Ctrl-C) before its boot.
+    Interrupted,
+    /// Kamal 1.x: an env file the deploy needs is not on the host (its path).
+    MissingEnv,
+    /// Kamal 1.x health waits: a moment 1.9's poller would have checked again (`<status> <attempt>`).
+    RetryReady,
+    RetryUnhealthy,
+    /// Kamal 1.x health waits: the budget is spent (the last status).
+    TimeoutReady,
+    TimeoutUnhealthy,
+}
+
+impl Mark {
+    pub const ALL: [Mark; 28] = [
+        Mark::Pid,
+        Mark::Lock,
+        Mark::Locked,
+        Mark::Login,
+        Mark::Audit,
+        Mark::Pull,
+        Mark::Label,
+        Mark::ProxyBoot,
+        Mark::ProxyVersion,
+        Mark::Boot,
+        Mark::Stale,
+        Mark::Renamed,
+        Mark::Old,
+        Mark::Tls,
+        Mark::Run,
+        Mark::Container,
+        Mark::Healthy,
+        Mark::Stopping,
+        Mark::Done,
+        Mark::Started,
+        Mark::Tagged,
+        Mark::Failed,
+        Mark::Interrupted,
+        Mark::MissingEnv,
+        Mark::RetryReady,
+        Mark::RetryUnhealthy,
+        Mark::TimeoutReady,
+        Mark::TimeoutUnhealthy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mark::Pid => "pid",
+            Mark::Lock => "lock",
+            Mark::Locked => "locked",
+            Mark::Login => "login",
+            Mark::Audit => "audit",
+            Mark::Pull => "pull",
+            Mark::Label => "label",
+            Mark::ProxyBoot => "proxy-boot",
+            Mark::ProxyVersion => "proxy-version",
+            Mark::Boot => "boot",
+            Mark::Stale => "stale",
+            Mark::Renamed => "renamed",
+            Mark::Old => "old",
+            Mark::Tls => "tls",
+            Mark::Run => "run",
+            Mark::Container => "container",
+            Mark::Healthy => "healthy",
+            Mark::Stopping => "stopping",
+            Mark::Done => "done",
+            Mark::Started => "started",
+            Mark::Tagged => "tagged",
+            Mark::Failed => "failed",
+            Mark::Interrupted => "interrupted",
+            Mark::MissingEnv => "missing-env",
+            Mark::RetryReady => "retry-ready",
+            Mark::RetryUnhealthy => "retry-unhealthy",
+            Mark::TimeoutReady => "timeout-ready",
+            Mark::TimeoutUnhealthy => "timeout-unhealthy",
+        }
+    }
+
+    /// `echo "kamal-rs:<name>"`.
+    pub fn echo(self) -> String {
+        format!("echo \"{PREFIX}{}\"", self.name())
+    }
+
+    /// `echo "kamal-rs:<name> <arg>"`; `arg` is shell text, expanded inside double quotes (`$old`).
+    pub fn echo_with(self, arg: &str) -> String {
+        format!("echo \"{PREFIX}{} {arg}\"", self.name())
+    }
+
+    /// A marker line and its argument (empty when it has none).
+    pub fn parse(line: &str) -> Option<(Mark, &str)> {
+        let rest = line.strip_prefix(PREFIX)?;
+        let (name, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+        Mark::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .map(|m| (m, arg.trim()))
+    }
+
+    /// The argument of the first `self` line in a script's stdout.
+    pub fn find(self, stdout: &str) -> Option<&str> {
+        stdout
+            .lines()
+            .filter_map(Mark::parse)
+            .find(|(m, _)| *m == self)
+            .map(|(_, arg)| arg)
+    }
+
+    /// Whether a `self` line is in a script's stdout.
+    pub fn seen(self, stdout: &str) -> bool {
+        self.find(stdout).is_some()
+    }
+}
+
+/// Whether a stdout line is one of ours (kept out of what the log shows as command output).
+pub fn is_marker(line: &str) -> bool {
+    line.starts_with(PREFIX)
+}
+
+/// The step of a composed script a failure belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Lock,
+    Pull,
+    ProxyBoot,
+    Boot,
+    Tag,
+    /// Ctrl-C before the boot.
+    Interrupt,
+}
+
+/// Exit codes of kamal_rs's remote scripts: each names the part that failed, and so the step that
+/// owns the failure. One table for Kamal 2 and 1.x: no code means two things.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The env file, custom TLS certificates or error pages could not be written.
+    Files = 70,
+    /// An audit line could not be written.
+    Audit = 71,
+    /// `docker run` failed.
+    Run = 72,
+    /// The new container has no ID (Kamal's BootError).
+    Endpoint = 73,
+    /// `kamal-proxy deploy` failed (the new container never became healthy).
+    ProxyDeploy = 74,
+    /// The new version's assets could not be extracted.
+    Assets = 75,
+    /// Tagging latest, pruning or releasing the lock after the run's only boot.
+    Tag = 76,
+    /// The deploy lock is held by someone else (or could not be taken).
+    Locked = 77,
+    /// `docker login`, `docker pull` or the `service` label check failed.
+    Pull = 78,
+    /// kamal-proxy could not be booted.
+    ProxyBoot = 79,
+    /// A container of the new version's name could not be renamed.
+    Rename = 80,
+    /// Kamal 1.x: the health cord could not be tied.
+    Cord = 81,
+    /// Kamal 1.x: the new container did not become healthy in time.
+    NotReady = 82,
+    /// Kamal 1.x: the old container did not become unhealthy after its cord was cut.
+    NotUnhealthy = 83,
+    /// Kamal 1.x: an env file the deploy needs is missing.
+    MissingEnv = 84,
+    /// The running kamal-proxy is older than Kamal's minimum.
+    ProxyTooOld = 90,
+    /// Ctrl-C (SIGTERM) stopped the script before its boot.
+    Interrupted = 130,
+}
+
+impl Exit {
+    pub const ALL: [Exit; 17] = [
+        Exit::Files,
+        Exit::Audit,
+        Exit::Run,
+        Exit::Endpoint,
+        Exit::ProxyDeploy,
+        Exit::Assets,
+        Exit::Tag,
+        Exit::Locked,
+        Exit::Pull,
+        Exit::ProxyBoot,
+        Exit::Rename,
+        Exit::Cord,
+        Exit::NotReady,
+        Exit::NotUnhealthy,
+        Exit::MissingEnv,
+        Exit::ProxyTooOld,
+        Exit::Interrupted,
+    ];
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub fn of(status: Option<i32>) -> Option<Exit> {
+        Exit::ALL.into_iter().find(|e| Some(e.code()) == status)
+    }
+
+    /// `exit N`.
+    pub fn exit(self) -> String {
+        format!("exit {}", self.code())
+    }
+
+    pub fn step(self) -> Step {
+        match self {
+            Exit::Locked => Step::Lock,
+            Exit::Pull | Exit::MissingEnv => Step::Pull,
+            Exit::ProxyBoot | Exit::ProxyTooOld => Step::ProxyBoot,
+            Exit::Tag => Step::Tag,
+            Exit::Interrupted => Step::Interrupt,
+            Exit::Files
+            | Exit::Audit
+            | Exit::Run
+            | Exit::Endpoint
+            | Exit::ProxyDeploy
+            | Exit::Assets
+            | Exit::Rename
+            | Exit::Cord
+            | Exit::NotReady
+            | Exit::NotUnhealthy => Step::Boot,
+        }
+    }
+}
+
+/// `{ body; } || { rc=$?; echo "kamal-rs:failed $rc"; exit N; }`: the failing command's own status is
+/// kept for the error text, and the script's exit names the step.
+pub fn guard(body: &str, exit: Exit) -> String {
+    format!(
+        "{{ {body}; }} || {{ rc=$?; {}; {}; }}",
+        Mark::Failed.echo_with("$rc"),
+        exit.exit()
+    )
+}
+
+/// `{ body; } </dev/null`: a part that must not read the script's stdin (it carries the env file).
+pub fn no_stdin(body: &str) -> String {
+    format!("{{ {body}; }} </dev/null")
+}
+
+/// `{ body; } || exit N`.
+pub fn or_exit(body: &str, exit: Exit) -> String {
+    format!("{{ {body}; }} || {}", exit.exit())
+}
+
+/// A Kamal command as the log shows it (`INFO [uuid] Running <command> on <host>`). A `debug` one
+/// (audit lines, the lock) shows only with `-v`, as Kamal runs those at `verbosity: :debug`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub command: String,
+    pub debug: bool,
+}
+
+impl Shown {
+    pub fn info(command: impl Into<String>) -> Shown {
+        Shown {
+            command: command.into(),
+            debug: false,
+        }
+    }
+
+    pub fn debug(command: impl Into<String>) -> Shown {
+        Shown {
+            command: command.into(),
+            debug: true,
+        }
+    }
+}
+
+/// Shell lines, the Kamal commands they stand for, and what they read from stdin, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Script {
+    lines: Vec<String>,
+    pub shown: Vec<Shown>,
+    pub stdin: Vec<u8>,
+}
+
+impl Script {
+    pub fn new() -> Script {
+        Script::default()
+    }
+
+    /// A script that is one Kamal command, shown as itself.
+    pub fn command(command: &str, debug: bool) -> Script {
+        let mut s = Script::new();
+        s.show(Shown {
+            command: command.to_string(),
+            debug,
+        });
+        s.line(command);
+        s
+    }
+
+    pub fn line(&mut self, text: impl Into<String>) -> &mut Script {
+        self.lines.push(text.into());
+        self
+    }
+
+    pub fn show(&mut self, shown: Shown) -> &mut Script {
+        self.shown.push(shown);
+        self
+    }
+
+    /// Bytes the script reads from stdin (after what earlier parts read).
+    pub fn feed(&mut self, bytes: &[u8]) -> &mut Script {
+        self.stdin.extend_from_slice(bytes);
+        self
+    }
+
+    /// `other` runs after what is already here.
+    pub fn append(&mut self, other: Script) -> &mut Script {
+        self.lines.extend(other.lines);
+        self.shown.extend(other.shown);
+        self.stdin.extend(other.stdin);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The script's text, one part a line.
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    /// The same script as one line, its parts joined with ` && `: each runs only if the one before
+    /// succeeded.
+    pub fn chain(mut self) -> Script {
+        let line = self.lines.join(" && ");
+        self.lines = vec![line];
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mark_is_printed_then_parsed_back() {
+        for mark in Mark::ALL {
+            let echo = mark.echo_with("v1 2");
+            // What `echo "..."` prints: the text between the quotes.
+            let printed = echo
+                .strip_prefix("echo \"")
+                .and_then(|s| s.strip_suffix('"'))
+                .unwrap();
+            assert_eq!(Mark::parse(printed), Some((mark, "v1 2")), "{echo}");
+            let bare = mark.echo();
+            let printed = &bare[6..bare.len() - 1];
+            assert_eq!(Mark::parse(printed), Some((mark, "")), "{bare}");
+        }
+        let names: std::collections::HashSet<&str> = Mark::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Mark::ALL.len(), "mark names are distinct");
+        assert_eq!(Mark::parse("kamal-rs:nonsense x"), None);
+        assert_eq!(Mark::parse("app v1"), None);
+    }
+
+    #[test]
+    fn every_exit_code_is_its_own() {
+        let codes: std::collections::HashSet<i32> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(codes.len(), Exit::ALL.len(), "exit codes are distinct");
+        for exit in Exit::ALL {
+            assert_eq!(Exit::of(Some(exit.code())), Some(exit));
+        }
+        assert_eq!(Exit::of(Some(0)), None);
+        assert_eq!(Exit::of(Some(1)), None);
+        assert_eq!(Exit::of(None), None);
+    }
+
+    #[test]
+    fn a_guarded_part_reports_its_status_and_exits_with_its_code() {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{}\necho after", guard("false", Exit::Pull)))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(Mark::Failed.find(&stdout), Some("1"));
+        assert!(!stdout.contains("after"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The run's shared state, as small types: a set-once latch (the primary role's health barrier, the
+//! deploy lock being settled) and the lock's lifecycle.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+/// A value set at most once, that tasks wait for: Kamal's barrier (`lib/kamal/cli/healthcheck/barrier.rb`,
+/// a `Concurrent::IVar`) is one: the first gatekeeper to finish opens or closes it, later results are
+/// ignored.
+pub struct Latch<T> {
+    value: watch::Sender<Option<T>>,
+}
+
+impl<T: Clone + Send + Sync> Default for Latch<T> {
+    fn default() -> Self {
+        Latch {
+            value: watch::channel(None).0,
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync> Latch<T> {
+    /// Sets the latch; true only for the call that set it (a later call changes nothing).
+    pub fn set(&self, value: T) -> bool {
+        self.value.send_if_modified(|v| {
+            if v.is_some() {
+                return false;
+            }
+            *v = Some(value);
+            true
+        })
+    }
+
+    #[cfg(test)]
+    pub fn get(&self) -> Option<T> {
+        self.value.borrow().clone()
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.value.borrow().is_some()
+    }
+
+    /// Resolves once the latch is set, with its value.
+    pub async fn wait(&self) -> T {
+        let mut rx = self.value.subscribe();
+        let value = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("the latch outlives its waiters");
+        value.clone().expect("set")
+    }
+}
+
+/// The health barrier: open (`true`) once the first primary-role container is healthy, closed
+/// (`false`) if it is not.
+pub type Barrier = Latch<bool>;
+
+/// Where the deploy lock is in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    /// `KAMAL_LOCK=true`: the caller (a hook running `kamal`, say) holds it; never taken or released here.
+    Inherited,
+    /// Not held by this run.
+    Free,
+    /// Taken by this run: released when it ends.
+    Held,
+    /// Released by a command that also did other work (the primary host's tag, the run's only boot).
+    Released,
+}
+
+pub struct LockState(Mutex<Lock>);
+
+impl LockState {
+    pub fn new(inherited: bool) -> LockState {
+        LockState(Mutex::new(if inherited {
+            Lock::Inherited
+        } else {
+            Lock::Free
+        }))
+    }
+
+    pub fn get(&self) -> Lock {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, lock: Lock) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = lock;
+    }
+
+    /// The run may go on as the lock's holder (hooks' `KAMAL_LOCK`).
+    pub fn is_held(&self) -> bool {
+        matches!(self.get(), Lock::Inherited | Lock::Held)
+    }
+
+    /// This run took the lock and has not released it yet.
+    pub fn to_release(&self) -> bool {
+        self.get() == Lock::Held
+    }
+
+    /// Whether this run must still take the lock.
+    pub fn to_take(&self) -> bool {
+        self.get() == Lock::Free
+    }
+
+    pub fn taken(&self) {
+        if self.get() == Lock::Free {
+            self.set(Lock::Held);
+        }
+    }
+
+    pub fn released(&self) {
+        if self.get() == Lock::Held {
+            self.set(Lock::Released);
+        }
+    }
+}
+
+/// Hosts whose first script is still before its boot, with that script's shell PID: Ctrl-C sends it
+/// SIGTERM, so the script ends there instead of going on to boot.
+#[derive(Default)]
+pub struct BeforeBoot(Mutex<HashMap<String, String>>);
+
+impl BeforeBoot {
+    pub fn started(&self, host: &str, pid: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), pid.to_string());
+    }
+
+    /// The host's script reached its boot (or ended).
+    pub fn passed(&self, host: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(host);
+    }
+
+    /// Every (host, PID) still before its boot, forgotten as they are handed out.
+    pub fn take_all(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_latch_is_set_once() {
+        let barrier = Barrier::default();
+        assert_eq!(barrier.get(), None);
+        assert!(barrier.set(true), "the first result sets it");
+        assert!(!barrier.set(false), "a later result is ignored");
+        assert_eq!(barrier.get(), Some(true));
+    }
+
+    #[tokio::test]
+    async fn waiters_see_the_first_value() {
+        let barrier = std::sync::Arc::new(Barrier::default());
+        let waiter = {
+            let barrier = barrier.clone();
+            tokio::spawn(async move { barrier.wait().await })
+        };
+        tokio::task::yield_now().await;
+        barrier.set(false);
+        barrier.set(true);
+        assert!(!waiter.await.unwrap());
+        assert!(!barrier.wait().await, "set: no wait");
+    }
+
+    #[test]
+    fn the_lock_lifecycle() {
+        let lock = LockState::new(false);
+        assert!(lock.to_take() && !lock.is_held());
+        lock.taken();
+        assert!(lock.is_held() && lock.to_release());
+        lock.released();
+        assert_eq!(lock.get(), Lock::Released);
+        assert!(!lock.to_release() && !lock.to_take());
+        let inherited = LockState::new(true);
+        assert!(inherited.is_held() && !inherited.to_take() && !inherited.to_release());
+        inherited.taken();
+        inherited.released();
+        assert_eq!(
+            inherited.get(),
+            Lock::Inherited,
+            "never ours to take or release"
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! One (host, role) boot, as Kamal's `Kamal::Cli::App::Boot` (`lib/kamal/cli/app/boot.rb`, Kamal
+//! 2.12.0): a queuer waits at the barrier; the new container starts (one script, `BootScript`); the
+//! gatekeeper opens the barrier, or closes it with the logs shown; a failed boot stops its new
+//! container; the old one stops once the new one serves.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::boot_script::BootScript;
+use super::poller;
+use crate::commands::app::{container_hostname, App};
+use crate::config::Role;
+use crate::error::{ErrorKind, Result};
+use crate::output::uuid;
+use crate::runner::failure::HostError;
+use crate::runner::report::RoleState;
+use crate::runner::run::Run;
+use crate::runner::script::{Exit, Mark, Script};
+use crate::ssh;
+use crate::value::Value;
+
+pub struct Boot<'r, 'a> {
+    pub run: &'r Run<'a>,
+    pub host: &'r str,
+    pub role: &'a Role,
+    pub app: App<'a>,
+    /// The `kamal-proxy deploy` line shown while it runs: its log id and start.
+    proxy_line: Mutex<Option<(String, Instant)>>,
+}
+
+impl<'r, 'a> Boot<'r, 'a> {
+    pub fn new(run: &'r Run<'a>, host: &'r str, role: &'a Role) -> Self {
+        Boot {
+            run,
+            host,
+            role,
+            app: App::new(run.config, role),
+            proxy_line: Mutex::new(None),
+        }
+    }
+
+    /// The primary role's boots set the barrier.
+    pub fn gatekeeper(&self) -> bool {
+        gatekeeper(self.run, self.role)
+    }
+
+    /// The boot's script, with its input looked up now: the env file, custom TLS certificates, and
+    /// (on the host's first role) the error pages. `listed_in_background`: the script follows a first
+    /// part that is already reading the role's containers.
+    pub fn script(&self, listed_in_background: bool) -> std::result::Result<Script, HostError> {
+        let run = self.run;
+        let env_file = self.app.env_file(self.host)?;
+        let tls = tls_certificates(run, &self.app)?;
+        if tls.is_some() {
+            run.output.info(&format!(
+                "Writing SSL certificates for {} on {}",
+                self.role.name, self.host
+            ));
+        }
+        let first_role = run
+            .roles_on(self.host)
+            .first()
+            .is_some_and(|r| r.name == self.role.name);
+        let error_pages = if first_role {
+            error_pages(run)
+        } else {
+            Vec::new()
+        };
+        let auditor = run.auditor();
+        let script = BootScript {
+            app: &self.app,
+            auditor: &auditor,
+            host: self.host,
+            version: &run.version,
+            recorded_at: &run.clock.now(),
+            hostname: &container_hostname(self.host, &run.clock.hex(6)),
+            replaced_suffix: &run.clock.hex(8),
+            env_file: &env_file,
+            tls: tls.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            error_pages: &error_pages,
+            listed_in_background,
+        };
+        Ok(script.build())
+    }
+
+    /// A marker of the boot's script, as it arrives.
+    pub fn on_mark(&self, mark: Mark, arg: &str) {
+        let (run, host, role) = (self.run, self.host, self.role.name.as_str());
+        let version = &run.version;
+        match mark {
+            Mark::Label => run
+                .output
+                .progress(host, &format!("booting {role} {version}")),
+            Mark::Stale => run.output.plain(&format!(
+                "App Host: {host}\nStopping stale container for role {role} with version {arg}"
+            )),
+            Mark::Renamed => run.output.info(&format!(
+                "Renaming container {version} to {arg} as already deployed on {host}"
+            )),
+            Mark::Old => run
+                .reports
+                .set_old_version(host, role, Some(arg.to_string())),
+            Mark::Container => {
+                run.output
+                    .progress(host, &format!("kamal-proxy deploying {role} {version}"));
+                let id = uuid();
+                let deploy = self.app.proxy_deploy(arg, version);
+                run.output.running(&id, &deploy, host, false);
+                *self.proxy_line.lock().unwrap() = Some((id, Instant::now()));
+            }
+            Mark::Healthy => {
+                if let Some((id, at)) = self.proxy_line.lock().unwrap().take() {
+                    let secs = at.elapsed().as_secs_f64();
+                    run.output.finished(&id, secs, Some(0), host, false);
+                }
+                self.live();
+            }
+            Mark::Stopping => run.output.progress(host, &format!("stopping {role} {arg}")),
+            _ => {}
+        }
+    }
+
+    /// The new version serves: a gatekeeper opens the barrier.
+    fn live(&self) {
+        self.run
+            .reports
+            .set_state(self.host, &self.role.name, RoleState::Live);
+        if self.gatekeeper() {
+            open_barrier(self.run, self.host);
+        }
+    }
+
+    /// Kamal's message for a failure in the boot's own part of a script.
+    pub fn error(&self, out: &ssh::Output) -> HostError {
+        let (host, role) = (self.host, &self.role.name);
+        match Exit::of(out.status) {
+            Some(Exit::Endpoint) => HostError::on_host(
+                ErrorKind::Boot,
+                host,
+                format!("Failed to get endpoint for {role} on {host}, did the container boot?"),
+            ),
+            Some(Exit::Audit | Exit::Files) => HostError::command_failed(host, "mkdir", out),
+            _ => HostError::command_failed(host, "docker", out),
+        }
+    }
+
+    /// A failed boot: Kamal's messages, the barrier closed if this was the first primary result (with
+    /// the new container's logs and health shown), and the new container stopped, so the old one keeps
+    /// serving.
+    pub async fn failed(&self, error: HostError) -> HostError {
+        let (run, host, role) = (self.run, self.host, self.role.name.as_str());
+        run.output
+            .error(&format!("Failed to boot {role} on {host}"));
+        run.reports
+            .set_state(host, role, RoleState::Failed(error.message.clone()));
+        if self.gatekeeper() && close_barrier(run, host) {
+            match run
+                .exec_one(host, &self.app.logs(&run.version), false)
+                .await
+            {
+                Ok(out) => out.stdout.lines().for_each(|l| run.output.info(l)),
+                Err(_) => run
+                    .output
+                    .info(&format!("Could not fetch logs for {}", run.version)),
+            }
+            let health = self.app.health_json(&run.version);
+            if let Ok(out) = run.exec_one(host, &health, false).await {
+                run.output.info(out.stdout.trim());
+            }
+        }
+        let _ = run
+            .exec_one(host, &self.app.stop(&run.version), false)
+            .await;
+        error
+    }
+
+    /// After the script: a role without the proxy waits until its container is ready, then its old
+    /// container stops (kamal-proxy roles did both in the script).
+    pub async fn finish(&self) -> std::result::Result<(), HostError> {
+        if self.app.running_proxy() {
+            return Ok(());
+        }
+        if let Err(e) = poller::wait_until_ready(self.run, self.host, &self.app).await {
+            return Err(self.failed(e).await);
+        }
+        self.live();
+        let old = self.run.reports.old_version(self.host, &self.role.name);
+        if let Some(old) = old {
+            let _ = self
+                .run
+                .exec_one(self.host, &self.app.stop(&old), false)
+                .await;
+        }
+        Ok(())
+    }
+}
+
+pub fn gatekeeper(run: &Run<'_>, role: &Role) -> bool {
+    role.name == run.sel.primary_role
+}
+
+/// A role other than the primary one waits for the primary role's first health result (Kamal's
+/// `wait_at_barrier`). `Ok(false)`: the run was interrupted meanwhile.
+pub async fn wait_at_barrier(
+    run: &Run<'_>,
+    host: &str,
+    role: &Role,
+) -> std::result::Result<bool, HostError> {
+    if run.sel.roles.len() <= 1 || gatekeeper(run, role) {
+        return Ok(true);
+    }
+    let primary = &run.sel.primary_role;
+    if !run.barrier.is_set() {
+        run.output.info(&format!(
+            "Waiting for the first healthy {primary} container before booting {} on {host}...",
+            role.name
+        ));
+        run.output.progress(
+            host,
+            &format!("waiting for the first healthy {primary} container"),
+        );
+    }
+    let opened = tokio::select! {
+        open = run.barrier.wait() => open,
+        _ = run.cancel.cancelled() => return Ok(false),
+    };
+    if !opened {
+        run.output.info(&format!(
+            "First {primary} container is unhealthy, not booting {} on {host}",
+            role.name
+        ));
+        return Err(HostError::on_host(
+            ErrorKind::Healthcheck,
+            host,
+            "Halted at barrier",
+        ));
+    }
+    run.output.info(&format!(
+        "First {primary} container is healthy, booting {} on {host}...",
+        role.name
+    ));
+    Ok(true)
+}
+
+/// The first primary-role container is healthy: the other roles may boot.
+pub fn open_barrier(run: &Run<'_>, host: &str) {
+    if run.barrier.set(true) {
+        run.output.info(&format!(
+            "First {} container is healthy on {host}, booting any other roles",
+            run.sel.primary_role
+        ));
+    }
+}
+
+/// The first primary-role result is a failure: the other roles will not boot. True when this call
+/// closed it.
+pub fn close_barrier(run: &Run<'_>, host: &str) -> bool {
+    let closed = run.barrier.set(false);
+    if closed {
+        run.output.info(&format!(
+            "First {} container is unhealthy on {host}, not booting any other roles",
+            run.sel.primary_role
+        ));
+    }
+    closed
+}
+
+/// Custom TLS certificates (`proxy.ssl: {certificate_pem:, private_key_pem:}` naming secrets) of a
+/// proxy role: their contents, for `.kamal/proxy/apps-config/S[-D]/tls/R/`.
+fn tls_certificates(run: &Run<'_>, app: &App<'_>) -> Result<Option<(String, String)>> {
+    if !app.running_proxy() {
+        return Ok(None);
+    }
+    let proxy = app.proxy_config();
+    let Some(ssl) = proxy.get("ssl").and_then(Value::as_map) else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (ssl.get("certificate_pem"), ssl.get("private_key_pem")) else {
+        return Ok(None);
+    };
+    let cert = run.config.secrets.get(&cert.to_ruby_s())?;
+    let key = run.config.secrets.get(&key.to_ruby_s())?;
+    run.output.add_secrets([key.clone()]);
+    Ok(Some((cert, key)))
+}
+
+/// The `4??.html` and `5??.html` files of `error_pages_path`.
+fn error_pages(run: &Run<'_>) -> Vec<(String, Vec<u8>)> {
+    let Some(dir) = run.config.get("error_pages_path").map(Value::to_ruby_s) else {
+        return Vec::new();
+    };
+    let page = |name: &str| {
+        let b = name.as_bytes();
+        name.len() == 8 && name.ends_with(".html") && (b[0] == b'4' || b[0] == b'5')
+    };
+    let mut pages: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    page(&name)
+                        .then(|| std::fs::read(e.path()).ok().map(|body| (name, body)))
+                        .flatten()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pages.sort();
+    pages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::runner::steps::tests::{golden, golden_config, golden_config_with, sh_n};
+    use serde_json::json;
+
+    #[test]
+    fn a_proxy_roles_boot() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = Boot::new(&run, "10.0.0.2", c.role("web").unwrap())
+            .script(false)
+            .unwrap();
+        golden("web_boot.sh", &s.text());
+        sh_n(&s.text());
+        let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
+        assert_eq!(
+            shown[5],
+            "Uploading .kamal/apps/app-staging/env/roles/web.env"
+        );
+        assert!(shown[6].starts_with("docker run --detach --restart unless-stopped --name app-web-staging-v2 --network kamal --hostname 10.0.0.2-0123456789ab "));
+        assert_eq!(s.stdin, b"\n", "an env file without secrets");
+    }
+
+    #[test]
+    fn a_role_without_the_proxy_boots_and_reports_started() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = Boot::new(&run, "10.0.0.3", c.role("workers").unwrap())
+            .script(false)
+            .unwrap();
+        golden("workers_boot.sh", &s.text());
+        sh_n(&s.text());
+    }
+
+    /// Assets, custom TLS certificates and error pages: the files follow the env file on stdin.
+    #[test]
+    fn assets_certificates_and_error_pages() {
+        let dir = std::env::temp_dir().join(format!("kamal-rs-boot-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("pages")).unwrap();
+        std::fs::write(dir.join("pages/404.html"), "not found").unwrap();
+        std::fs::write(dir.join("pages/notes.txt"), "not a page").unwrap();
+        std::fs::write(
+            dir.join("secrets-common"),
+            "CERT=certdata\nKEY=keydata\nDB_PASSWORD=hunter22\n",
+        )
+        .unwrap();
+        let c = golden_config_with(json!({
+            "secrets_path": dir.join("secrets").to_string_lossy(),
+            "asset_path": "/rails/public/assets",
+            "error_pages_path": dir.join("pages").to_string_lossy(),
+            "env": {"secret": ["DB_PASSWORD"]},
+            "proxy": {"hosts": ["app.example.com"], "ssl": {"certificate_pem": "CERT", "private_key_pem": "KEY"}}
+        }));
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = Boot::new(&run, "10.0.0.1", c.role("web").unwrap())
+            .script(true)
+            .unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let text = s.text();
+        golden(
+            "web_boot_assets_tls_pages.sh",
+            &text.replace(&dir.to_string_lossy().to_string(), "DIR"),
+        );
+        assert_eq!(s.stdin, b"DB_PASSWORD=hunter22\ncertdatakeydata");
+        assert!(
+            !text.contains("hunter22") && !text.contains("keydata"),
+            "secrets only on stdin"
+        );
+        assert_eq!(run.output.redact("keydata"), "[REDACTED]");
+        sh_n(&text);
+    }
+
+    #[test]
+    fn failures_read_as_kamals() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let boot = Boot::new(&run, "10.0.0.1", c.role("web").unwrap());
+        let out = |status: i32, stdout: &str| ssh::Output {
+            status: Some(status),
+            stdout: stdout.into(),
+            stderr: "boom".into(),
+        };
+        let e = boot.error(&out(73, "kamal-rs:run\n"));
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Boot, "Exception while executing on host 10.0.0.1: Failed to get endpoint for web on 10.0.0.1, did the container boot?"));
+        let e = boot.error(&out(74, "kamal-rs:container abc\nkamal-rs:failed 1\n"));
+        assert_eq!(e.message, "Exception while executing on host 10.0.0.1: docker exit status: 1\ndocker stdout: Nothing written\ndocker stderr: boom");
+        let e = boot.error(&out(70, "kamal-rs:old v1\nkamal-rs:failed 1\n"));
+        assert!(e.message.contains("mkdir exit status: 1"));
+    }
+}

@@ -1,0 +1,248 @@
+//! One (host, role) boot of a Kamal 2 config as one remote script. Kamal sends each of these commands
+//! on its own (`lib/kamal/cli/app/boot.rb`, `lib/kamal/cli/app.rb#stale_containers`, Kamal 2.12.0);
+//! here they run in Kamal's order with the same effect:
+//!
+//! 1. stale containers: every running version of the role except the current one is stopped;
+//! 2. a container already named for the new version is renamed `V_replaced_<hex>` (audited);
+//! 3. the current (old) version is read again;
+//! 4. assets are extracted and synced (proxy roles with `asset_path`);
+//! 5. `Booted app version V` is audited, the env file written (mode 0600, contents on stdin: secrets
+//!    never appear in a command line), and the container started with Kamal's `docker run`;
+//! 6. proxy roles: kamal-proxy deploys it (health-gated), then the old container is stopped.
+
+use base64::Engine;
+
+use crate::commands::app::App;
+use crate::commands::auditor::Auditor;
+use crate::commands::single_quote;
+use crate::runner::script::{guard, Exit, Mark, Script, Shown};
+
+/// Stands for the container ID in `kamal-proxy deploy --target`, which only the host knows.
+const CID: &str = "KAMALRSCONTAINERID";
+
+pub struct BootScript<'a> {
+    pub app: &'a App<'a>,
+    pub auditor: &'a Auditor<'a>,
+    pub host: &'a str,
+    pub version: &'a str,
+    pub recorded_at: &'a str,
+    pub hostname: &'a str,
+    pub replaced_suffix: &'a str,
+    /// The env file's contents (sent on stdin).
+    pub env_file: &'a str,
+    /// Custom TLS certificate and key (sent on stdin after the env file).
+    pub tls: Option<(&'a str, &'a str)>,
+    /// Error pages to write (`error_pages_path`): (file name, contents), on this host's first role.
+    pub error_pages: &'a [(String, Vec<u8>)],
+    /// The role's container list is already being read, in the background, into the file `$ps_out`
+    /// (`list_in_background`).
+    pub listed_in_background: bool,
+}
+
+/// Starts reading the role's containers (`docker ps -a`) into a temporary file, in the background: the
+/// list does not depend on the pull, and the lock is already held, so the two overlap. The file is
+/// removed when it has been read, or when the script ends.
+pub fn list_in_background(app: &App<'_>) -> String {
+    format!(
+        "ps_out=$(mktemp) || {}; trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; {} >\"$ps_out\" </dev/null & ps_pid=$!",
+        Exit::Pull.exit(),
+        app.containers_with_state()
+    )
+}
+
+impl BootScript<'_> {
+    pub fn build(&self) -> Script {
+        let app = self.app;
+        let v = self.version;
+        let mut s = Script::new();
+        s.show(Shown::info(app.list_versions()))
+            .show(Shown::info(app.current_running_version()))
+            .show(Shown::info(app.container_id_for(v)));
+        self.old_version(&mut s);
+        if let Some(asset_path) = app.asset_path() {
+            s.line(self.assets(asset_path.split(':').next().unwrap_or(&asset_path)));
+        }
+        self.start(&mut s);
+        if app.running_proxy() {
+            self.deploy_and_stop_old(&mut s);
+        } else {
+            s.line(Mark::Started.echo());
+        }
+        s
+    }
+
+    /// Steps 1–3: the role's containers, stale ones stopped, a clashing name renamed, `$old` set.
+    fn old_version(&self, s: &mut Script) {
+        let app = self.app;
+        let (role, v, prefix) = (app.role.name.as_str(), self.version, app.container_prefix());
+        let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
+        let current = app.current_version_into_old();
+        s.line(if self.listed_in_background {
+            "wait $ps_pid; containers=$(cat \"$ps_out\"); rm -f \"$ps_out\"; ps_out=".to_string()
+        } else {
+            format!("containers=$({})", app.containers_with_state())
+        });
+        // With exactly one running (or restarting) container, that one is the current version whatever
+        // its image, as both of Kamal's queries return it; with none, there is none. Only several
+        // running containers need the `latest`-image preference.
+        s.line(format!(
+            "live=$(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting) echo \"$n\";; esac; done); \
+             nlive=$(echo \"$live\" | grep -c .); case $nlive in 0) old= ;; 1) old=${{live#{prefix}-}} ;; *) {current} ;; esac"
+        ));
+        // Running versions other than the current one are stale (Kamal's `docker ps` without `-a`
+        // lists running, restarting and paused containers).
+        s.line(format!(
+            "for stale in $(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting|paused) echo \"${{n#{prefix}-}}\";; esac; done); do [ \"$stale\" = \"$old\" ] && continue; {}; {} >/dev/null 2>&1; done",
+            Mark::Stale.echo_with("$stale"),
+            self.stop("stale")
+        ));
+        // After a rename the current version is read again only where Kamal's queries could answer
+        // differently: with one running container it is still that one, under its new name if renamed.
+        let audit = self.auditor.record(
+            self.recorded_at,
+            Some(role),
+            &format!("Renaming container {v} to {replaced}"),
+        );
+        s.line(format!(
+            "if echo \"$containers\" | grep -q \"^{prefix}-{v} \"; then {}; {} && \
+             if [ \"$nlive\" -gt 1 ]; then {current}; elif [ \"$old\" = \"{v}\" ]; then old={replaced}; fi; fi",
+            Mark::Renamed.echo_with(&replaced),
+            guard(&format!("{audit} && {}", app.rename(v, &replaced)), Exit::Rename),
+        ));
+        s.line(Mark::Old.echo_with("$old"));
+    }
+
+    /// Step 5: the audit line, the env file (and TLS certificates, error pages), `docker run`.
+    fn start(&self, s: &mut Script) {
+        let app = self.app;
+        let (role, v) = (app.role.name.as_str(), self.version);
+        let audit = self.auditor.record(
+            self.recorded_at,
+            Some(role),
+            &format!("Booted app version {v}"),
+        );
+        s.show(Shown::debug(&audit))
+            .show(Shown::info(app.ensure_env_directory()))
+            .show(Shown::info(format!("Uploading {}", app.env_file_path())));
+        s.line(guard(&audit, Exit::Audit));
+        // stdin carries the env file, then the TLS certificate and key: `head -c N` never reads past N.
+        let env_file = app.env_file_path();
+        s.line(guard(
+            &format!(
+                "{} && (umask 077 && head -c {} > {env_file}) && chmod 600 {env_file}",
+                app.ensure_env_directory(),
+                self.env_file.len()
+            ),
+            Exit::Files,
+        ));
+        s.feed(self.env_file.as_bytes());
+        let sd = app.config.service_and_destination();
+        if let Some((cert, key)) = self.tls {
+            let dir = format!(".kamal/proxy/apps-config/{sd}/tls/{role}");
+            s.line(format!(
+                "{}; {}",
+                Mark::Tls.echo(),
+                guard(&format!("mkdir -p {dir} && head -c {} > {dir}/cert.pem && head -c {} > {dir}/key.pem && chmod 644 {dir}/cert.pem {dir}/key.pem", cert.len(), key.len()), Exit::Files)
+            ));
+            s.feed(cert.as_bytes()).feed(key.as_bytes());
+        }
+        if !self.error_pages.is_empty() {
+            let dir = format!(".kamal/proxy/apps-config/{sd}/error_pages");
+            let mut w = vec![format!("mkdir -p {dir}/{v}")];
+            for (name, body) in self.error_pages {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+                w.push(format!(
+                    "printf '%s' '{b64}' | base64 -d > {dir}/{v}/{name}"
+                ));
+            }
+            w.push(format!("chmod -R 700 {dir}/{v}"));
+            s.line(guard(&w.join(" && "), Exit::Files));
+        }
+        let run = app.run(self.host, v, self.hostname);
+        s.show(Shown::info(&run));
+        // `docker run --detach` prints the new container's ID: its first 12 characters are what Kamal
+        // reads back with `docker container ls --all --filter 'name=^NAME$' --quiet`.
+        s.line(format!(
+            "{}; cid=$({run}) || {{ rc=$?; {}; {}; }}; cid=$(printf %.12s \"$cid\")",
+            Mark::Run.echo(),
+            Mark::Failed.echo_with("$rc"),
+            Exit::Run.exit()
+        ));
+    }
+
+    /// Step 6 for a proxy role: kamal-proxy deploys the new container, then the old one stops.
+    fn deploy_and_stop_old(&self, s: &mut Script) {
+        let (app, v) = (self.app, self.version);
+        s.line(format!(
+            "[ -n \"$cid\" ] || {}; {}",
+            Exit::Endpoint.exit(),
+            Mark::Container.echo_with("$cid")
+        ));
+        // The container ID is only known on the host: Kamal's `--target="<id>:<port>"`, filled in there.
+        let deploy = app.proxy_deploy(CID, v).replace(CID, "${cid}");
+        s.line(guard(&deploy, Exit::ProxyDeploy));
+        s.line(Mark::Healthy.echo());
+        s.line(format!(
+            "[ -z \"$old\" ] || {{ {}; {} >/dev/null 2>&1; }}",
+            Mark::Stopping.echo_with("$old"),
+            self.stop("old")
+        ));
+        if app.asset_path().is_some() {
+            s.line(self.assets_cleanup());
+        }
+        if app.config.get("error_pages_path").is_some() {
+            s.line(format!(
+                "find .kamal/proxy/apps-config/{}/error_pages -mindepth 1 -maxdepth 1 ! -name {v} -exec rm -rf {{}} +",
+                app.config.service_and_destination()
+            ));
+        }
+        s.line(Mark::Done.echo());
+    }
+
+    /// Kamal stops `$(docker container ls --all --filter 'name=^NAME$' --quiet)`: the container of
+    /// exactly that name, which is what `docker stop NAME` stops, in one docker call instead of two.
+    fn stop(&self, var: &str) -> String {
+        let t = self
+            .app
+            .stop_timeout()
+            .map(|t| format!(" -t {t}"))
+            .unwrap_or_default();
+        format!(
+            "docker stop{t} \"{}-${{{var}}}\"",
+            self.app.container_prefix()
+        )
+    }
+
+    /// Extract the new version's assets from its image, and cross-copy with the old version's.
+    fn assets(&self, path: &str) -> String {
+        let app = self.app;
+        let (role, v) = (app.role.name.as_str(), self.version);
+        let base = format!(
+            ".kamal/apps/{}/assets",
+            app.config.service_and_destination()
+        );
+        let helper = format!("{}-assets", app.container_prefix());
+        let image = format!("{}:{v}", app.config.repository());
+        let extract = format!(
+            "{{ mkdir -p {base}/extracted/{role}-{v} && docker container rm {helper} 2> /dev/null || true && docker container create --name {helper} {image} && docker container cp -L {helper}:{path}/. {base}/extracted/{role}-{v} && docker container rm {helper}; }} >/dev/null"
+        );
+        format!(
+            "{}\n\
+             mkdir -p {base}/volumes/{role}-{v} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-{v}\n\
+             [ -z \"$old\" ] || {{ cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-$old || true ; cp -rnT {base}/extracted/{role}-$old {base}/volumes/{role}-{v} || true ; }}",
+            guard(&extract, Exit::Assets)
+        )
+    }
+
+    fn assets_cleanup(&self) -> String {
+        let (role, v) = (self.app.role.name.as_str(), self.version);
+        let base = format!(
+            ".kamal/apps/{}/assets",
+            self.app.config.service_and_destination()
+        );
+        let pattern = single_quote(&format!("{role}-*"));
+        format!(
+            "find {base}/extracted -maxdepth 1 -name {pattern} ! -name {role}-{v} -exec rm -rf \"{{}}\" + ; find {base}/volumes -maxdepth 1 -name {pattern} ! -name {role}-{v} -exec rm -rf \"{{}}\" +"
+        )
+    }
+}

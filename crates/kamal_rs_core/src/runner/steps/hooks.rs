@@ -1,0 +1,197 @@
+//! Local hooks (`.kamal/hooks/<name>`), run as Kamal runs them (`lib/kamal/cli/base.rb#run_hook`,
+//! `lib/kamal/commands/hook.rb`, Kamal 2.12.0): only if the file exists, not with `-H`, with the
+//! `KAMAL_*` environment (and the secrets, for pre-connect / pre-deploy / post-deploy).
+
+use std::path::Path;
+
+use crate::config::{Configuration, KamalMajor};
+use crate::error::{Error, ErrorKind, Result};
+use crate::output::{Output, Verbosity};
+use crate::runner::cancel::Cancel;
+use crate::runner::failure::failure_text;
+use crate::runner::options::Command;
+use crate::runner::run::Run;
+use crate::value::Value;
+
+pub struct Hooks {
+    pub path: String,
+    pub skip: bool,
+    /// `hooks_output`: `verbose` or `quiet`, for every hook or per hook.
+    output: Option<Value>,
+}
+
+impl Hooks {
+    pub fn new(config: &Configuration, skip: bool) -> Hooks {
+        Hooks {
+            path: config.hooks_path(),
+            skip,
+            output: config.get("hooks_output").cloned(),
+        }
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        !self.skip && Path::new(&self.path).join(name).is_file()
+    }
+
+    /// `hooks_output` for a hook: `verbose`, `quiet`, or none (then -q/-v decide).
+    fn visibility(&self, hook: &str) -> Option<String> {
+        match &self.output {
+            Some(Value::Map(m)) => m.get(hook).map(Value::to_ruby_s),
+            Some(v) => Some(v.to_ruby_s()),
+            None => None,
+        }
+    }
+
+    /// Runs the hook; a cancellation kills it (as Ctrl-C in a terminal would) and fails the step.
+    pub async fn run(
+        &self,
+        name: &str,
+        env: &[(String, String)],
+        out: &Output,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        if !self.exists(name) {
+            return Ok(());
+        }
+        let file = format!("{}/{name}", self.path);
+        let child = tokio::process::Command::new(&file)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::select! {
+            r = child => r.map_err(|e| Error::new(ErrorKind::Hook, format!("Hook `{name}` failed:\n{file}: {e}")))?,
+            _ = cancel.cancelled() => {
+                return Err(Error::new(ErrorKind::Interrupted, format!("Interrupted while running the {name} hook")))
+            }
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        let show = match out.verbosity() {
+            Verbosity::Verbose => true,
+            Verbosity::Quiet => false,
+            Verbosity::Normal => self.visibility(name).as_deref() == Some("verbose"),
+        };
+        if show {
+            for line in stdout.lines().chain(stderr.lines()) {
+                out.plain(&format!("  {line}"));
+            }
+        }
+        if output.status.success() {
+            return Ok(());
+        }
+        let status = output.status.code().unwrap_or(1);
+        Err(Error::new(
+            ErrorKind::Hook,
+            format!(
+                "Hook `{name}` failed:\n{}",
+                failure_text(&file, status, &stdout, &stderr)
+            ),
+        ))
+    }
+}
+
+/// The `KAMAL_*` environment of a hook run for `hosts`.
+pub fn env(run: &Run<'_>, hosts: &[String]) -> Vec<(String, String)> {
+    let c = run.config;
+    let mut env = vec![
+        ("KAMAL_RECORDED_AT".to_string(), run.clock.now()),
+        ("KAMAL_PERFORMER".into(), run.performer.get().to_string()),
+        ("KAMAL_VERSION".into(), run.version.clone()),
+        (
+            "KAMAL_SERVICE_VERSION".into(),
+            format!("{}@{}", c.service(), abbreviated(&run.version)),
+        ),
+        ("KAMAL_SERVICE".into(), c.service()),
+        ("KAMAL_HOSTS".into(), hosts.join(",")),
+        ("KAMAL_COMMAND".into(), run.options.command.name().into()),
+    ];
+    if run.options.command == Command::EnvPush {
+        env.push(("KAMAL_SUBCOMMAND".into(), "push".into()));
+    }
+    if let Some(d) = &c.destination {
+        env.push(("KAMAL_DESTINATION".into(), d.clone()));
+    }
+    if let Some(roles) = &run.sel.specific_roles {
+        env.push(("KAMAL_ROLES".into(), roles.join(",")));
+    }
+    if c.major == KamalMajor::V1 {
+        // 1.9's hooks get neither KAMAL_SERVICE nor KAMAL_LOCK.
+        env.retain(|(k, _)| k != "KAMAL_SERVICE");
+        return env;
+    }
+    env.push(("KAMAL_LOCK".into(), run.lock.is_held().to_string()));
+    env
+}
+
+/// Runs a hook if it exists. `with_secrets`: pre-connect, pre-deploy and post-deploy also get every
+/// secret in their environment. The environment is built only for a hook that exists: it needs the
+/// performer, whose `git` lookup would otherwise hold up the first SSH connections.
+pub async fn run_hook(
+    run: &Run<'_>,
+    name: &str,
+    hosts: &[String],
+    extra: &[(String, String)],
+    with_secrets: bool,
+) -> Result<()> {
+    if !run.hooks.exists(name) {
+        return Ok(());
+    }
+    let mut env = env(run, hosts);
+    env.extend(extra.iter().cloned());
+    if with_secrets {
+        env.extend(run.config.secrets.pairs()?);
+    }
+    if run.config.major == KamalMajor::V1 {
+        // 1.9 announces a hook with `say` (magenta), 2.x with an INFO line.
+        run.output.say(&format!("Running the {name} hook..."));
+    } else {
+        run.output.info(&format!("Running the {name} hook..."));
+    }
+    run.hooks.run(name, &env, &run.output, &run.cancel).await
+}
+
+/// `S@<V[0,7]>`'s version part; a version containing `_` is used whole.
+pub fn abbreviated(version: &str) -> String {
+    if version.contains('_') {
+        version.to_string()
+    } else {
+        version.chars().take(7).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::test_support::config;
+    use serde_json::json;
+
+    #[test]
+    fn a_hooks_environment() {
+        let c = config(
+            &[
+                json!({"service": "app", "image": "app", "servers": ["h1"], "builder": {"arch": "amd64"},
+                     "registry": {"server": "r", "username": "u", "password": "p"}}),
+            ],
+            Some("staging"),
+            "0123456789abcdef",
+        );
+        let run = Run::for_test(
+            &c,
+            DeployOptions {
+                command: Command::Redeploy,
+                ..DeployOptions::default()
+            },
+        );
+        let env = env(&run, &["h1".to_string()]);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("KAMAL_SERVICE_VERSION"), Some("app@0123456"));
+        assert_eq!(get("KAMAL_COMMAND"), Some("redeploy"));
+        assert_eq!(get("KAMAL_DESTINATION"), Some("staging"));
+        assert_eq!(get("KAMAL_PERFORMER"), Some("deployer@example.com"));
+        assert_eq!(get("KAMAL_LOCK"), Some("false"));
+        assert_eq!(get("KAMAL_ROLES"), None);
+        assert_eq!(abbreviated("abc_uncommitted_1234"), "abc_uncommitted_1234");
+    }
+}

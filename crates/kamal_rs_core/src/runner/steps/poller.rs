@@ -1,0 +1,72 @@
+//! The readiness wait of a role without kamal-proxy (`lib/kamal/cli/healthcheck/poller.rb`, Kamal
+//! 2.12.0): its container's health (or state) polled until `deploy_timeout`, with the
+//! `readiness_delay` for a container that has no health check.
+
+use std::time::{Duration, Instant};
+
+use crate::commands::app::App;
+use crate::error::ErrorKind;
+use crate::runner::failure::HostError;
+use crate::runner::run::Run;
+
+pub async fn wait_until_ready(
+    run: &Run<'_>,
+    host: &str,
+    app: &App<'_>,
+) -> std::result::Result<(), HostError> {
+    let timeouts = run.config.timeouts();
+    let (timeout, delay) = (
+        timeouts.deploy_timeout.max(0) as u64,
+        timeouts.readiness_delay.max(0) as u64,
+    );
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let status_cmd = app.status(&run.version);
+    let status = || async {
+        let out = run.exec_one(host, &status_cmd, false).await?;
+        Ok::<String, HostError>(out.stdout.trim().to_string())
+    };
+    let interrupted = || HostError::new(ErrorKind::Interrupted, "Interrupted");
+    let mut attempt = 0u64;
+    loop {
+        let s = status().await?;
+        if s == "healthy" {
+            break;
+        }
+        if s == "running" && delay > 0 {
+            run.output.info(&format!(
+                "Container is running, waiting for readiness delay of {delay} seconds"
+            ));
+            run.output.progress(
+                host,
+                &format!("waiting {delay} s for {} to be ready", app.role.name),
+            );
+            if !run.cancel.sleep(Duration::from_secs(delay)).await {
+                return Err(interrupted());
+            }
+            let s = status().await?;
+            if s == "running" || s == "healthy" {
+                break;
+            }
+        } else if s == "running" {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HostError::on_host(
+                ErrorKind::Healthcheck,
+                host,
+                format!("container not ready after {timeout} seconds ({s})"),
+            ));
+        }
+        attempt += 1;
+        if !run
+            .cancel
+            .sleep(left.min(Duration::from_secs(attempt)))
+            .await
+        {
+            return Err(interrupted());
+        }
+    }
+    run.output.info("Container is healthy!");
+    Ok(())
+}

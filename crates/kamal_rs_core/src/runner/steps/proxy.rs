@@ -1,0 +1,174 @@
+//! `kamal proxy boot` as a deploy runs it (`lib/kamal/cli/proxy.rb#boot`, Kamal 2.12.0): the `kamal`
+//! network on every host, then on the hosts of proxy roles the registry login, the version check and
+//! kamal-proxy started (or run, when it does not exist). An existing kamal-proxy is never recreated.
+
+use crate::commands::{proxy, registry};
+use crate::error::ErrorKind;
+use crate::runner::failure::HostError;
+use crate::runner::run::Run;
+use crate::runner::script::{guard, Exit, Mark, Script, Shown};
+use crate::ssh;
+use crate::value::{Map, Value};
+
+/// One host's proxy boot as one script, run in a subshell of its own: its `exit`s end only it.
+pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
+    let mut s = Script::new();
+    s.show(Shown::info(proxy::NETWORK_CREATE));
+    s.line(format!(
+        "out=$({} 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
+        proxy::NETWORK_CREATE
+    ));
+    if !run.sel.proxy_hosts.iter().any(|h| h == host) {
+        return Ok(s);
+    }
+    let server = run.config.registry().server;
+    if !run.config.registry().local() {
+        let (user, password) = run.credentials()?;
+        s.show(Shown::info(registry::login_redacted(server.as_deref())));
+        s.line(format!(
+            "{} >/dev/null || exit 1",
+            registry::login(server.as_deref(), &user, &password)
+        ));
+    }
+    s.show(Shown::info(proxy::VERSION));
+    s.line(format!(
+        "v=$({}); {}",
+        proxy::VERSION,
+        Mark::ProxyVersion.echo_with("$v")
+    ));
+    s.line(format!(
+        "if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${{v#v}}\" {min} | sort -V | head -n1)\" != {min} ]; then {}; fi",
+        Exit::ProxyTooOld.exit(),
+        min = proxy::MINIMUM_VERSION.trim_start_matches('v')
+    ));
+    let start = match run_config(run, host) {
+        Some(run_config) => proxy::start_or_run(&run_config),
+        None => proxy::start_or_run_from_boot_config(),
+    };
+    s.show(Shown::info(proxy::MKDIR_APPS_CONFIG))
+        .show(Shown::info(&start));
+    s.line(format!("{} && {{ {start}; }}", proxy::MKDIR_APPS_CONFIG));
+    Ok(s)
+}
+
+/// The proxy boot inside a host's first script: a failure ends the script with `Exit::ProxyBoot`.
+pub fn in_script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
+    let inner = script(run, host)?;
+    let mut s = Script::new();
+    s.shown = inner.shown.clone();
+    s.line(format!(
+        "{}; {}",
+        Mark::ProxyBoot.echo(),
+        guard(
+            &format!("( {}\n) </dev/null", inner.text()),
+            Exit::ProxyBoot
+        )
+    ));
+    Ok(s)
+}
+
+/// Boots kamal-proxy on one host, as its own command.
+pub async fn boot(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
+    if run.cancel.is_cancelled() {
+        return Ok(());
+    }
+    run.output.progress(host, "ensuring kamal-proxy is running");
+    let mut s = Script::new();
+    let inner = script(run, host)?;
+    s.shown = inner.shown.clone();
+    s.line(format!("( {}\n)", inner.text()));
+    let out = run.exec(host, &s, &mut |_| {}).await?;
+    outcome(host, &out)
+}
+
+/// What the proxy boot's exit says: too old a kamal-proxy, another failure, or done.
+pub fn outcome(host: &str, out: &ssh::Output) -> std::result::Result<(), HostError> {
+    let status = Mark::Failed
+        .find(&out.stdout)
+        .and_then(|rc| rc.parse().ok())
+        .or(out.status);
+    if Exit::of(status) == Some(Exit::ProxyTooOld) {
+        let v = Mark::ProxyVersion.find(&out.stdout).unwrap_or_default();
+        return Err(HostError::new(
+            ErrorKind::Runtime,
+            format!("kamal-proxy version {v} is too old, run `kamal proxy reboot` in order to update to at least {}", proxy::MINIMUM_VERSION),
+        ));
+    }
+    if !out.success() {
+        return Err(HostError::command_failed(host, "docker", out));
+    }
+    Ok(())
+}
+
+/// The `proxy.run` settings of the proxy roles on this host (validation made them identical).
+fn run_config(run: &Run<'_>, host: &str) -> Option<Map> {
+    run.roles_on(host)
+        .into_iter()
+        .filter(|r| r.running_proxy())
+        .find_map(|r| r.proxy_config(run.config.get("proxy")))
+        .and_then(|p| {
+            p.as_map()
+                .and_then(|m| m.get("run"))
+                .and_then(Value::as_map)
+                .cloned()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::runner::steps::tests::{golden_config, run_sh, sh_n};
+
+    #[test]
+    fn a_proxy_hosts_boot() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = in_script(&run, "10.0.0.1").unwrap();
+        let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
+        assert_eq!(
+            shown,
+            [
+                "docker network create kamal",
+                "docker login registry.example.com -u [REDACTED] -p [REDACTED]",
+                proxy::VERSION,
+                "mkdir -p .kamal/proxy/apps-config",
+                &proxy::start_or_run_from_boot_config(),
+            ]
+        );
+        assert_eq!(
+            s.text(),
+            format!(
+                "echo \"kamal-rs:proxy-boot\"; {{ ( out=$(docker network create kamal 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac\n\
+                 docker login registry.example.com -u \"user\" -p \"pass\" >/dev/null || exit 1\n\
+                 v=$({}); echo \"kamal-rs:proxy-version $v\"\n\
+                 if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${{v#v}}\" 0.9.2 | sort -V | head -n1)\" != 0.9.2 ]; then exit 90; fi\n\
+                 mkdir -p .kamal/proxy/apps-config && {{ {}; }}\n\
+                 ) </dev/null; }} || {{ rc=$?; echo \"kamal-rs:failed $rc\"; exit 79; }}",
+                proxy::VERSION,
+                proxy::start_or_run_from_boot_config()
+            )
+        );
+        sh_n(&s.text());
+        // A host of a role without the proxy only gets the network.
+        let worker = script(&run, "10.0.0.3").unwrap();
+        assert_eq!(worker.shown.len(), 1);
+    }
+
+    #[test]
+    fn too_old_a_proxy_is_named() {
+        // The version check itself, run here against a stand-in `docker` that reports v0.8.4.
+        let check = "v=v0.8.4; if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${v#v}\" 0.9.2 | sort -V | head -n1)\" != 0.9.2 ]; then exit 90; fi";
+        assert_eq!(run_sh(check).0, Some(90));
+        let out = ssh::Output {
+            status: Some(79),
+            stdout: "kamal-rs:proxy-boot\nkamal-rs:proxy-version v0.8.4\nkamal-rs:failed 90\n"
+                .into(),
+            stderr: String::new(),
+        };
+        assert_eq!(
+            outcome("h1", &out).unwrap_err().message,
+            "kamal-proxy version v0.8.4 is too old, run `kamal proxy reboot` in order to update to at least v0.9.2"
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! The image pulled on the app hosts (`lib/kamal/cli/build.rb#pull`, Kamal 2.12.0): registry login, the
+//! audit line, `docker pull`, the `service` label check; with a registry mirror to seed, one host per
+//! mirror first.
+//!
+//! Kamal removes the tag first (`docker image rm --force`) to force a fresh pull; `docker pull`
+//! re-resolves the tag against the registry anyway, so the image is the same, without downloading the
+//! layers again.
+
+use futures::future::join_all;
+
+use crate::commands::{builder, registry, server};
+use crate::error::Result;
+use crate::runner::failure::{combine, HostError};
+use crate::runner::run::Run;
+use crate::runner::script::{Mark, Script, Shown};
+use crate::ssh;
+
+/// `docker login` unless the host's Docker already holds these credentials (same end state, fewer
+/// registry round trips).
+pub fn login(run: &Run<'_>) -> std::result::Result<Script, HostError> {
+    let (user, password) = run.credentials()?;
+    let server = run.config.registry().server;
+    let mut s = Script::new();
+    s.show(Shown::info(registry::login_redacted(server.as_deref())));
+    s.line(format!(
+        "{} && {{ {}; }}",
+        Mark::Login.echo(),
+        registry::login_unless_logged_in(server.as_deref(), &user, &password)
+    ));
+    Ok(s)
+}
+
+/// The audit line (`audit`, shown at debug level), `docker pull` and the label check, as 2.x and 1.x
+/// share them.
+pub fn image(run: &Run<'_>, audit: Script) -> Script {
+    let image = format!("{}:{}", run.config.repository(), run.version);
+    let service = run.config.service();
+    let mut s = Script::new();
+    s.shown = audit.shown.clone();
+    s.line(format!(
+        "{} && {}",
+        Mark::Audit.echo(),
+        audit.chain().text()
+    ));
+    let pull = builder::pull(&image);
+    s.show(Shown::info(&pull))
+        .show(Shown::info(builder::validate_image(&image, &service)));
+    s.line(format!("{} && {pull}", Mark::Pull.echo()));
+    s.line(format!(
+        "{} && {{ {}; }}",
+        Mark::Label.echo(),
+        builder::validate_image_typed(&image, &service)
+    ));
+    s
+}
+
+/// An app host's pull as one line (each part only if the one before succeeded); `None` for a host
+/// without the app.
+pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Option<Script>, HostError> {
+    if !run.is_app_host(host) {
+        return Ok(None);
+    }
+    let mut s = Script::new();
+    if !run.config.registry().local() {
+        s.append(login(run)?);
+    }
+    let audit = run.auditor().record(
+        &run.clock.now(),
+        None,
+        &format!("Pulled image with version {}", run.version),
+    );
+    let mut audit_part = Script::new();
+    audit_part.show(Shown::debug(&audit)).line(audit);
+    s.append(image(run, audit_part));
+    Ok(Some(s.chain()))
+}
+
+/// Pulls on one host (a host without the app gets `.kamal`).
+pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
+    let Some(script) = script(run, host)? else {
+        run.exec_one(host, server::ENSURE_RUN_DIRECTORY, false)
+            .await?;
+        return Ok(());
+    };
+    let image = run.config.absolute_image().unwrap_or_default();
+    run.output.progress(host, &format!("pulling {image}"));
+    let out = run.exec(host, &script, &mut |_| {}).await?;
+    if !out.success() {
+        return Err(failed(run, host, &out));
+    }
+    run.output.progress(host, "pulled, waiting for the lock");
+    Ok(())
+}
+
+/// The pull (or its label check) failed: SSHKit's text for the failing part.
+pub fn failed(run: &Run<'_>, host: &str, out: &ssh::Output) -> HostError {
+    run.output.progress_done(host, "pull failed");
+    HostError::command_failed(host, "docker", out)
+}
+
+/// Every host pulls; with a registry mirror, one host per mirror pulls first so the others pull from
+/// a warm mirror.
+pub async fn pull_all(run: &Run<'_>) -> Result<()> {
+    for (say, hosts) in pull_order(run).await? {
+        if let Some(say) = say {
+            run.output.say(&say);
+        }
+        run.on_hosts(&hosts, |h| pull(run, h)).await?;
+    }
+    Ok(())
+}
+
+/// The groups of hosts that pull one after the other (the mirrors' seeds first, when there are any),
+/// each with the line Kamal prints before it.
+pub async fn pull_order(run: &Run<'_>) -> Result<Vec<(Option<String>, Vec<String>)>> {
+    let seeds = mirror_seeds(run).await?;
+    if seeds.is_empty() {
+        return Ok(vec![(None, run.sel.hosts.clone())]);
+    }
+    let rest: Vec<String> = run
+        .sel
+        .hosts
+        .iter()
+        .filter(|h| !seeds.contains(h))
+        .cloned()
+        .collect();
+    let seeding = format!(
+        "Pulling image on {} to seed the {}...",
+        seeds.join(", "),
+        if seeds.len() == 1 {
+            "mirror"
+        } else {
+            "mirrors"
+        }
+    );
+    Ok(vec![
+        (Some(seeding), seeds),
+        (Some("Pulling image on remaining hosts...".into()), rest),
+    ])
+}
+
+/// Whether a mirror may need seeding: Docker applies mirrors to Docker Hub images only, and only with
+/// two app hosts or more is there a second host to pull from it.
+pub fn may_seed_mirrors(run: &Run<'_>) -> bool {
+    run.config.registry().docker_hub() && run.sel.app_hosts.len() >= 2
+}
+
+/// The first app host for each distinct first registry mirror.
+async fn mirror_seeds(run: &Run<'_>) -> Result<Vec<String>> {
+    if !may_seed_mirrors(run) {
+        return Ok(Vec::new());
+    }
+    let answers = join_all(run.sel.app_hosts.iter().map(|h| async move {
+        let out = run.exec_one(h, builder::FIRST_MIRROR, false).await?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        if out.success() {
+            let mirror = out.stdout.trim().to_string();
+            Ok((h.clone(), Some(mirror).filter(|m| !m.is_empty())))
+        } else if text.contains("error calling index: reflect: slice index out of range") {
+            Ok((h.clone(), None))
+        } else {
+            Err(HostError::command_failed(h, "docker", &out))
+        }
+    }))
+    .await;
+    let mut seeds: Vec<(String, String)> = Vec::new();
+    let mut errors = Vec::new();
+    for answer in answers {
+        match answer {
+            Ok((host, Some(mirror))) if !seeds.iter().any(|(m, _)| *m == mirror) => {
+                seeds.push((mirror, host))
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    combine(errors)?;
+    Ok(seeds.into_iter().map(|(_, h)| h).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::runner::steps::tests::{golden_config, sh_n};
+
+    #[test]
+    fn an_app_hosts_pull_is_one_line() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = script(&run, "10.0.0.1").unwrap().unwrap();
+        assert_eq!(
+            s.text(),
+            "echo \"kamal-rs:login\" && { grep -A1 -F '\"registry.example.com\": {' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"dXNlcjpwYXNz\"' || docker login registry.example.com -u \"user\" -p \"pass\"; } && echo \"kamal-rs:audit\" && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pulled image with version v2\" >> .kamal/app-staging-audit.log && echo \"kamal-rs:pull\" && docker pull registry.example.com/app:v2 && echo \"kamal-rs:label\" && { docker image inspect -f '{{ .Config.Labels.service }}' registry.example.com/app:v2 | grep -x app || (echo \"Image registry.example.com/app:v2 is missing the 'service' label\" && exit 1); }"
+        );
+        let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
+        assert_eq!(
+            shown,
+            [
+                "docker login registry.example.com -u [REDACTED] -p [REDACTED]",
+                "mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pulled image with version v2\" >> .kamal/app-staging-audit.log",
+                "docker pull registry.example.com/app:v2",
+                "docker inspect -f '{{ .Config.Labels.service }}' registry.example.com/app:v2 | grep -x app || (echo \"Image registry.example.com/app:v2 is missing the 'service' label\" && exit 1)",
+            ]
+        );
+        assert!(s.stdin.is_empty());
+        sh_n(&s.text());
+        assert_eq!(run.output.redact("-p pass"), "-p [REDACTED]");
+        assert!(
+            script(&run, "10.0.0.9").unwrap().is_none(),
+            "accessory-only host"
+        );
+        assert!(!may_seed_mirrors(&run), "not Docker Hub");
+    }
+}

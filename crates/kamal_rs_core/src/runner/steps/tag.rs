@@ -1,0 +1,188 @@
+//! After every boot: `latest` tagged on the app hosts (`lib/kamal/cli/app.rb#boot`), old containers and
+//! images pruned (deploy; `lib/kamal/cli/prune.rb`), and the lock released, Kamal 2.12.0. Each host's
+//! part is one command; every host tags at once, and the primary host's command also releases the lock.
+
+use std::sync::atomic::Ordering;
+
+use super::lock;
+use crate::commands::{app, prune};
+use crate::error::Result;
+use crate::runner::failure::HostError;
+use crate::runner::run::Run;
+use crate::runner::script::{or_exit, Exit, Mark, Script, Shown};
+use crate::ssh;
+
+/// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`), as one line; `None` when
+/// there is nothing to do on this host.
+pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
+    let c = run.config;
+    let auditor = run.auditor();
+    let mut s = Script::new();
+    if run.is_app_host(host) {
+        let image = format!("{}:{}", c.repository(), run.version);
+        let audit = auditor.record(
+            &run.clock.now(),
+            None,
+            &format!("Tagging {image} as the latest image"),
+        );
+        let tag = app::tag_latest(c, &run.version);
+        s.show(Shown::debug(&audit)).show(Shown::info(&tag));
+        s.line(format!("{audit} && {tag}"));
+    }
+    if !run.options.redeploy() {
+        let service = c.service();
+        for (message, commands) in [
+            (
+                "Pruned containers",
+                vec![prune::containers(&service, c.retain_containers())],
+            ),
+            (
+                "Pruned images",
+                vec![
+                    prune::dangling_images(&service),
+                    prune::tagged_images(&service, &c.repository(), &c.latest_tag()),
+                ],
+            ),
+        ] {
+            let audit = auditor.record(&run.clock.now(), None, message);
+            s.show(Shown::debug(&audit)).line(audit);
+            for cmd in commands {
+                s.show(Shown::info(&cmd)).line(format!("{{ {cmd}; }}"));
+            }
+        }
+    }
+    if release_lock {
+        let release = lock::release_command(run);
+        s.show(Shown::debug(&release)).line(release);
+    }
+    (!s.is_empty()).then(|| s.chain())
+}
+
+/// The tag run at the end of the run's only boot script: a failure there ends it with `Exit::Tag`.
+pub fn after_boot(tag: Script) -> Script {
+    let mut s = Script::new();
+    s.shown = tag.shown.clone();
+    s.line(or_exit(&tag.text(), Exit::Tag));
+    s.line(Mark::Tagged.echo());
+    s
+}
+
+/// Whether the run boots exactly one (host, proxy role) and touches no other host: then the tag (prune,
+/// lock release) can follow in the boot's own script, since "latest only after every host booted"
+/// holds as soon as that boot succeeded.
+pub fn single_boot(run: &Run<'_>, host: &str) -> bool {
+    let roles = run.roles_on(host);
+    run.sel.hosts.len() == 1
+        && run.sel.app_hosts.len() == 1
+        && roles.len() == 1
+        && roles[0].running_proxy()
+}
+
+/// Whether this host's tag command releases the lock: the primary host, while this run holds it.
+pub fn releases_lock(run: &Run<'_>, host: &str) -> bool {
+    host == run.sel.primary_host && run.lock.to_release()
+}
+
+/// The boot's script also tagged (and pruned, and released the lock).
+pub fn done_in_boot(run: &Run<'_>, host: &str, released: bool) {
+    run.tagged_in_boot.store(true, Ordering::SeqCst);
+    if !run.options.redeploy() {
+        run.output.say("Prune old containers and images...");
+    }
+    if released {
+        run.output.say("Releasing the deploy lock...");
+        run.lock.released();
+    }
+    run.output
+        .progress_done(host, &format!("{} live", run.version));
+}
+
+/// A tag (prune, release) that failed after its boot had succeeded.
+pub fn failed(host: &str, out: &ssh::Output) -> HostError {
+    HostError::command_failed(host, "docker", out)
+}
+
+/// Every host tags at once, and the primary's command then releases the lock: Kamal releases it after
+/// every tag; here the release may come while another host's `docker tag` is still finishing, which a
+/// second deploy, whose first change is seconds away, cannot tell apart.
+pub async fn tag_all(run: &Run<'_>) -> Result<()> {
+    if !run.options.redeploy() {
+        run.output.say("Prune old containers and images...");
+    }
+    let release = run.lock.to_release();
+    if release {
+        run.output.say("Releasing the deploy lock...");
+    }
+    let primary = run.sel.primary_host.as_str();
+    run.on_hosts(&run.sel.hosts, |h| {
+        tag_and_prune(run, h, release && h == primary)
+    })
+    .await
+}
+
+async fn tag_and_prune(
+    run: &Run<'_>,
+    host: &str,
+    release_lock: bool,
+) -> std::result::Result<(), HostError> {
+    let Some(script) = script(run, host, release_lock) else {
+        return Ok(());
+    };
+    run.output.progress(host, "tagging latest");
+    let out = run.exec(host, &script, &mut |_| {}).await?;
+    if !out.success() {
+        return Err(failed(host, &out));
+    }
+    if release_lock {
+        run.lock.released();
+    }
+    let done = if run.is_app_host(host) {
+        format!("{} live", run.version)
+    } else {
+        "done".into()
+    };
+    run.output.progress_done(host, &done);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::{Command, DeployOptions};
+    use crate::runner::steps::tests::{golden_config, sh_n};
+
+    #[test]
+    fn a_deploy_tags_prunes_and_releases() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = script(&run, "10.0.0.1", true).unwrap();
+        assert_eq!(
+            s.text(),
+            "mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Tagging registry.example.com/app:v2 as the latest image\" >> .kamal/app-staging-audit.log && docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pruned containers\" >> .kamal/app-staging-audit.log && { docker ps -q -a --filter label=service=app --filter status=created --filter status=exited --filter status=dead | tail -n +6 | while read container_id; do docker rm $container_id; done; } && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pruned images\" >> .kamal/app-staging-audit.log && { docker image prune --force --filter label=service=app; } && { docker image ls --filter label=service=app --format '{{.ID}} {{.Repository}}:{{.Tag}}' | grep -v -w \"$(docker container ls -a --format '{{.Image}}\\|' --filter label=service=app | tr -d '\\n')registry.example.com/app:latest-staging\\|registry.example.com/app:<none>\" | while read image tag; do docker rmi $tag; done; } && rm .kamal/lock-app-staging/details && rm -r .kamal/lock-app-staging"
+        );
+        assert_eq!(s.shown.len(), 8);
+        sh_n(&s.text());
+        let folded = after_boot(s);
+        assert!(folded
+            .text()
+            .ends_with("|| exit 76\necho \"kamal-rs:tagged\""));
+        sh_n(&folded.text());
+    }
+
+    #[test]
+    fn a_redeploy_only_tags_and_an_accessory_host_has_nothing() {
+        let c = golden_config();
+        let options = DeployOptions {
+            command: Command::Redeploy,
+            ..DeployOptions::default()
+        };
+        let run = Run::for_test(&c, options);
+        let s = script(&run, "10.0.0.3", false).unwrap();
+        assert_eq!(s.shown.len(), 2);
+        assert!(s.text().ends_with(
+            "docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging"
+        ));
+        assert!(script(&run, "10.0.0.9", false).is_none());
+        assert!(!single_boot(&run, "10.0.0.1"));
+    }
+}

@@ -1,0 +1,332 @@
+//! One (host, role) boot of a Kamal 1.x config as one script, in Kamal 1.9's order
+//! (`lib/kamal/cli/app/boot.rb`, `lib/kamal/cli/healthcheck/poller.rb`, tag v1.9.3): stale containers,
+//! a clashing name, the old version, the new container with its health cord, its health, then the
+//! old container cut loose and stopped. Also Traefik's boot (`lib/kamal/cli/traefik.rb`).
+
+use super::{app, audit};
+use crate::commands::app::container_hostname;
+use crate::commands::registry;
+use crate::commands::v1::{AppV1, Traefik};
+use crate::config::Role;
+use crate::error::ErrorKind;
+use crate::runner::failure::HostError;
+use crate::runner::report::RoleState;
+use crate::runner::run::Run;
+use crate::runner::script::{guard, Exit, Mark, Script, Shown};
+use crate::runner::steps::boot::{close_barrier, gatekeeper, open_barrier};
+
+/// Poll period of the health waits, in seconds.
+const POLL: f64 = 0.25;
+/// Kamal 1.9's pause for Traefik after a health change.
+const TRAEFIK_UPDATE_DELAY: u64 = 5;
+/// The least time Docker takes to call a container unhealthy once its check starts failing (three
+/// failed checks one second apart, Docker's default retries and Kamal 1.9's interval).
+const UNHEALTHY_AFTER: u64 = 2;
+
+/// A health wait: what is waited for, and its markers and exit.
+struct Wait {
+    target: &'static str,
+    retry: Mark,
+    timeout: Mark,
+    exit: Exit,
+    /// 1.9's words: `container not <what> (<status>)`.
+    what: &'static str,
+}
+
+const READY: Wait = Wait {
+    target: "healthy",
+    retry: Mark::RetryReady,
+    timeout: Mark::TimeoutReady,
+    exit: Exit::NotReady,
+    what: "ready",
+};
+
+const UNHEALTHY: Wait = Wait {
+    target: "unhealthy",
+    retry: Mark::RetryUnhealthy,
+    timeout: Mark::TimeoutUnhealthy,
+    exit: Exit::NotUnhealthy,
+    what: "unhealthy",
+};
+
+/// The boot's script.
+pub fn script(run: &Run<'_>, host: &str, role: &Role) -> Script {
+    let app = app(run, role);
+    let v = &run.version;
+    let polls = ((1..=app.max_attempts()).sum::<i64>() as f64 / POLL) as i64;
+    let replaced = format!("{v}_replaced_{}", run.clock.hex(8));
+    let hostname = container_hostname(host, &run.clock.hex(6));
+    let rename_audit = audit(
+        run,
+        Some(&role.name),
+        &format!("Renaming container {v} to {replaced}"),
+    );
+    let booted_audit = audit(run, Some(&role.name), &format!("Booted app version {v}"));
+    let docker_run = app.run(host, v, &hostname);
+    let mut s = Script::new();
+    s.show(Shown::info(app.list_versions()))
+        .show(Shown::info(app.current_running_version()))
+        .show(Shown::info(app.container_id_for(v)))
+        .show(Shown::debug(&booted_audit))
+        .show(Shown::info(&docker_run))
+        .show(Shown::info(app.status(v)));
+    s.line(format!("current=$({})", app.current_running_version()));
+    s.line(format!(
+        "for stale in $({}); do [ \"$stale\" = \"$current\" ] && continue; {}; {} >/dev/null 2>&1; done",
+        app.list_versions(),
+        Mark::Stale.echo_with("$stale"),
+        app.stop("$stale")
+    ));
+    s.line(format!(
+        "if [ -n \"$({})\" ]; then {}; {}; fi",
+        app.container_id_for(v),
+        Mark::Renamed.echo_with(&replaced),
+        guard(
+            &format!("{rename_audit} && {}", app.rename(v, &replaced)),
+            Exit::Rename
+        )
+    ));
+    s.line(format!(
+        "old=$({}); {}",
+        app.current_running_version(),
+        Mark::Old.echo_with("$old")
+    ));
+    if let Some(assets) = app.extract_and_sync_assets(v) {
+        s.line(guard(&format!("{{ {assets}; }} >/dev/null"), Exit::Assets));
+    }
+    s.line(guard(&booted_audit, Exit::Audit));
+    if app.uses_cord() {
+        s.line(guard(&app.tie_cord(), Exit::Cord));
+    }
+    s.line(format!(
+        "{}; {}",
+        Mark::Run.echo(),
+        guard(&format!("{docker_run} >/dev/null"), Exit::Run)
+    ));
+    // Healthy, or running without a health check (then the readiness delay, as 1.9).
+    let delay = Some(run.config.timeouts().readiness_delay);
+    let stop_new = format!("{} >/dev/null 2>&1", app.stop(v));
+    s.line(format!(
+        "{}; {}",
+        poll_loop(&app.status(v), &READY, delay, polls, &stop_new),
+        Mark::Healthy.echo()
+    ));
+    s.line(stop_old(&app, polls, v));
+    s.line(Mark::Done.echo());
+    s
+}
+
+/// The old container: its cord is cut so that its health check fails and Traefik drops it, then it
+/// is stopped. Cutting comes TRAEFIK_UPDATE_DELAY - UNHEALTHY_AFTER seconds after the new one is
+/// healthy, so Traefik still gets at least Kamal's 5 s to route to the new container before the old
+/// one can be unhealthy; the 5 s after it is unhealthy stay as they are.
+fn stop_old(app: &AppV1<'_>, polls: i64, version: &str) -> String {
+    let mut steps = vec![];
+    if app.uses_cord() {
+        steps.push(format!(
+            "cord=$({}); if [ -n \"$cord\" ]; then sleep {}; {}; {}; sleep {TRAEFIK_UPDATE_DELAY}; fi",
+            app.cord("$old"),
+            TRAEFIK_UPDATE_DELAY - UNHEALTHY_AFTER,
+            AppV1::cut_cord("\"$cord\""),
+            poll_loop(&app.status("$old"), &UNHEALTHY, None, polls, "true")
+        ));
+    }
+    steps.push(format!("{} >/dev/null 2>&1", app.stop("$old")));
+    steps.extend(app.clean_up_assets(version));
+    format!(
+        "if [ -n \"$old\" ]; then {}; {}; fi",
+        Mark::Stopping.echo_with("$old"),
+        steps.join("; ")
+    )
+}
+
+/// A shell loop that checks `status` every POLL seconds until it prints the wait's target (or, with a
+/// readiness delay, `running`: a container without a health check, then the delay), for at most
+/// `polls` checks (1.9's total budget). At the moments 1.9's poller would have checked again (after
+/// 1, 1+2, 1+2+3... seconds) it prints the wait's retry marker (`<status> <attempt>`), so the log keeps
+/// 1.9's messages; when the budget is spent, its timeout marker (`<status>`), then `on_timeout`, then
+/// the wait's exit.
+fn poll_loop(
+    status: &str,
+    wait: &Wait,
+    readiness_delay: Option<i64>,
+    polls: i64,
+    on_timeout: &str,
+) -> String {
+    let per_second = (1.0 / POLL) as i64;
+    let running = readiness_delay
+        .map(|d| format!(" [ \"$st\" = running ] && {{ sleep {d}; break; }};"))
+        .unwrap_or_default();
+    format!(
+        "i=0; k=1; next={per_second}; while :; do st=$({status}); [ \"$st\" = {target} ] && break;{running} i=$((i+1)); \
+         [ $i -ge {polls} ] && {{ {timeout}; {on_timeout}; {exit}; }}; \
+         [ $i -eq $next ] && {{ {retry}; k=$((k+1)); next=$((next+{per_second}*k)); }}; sleep {POLL}; done",
+        target = wait.target,
+        timeout = wait.timeout.echo_with("$st"),
+        exit = wait.exit.exit(),
+        retry = wait.retry.echo_with("$st $k"),
+    )
+}
+
+/// Boots one role on one host (past the barrier) and reads its outcome.
+pub async fn boot(run: &Run<'_>, host: &str, role: &Role) -> std::result::Result<(), HostError> {
+    let v1_app = app(run, role);
+    let max_attempts = v1_app.max_attempts();
+    run.output
+        .progress(host, &format!("booting {} {}", role.name, run.version));
+    let gatekeeper = gatekeeper(run, role);
+    let mut on_line = |line: &str| {
+        let Some((mark, arg)) = Mark::parse(line) else {
+            return;
+        };
+        let retry = |what: &str| {
+            // 1.9's poller messages, at the moments it would have checked again.
+            let (status, attempt) = arg.split_once(' ').unwrap_or((arg, "?"));
+            run.output.info(&format!(
+                "container not {what} ({status}), retrying in {attempt}s (attempt {attempt}/{max_attempts})..."
+            ));
+        };
+        match mark {
+            Mark::Healthy => {
+                run.output.info("Container is healthy!");
+                run.reports.set_state(host, &role.name, RoleState::Live);
+                if gatekeeper {
+                    open_barrier(run, host);
+                }
+            }
+            Mark::RetryReady => retry(READY.what),
+            Mark::RetryUnhealthy => retry(UNHEALTHY.what),
+            Mark::Stale => run.output.info(&format!(
+                "Stopping stale container for role {} with version {arg}",
+                role.name
+            )),
+            Mark::Old => run
+                .reports
+                .set_old_version(host, &role.name, Some(arg.into())),
+            _ => {}
+        }
+    };
+    let out = run
+        .exec(host, &script(run, host, role), &mut on_line)
+        .await?;
+    if out.success() {
+        return Ok(());
+    }
+    let healthy = Mark::Healthy.seen(&out.stdout);
+    let error = failure(host, &out);
+    if !healthy {
+        if gatekeeper {
+            close_barrier(run, host);
+        }
+        run.reports
+            .set_state(host, &role.name, RoleState::Failed(error.message.clone()));
+        run.output
+            .info(&format!("Failed to boot {} on {host}", role.name));
+    }
+    Err(error)
+}
+
+/// 1.9's message for a failed boot script: a health wait that ran out (`container not ready
+/// (unhealthy)`), or the failing command's own text.
+fn failure(host: &str, out: &crate::ssh::Output) -> HostError {
+    for wait in [&READY, &UNHEALTHY] {
+        if let Some(status) = wait.timeout.find(&out.stdout) {
+            return HostError::on_host(
+                ErrorKind::Healthcheck,
+                host,
+                format!("container not {} ({status})", wait.what),
+            );
+        }
+    }
+    let first_word = match Exit::of(out.status) {
+        Some(Exit::Audit | Exit::Cord) => "mkdir",
+        _ => "docker",
+    };
+    HostError::command_failed(host, first_word, out)
+}
+
+/// Traefik started (or run) on a host, after the registry login.
+pub async fn boot_traefik(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
+    let (user, password) = run.credentials()?;
+    let server = run.config.registry().server;
+    let start = Traefik { config: run.config }.start_or_run();
+    let mut s = Script::new();
+    s.show(Shown::info(registry::login_redacted(server.as_deref())))
+        .show(Shown::info(&start));
+    s.line(format!(
+        "{{ {}; }} && {start}",
+        registry::login_unless_logged_in(server.as_deref(), &user, &password)
+    ));
+    let out = run.exec(host, &s, &mut |_| {}).await?;
+    if !out.success() {
+        return Err(HostError::command_failed(host, "docker", &out));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::runner::steps::tests::{golden, run_sh, sh_n};
+    use crate::runner::v1::tests::v1_config;
+    use crate::ssh::Output;
+
+    #[test]
+    fn a_1_9_boot_script() {
+        let c = v1_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let web = c.role("web").unwrap();
+        let s = script(&run, "10.0.0.1", web);
+        let text = s.text();
+        golden("v1_web_boot.sh", &text);
+        sh_n(&text);
+        assert!(text.contains("mkdir -p .kamal/cords/app-web-0123456789abcdef0123456789abcdef ; touch .kamal/cords/app-web-0123456789abcdef0123456789abcdef/cord"));
+        assert!(
+            text.contains("echo \"kamal-rs:timeout-ready $st\""),
+            "{text}"
+        );
+        assert!(text.contains("echo \"kamal-rs:timeout-unhealthy $st\""));
+        // 3 attempts: (1+2+3) s of 1.9's backoff, polled every 0.25 s.
+        assert!(text.contains("[ $i -ge 24 ]"));
+        let workers = c.role("workers").unwrap();
+        let w = script(&run, "10.0.0.3", workers).text();
+        assert!(!w.contains("cord"), "a role without Traefik has no cord");
+        sh_n(&w);
+    }
+
+    /// An unhealthy container: the poll loop runs out, and the error says what 1.9 says.
+    #[test]
+    fn an_unhealthy_version_fails_with_1_9s_message() {
+        let status = "echo unhealthy";
+        let (code, stdout) = run_sh(&poll_loop(status, &READY, Some(7), 6, "true"));
+        assert_eq!(code, Some(Exit::NotReady.code()));
+        assert!(
+            stdout.contains("kamal-rs:retry-ready unhealthy 1\n"),
+            "{stdout}"
+        );
+        let out = Output {
+            status: code,
+            stdout,
+            stderr: String::new(),
+        };
+        let e = failure("10.0.0.1", &out);
+        assert_eq!(e.kind, ErrorKind::Healthcheck);
+        assert_eq!(
+            e.message,
+            "Exception while executing on host 10.0.0.1: container not ready (unhealthy)"
+        );
+    }
+
+    #[test]
+    fn the_barrier_is_set_once() {
+        let c = v1_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        open_barrier(&run, "10.0.0.1");
+        assert!(
+            !close_barrier(&run, "10.0.0.2"),
+            "a later result changes nothing"
+        );
+        assert_eq!(run.barrier.get(), Some(true));
+    }
+}

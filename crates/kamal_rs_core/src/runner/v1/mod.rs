@@ -1,0 +1,180 @@
+//! `deploy` / `redeploy` of a Kamal 1.x config with Kamal 1.9.3's steps (`lib/kamal/cli/main.rb`,
+//! tag v1.9.3): the same run context, SSH layer, output and step parts as 2.x, with 1.9's commands.
+//! `redeploy` skips the registry login, the Traefik boot and the prune. `env push`, which 1.x deploys
+//! need once (they upload no env file), is in `env_push.rs`.
+//!
+//! Kamal 1.9 sleeps to give Traefik time: 5 s after the new container is healthy, 5 s after the old
+//! one turns unhealthy, and the readiness delay for containers without a health check. kamal_rs polls
+//! health every 0.25 s instead of backing off 1, 2, 3... s (what is waited for is observable), and
+//! overlaps the first 5 s with the old container's own way to `unhealthy` (see `boot.rs`); the other
+//! two waits are for Traefik or for an app without a health check, which nothing can observe, so they
+//! stay on the clock.
+
+pub mod boot;
+pub mod env_push;
+mod pull;
+
+use std::sync::atomic::Ordering;
+
+use super::failure::HostError;
+use super::rollout;
+use super::run::Run;
+use super::script::{Script, Shown};
+use super::steps::build::Build;
+use super::steps::hooks::run_hook;
+use super::steps::lock;
+use crate::commands::v1::{self as cmd, AppV1};
+use crate::commands::{app, prune};
+use crate::config::Role;
+use crate::error::Result;
+
+fn app<'a>(run: &'a Run<'_>, role: &'a Role) -> AppV1<'a> {
+    AppV1::new(run.config, role, &run.run_id)
+}
+
+/// 1.9's audit line (unquoted) for `message`.
+fn audit(run: &Run<'_>, role: Option<&str>, message: &str) -> String {
+    let line = run.auditor().line(&run.clock.now(), role, message);
+    cmd::audit(run.sd(), &line)
+}
+
+/// Traefik runs on a host when one of its roles runs it.
+fn runs_traefik(run: &Run<'_>, host: &str) -> bool {
+    run.roles_on(host)
+        .iter()
+        .any(|r| app(run, r).running_traefik())
+}
+
+/// The steps of Kamal 1.9's `deploy` (`redeploy`).
+pub async fn deploy(run: &Run<'_>) -> Result<()> {
+    let deploy = !run.options.redeploy();
+    run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+    if deploy {
+        // Locally (unless -P), then on every host with the pull.
+        run.output.say("Log into image registry...");
+        if !run.options.skip_push {
+            Build::new(run).login_locally().await?;
+        }
+    }
+    if run.options.skip_push {
+        run.connect_all().await?;
+        run.output.say("Pull app image...");
+    } else {
+        run.output.say("Build and push app image...");
+        let build = Build::new(run);
+        let (built, connected) = tokio::join!(build.push(), run.connect_all());
+        built?;
+        connected?;
+    }
+    run.touched.store(true, Ordering::SeqCst);
+    pull::pull_all(run).await?;
+    run.checkpoint()?;
+    lock::acquire_on_primary(run).await?;
+    run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
+    if deploy {
+        run.output.say("Ensure Traefik is running...");
+        let hosts: Vec<String> = run
+            .sel
+            .hosts
+            .iter()
+            .filter(|h| runs_traefik(run, h))
+            .cloned()
+            .collect();
+        run.on_hosts(&hosts, |h| boot::boot_traefik(run, h)).await?;
+    }
+    run.output.say("Detect stale containers...");
+    run.output.say(&format!(
+        "Start container with version {} using a {}s readiness delay (or reboot if already running)...",
+        run.version,
+        run.config.timeouts().readiness_delay
+    ));
+    rollout::in_groups(run).await?;
+    run.checkpoint()?;
+    if deploy {
+        run.output.say("Prune old containers and images...");
+    }
+    run.on_hosts(&run.sel.hosts, |h| tag_and_prune(run, h))
+        .await?;
+    run.output.say("Releasing the deploy lock...");
+    lock::release(run).await
+}
+
+/// 1.9's tag (every host) and prune (deploy), with the `healthcheck-S` containers pruned too.
+fn tag_script(run: &Run<'_>) -> Script {
+    let c = run.config;
+    let image = format!("{}:{}", c.repository(), run.version);
+    let mut s = Script::new();
+    let tag_audit = audit(run, None, &format!("Tagging {image} as the latest image"));
+    let tag = app::tag_latest(c, &run.version);
+    s.show(Shown::debug(&tag_audit)).show(Shown::info(&tag));
+    s.line(tag_audit).line(tag);
+    if !run.options.redeploy() {
+        let service = c.service();
+        let steps = [
+            (audit(run, None, "Pruned containers"), true),
+            (prune::containers(&service, c.retain_containers()), false),
+            (cmd::prune_healthcheck_containers(run.sd()), false),
+            (audit(run, None, "Pruned images"), true),
+            (prune::dangling_images(&service), false),
+            (
+                prune::tagged_images(&service, &c.repository(), &c.latest_tag()),
+                false,
+            ),
+        ];
+        for (step, debug) in steps {
+            s.show(Shown {
+                command: step.clone(),
+                debug,
+            });
+            s.line(format!("{{ {step}; }}"));
+        }
+    }
+    s.chain()
+}
+
+async fn tag_and_prune(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
+    run.output.progress(host, "tagging latest");
+    let out = run.exec(host, &tag_script(run), &mut |_| {}).await?;
+    if !out.success() {
+        return Err(HostError::command_failed(host, "docker", &out));
+    }
+    run.output
+        .progress_done(host, &format!("{} live", run.version));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::runner::steps::tests::sh_n;
+    use crate::test_support::config;
+    use serde_json::json;
+
+    pub fn v1_config() -> crate::config::Configuration {
+        config(
+            &[json!({"service": "app", "image": "app",
+                     "servers": {"web": ["10.0.0.1"], "workers": {"hosts": ["10.0.0.3"], "cmd": "bin/jobs"}},
+                     "registry": {"server": "registry.example.com", "username": "user", "password": "pass"},
+                     "traefik": {"args": {"accesslog": true}},
+                     "healthcheck": {"max_attempts": 3}})],
+            None,
+            "v2",
+        )
+    }
+
+    #[test]
+    fn tag_and_prune_as_1_9() {
+        let c = v1_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = tag_script(&run);
+        assert!(s.text().starts_with(
+            "echo [2026-12-01T10:00:00Z] [deployer@example.com] Tagging registry.example.com/app:v2 as the latest image >> .kamal/app-audit.log && docker tag registry.example.com/app:v2 registry.example.com/app:latest && { echo [2026-12-01T10:00:00Z] [deployer@example.com] Pruned containers >> .kamal/app-audit.log; } && "
+        ));
+        assert!(s.text().contains(
+            "{ docker container prune --force --filter label=service=healthcheck-app; }"
+        ));
+        assert_eq!(s.shown.len(), 8);
+        sh_n(&s.text());
+    }
+}

@@ -1,0 +1,118 @@
+//! Kamal 1.9's pull (`lib/kamal/cli/build.rb#pull`, tag v1.9.3) with the deploy's registry login on
+//! every host (1.9's `registry:login` step), and a check that every env file the deploy needs is there:
+//! 1.x deploys upload none, and without one `docker run` would fail after the lock.
+
+use super::{app, audit, runs_traefik};
+use crate::commands::server;
+use crate::commands::v1::Traefik;
+use crate::error::{ErrorKind, Result};
+use crate::runner::failure::HostError;
+use crate::runner::run::Run;
+use crate::runner::script::{Exit, Mark, Script, Shown};
+use crate::runner::steps::pull;
+
+/// One host's pull as one line; with `deploy`, the registry login first.
+pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
+    let mut s = Script::new();
+    if !run.options.redeploy() {
+        s.append(pull::login(run)?);
+    }
+    let mut files: Vec<String> = run
+        .roles_on(host)
+        .iter()
+        .map(|r| app(run, r).env_file_path())
+        .collect();
+    if !run.options.redeploy() && runs_traefik(run, host) {
+        files.push(Traefik::env_file_path().into());
+    }
+    for f in &files {
+        s.line(format!(
+            "{{ [ -f {f} ] || {{ {}; {}; }}; }}",
+            Mark::MissingEnv.echo_with(f),
+            Exit::MissingEnv.exit()
+        ));
+    }
+    let line = audit(
+        run,
+        None,
+        &format!("Pulled image with version {}", run.version),
+    );
+    let mut audit_part = Script::new();
+    audit_part
+        .show(Shown::debug(&line))
+        .line(server::ENSURE_RUN_DIRECTORY)
+        .line(line);
+    let mut image = pull::image(run, audit_part);
+    image.show(Shown::info(server::ENSURE_RUN_DIRECTORY));
+    s.append(image);
+    Ok(s.chain())
+}
+
+pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
+    let s = script(run, host)?;
+    run.output.progress(
+        host,
+        &format!("pulling {}:{}", run.config.repository(), run.version),
+    );
+    let out = run.exec(host, &s, &mut |_| {}).await?;
+    if let Some(file) = Mark::MissingEnv.find(&out.stdout) {
+        return Err(HostError::new(
+            ErrorKind::Configuration,
+            format!(
+                "{host}: {file} is missing. Kamal 1.x deploys do not upload env files: run `kamal-rs env push` (or `kamal env push`) first"
+            ),
+        ));
+    }
+    if !out.success() {
+        return Err(pull::failed(run, host, &out));
+    }
+    run.output.progress(host, "pulled, waiting for the lock");
+    Ok(())
+}
+
+pub async fn pull_all(run: &Run<'_>) -> Result<()> {
+    for (say, hosts) in pull::pull_order(run).await? {
+        if let Some(say) = say {
+            run.output.say(&say);
+        }
+        run.on_hosts(&hosts, |h| pull(run, h)).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::options::DeployOptions;
+    use crate::runner::steps::tests::{run_sh, sh_n};
+    use crate::runner::v1::tests::v1_config;
+
+    #[test]
+    fn a_1_9_pull_checks_the_env_files_first() {
+        let c = v1_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = script(&run, "10.0.0.1").unwrap();
+        let text = s.text();
+        assert!(text.contains(" && { [ -f .kamal/env/roles/app-web.env ] || { echo \"kamal-rs:missing-env .kamal/env/roles/app-web.env\"; exit 84; }; } && { [ -f .kamal/env/traefik/traefik.env ] || "));
+        assert!(text.contains("echo \"kamal-rs:audit\" && mkdir -p .kamal && echo [2026-12-01T10:00:00Z] [deployer@example.com] Pulled image with version v2 >> .kamal/app-audit.log && echo \"kamal-rs:pull\" && docker pull registry.example.com/app:v2"));
+        let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
+        assert_eq!(
+            shown[0],
+            "docker login registry.example.com -u [REDACTED] -p [REDACTED]"
+        );
+        assert_eq!(shown.last(), Some(&"mkdir -p .kamal"));
+        sh_n(&text);
+        // Run where no env file exists: the missing one is named and the script ends there.
+        let dir = std::env::temp_dir().join(format!("kamal-rs-v1-pull-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let check = text.split(" && echo \"kamal-rs:audit\"").next().unwrap();
+        let check = check.split_once("; } && ").unwrap().1;
+        let (status, stdout) = run_sh(&format!("cd {} && {check}", dir.display()));
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(status, Some(84));
+        assert_eq!(
+            Mark::MissingEnv.find(&stdout),
+            Some(".kamal/env/roles/app-web.env")
+        );
+    }
+}
