@@ -174,6 +174,23 @@ class BuildTest < Minitest::Test
     FileUtils.rm_rf(dir) if dir
   end
 
+  # `--no-cache` reaches `docker buildx build` from each entry point, and the build then uses no cache.
+  def test_08_no_cache_from_the_cli_the_ruby_api_and_a_rake_task
+    File.write(File.join(@app, "Rakefile"), %(require "kamal_rs/tasks"\n))
+    git("add", "Rakefile")
+    git("commit", "-qm", "rakefile")
+    api = %(require "kamal_rs"; KamalRs.redeploy(no_cache: true))
+    [ [ "redeploy", "--no-cache" ],
+      [ RbConfig.ruby, "-e", api ],
+      [ RbConfig.ruby, "-S", "rake", "kamal_rs:redeploy", "NO_CACHE=1" ] ].each do |command|
+      status, out, = kamal_rs(*command)
+      assert_equal 0, status, "#{command.inspect}\n#{out}"
+      assert_match(/Running docker buildx build --output=type=registry .* --file Dockerfile --no-cache \. 2>&1 on localhost/, out, command.inspect)
+      # Only the base image is "CACHED"; every step of the Dockerfile ran again.
+      refute_match(%r{\[[2-5]/5\][^\n]*\n[^\n]*#\d+ CACHED}, out, "#{command.inspect}: a step came from the cache")
+    end
+  end
+
   private
     def write(file, content)
       File.write(File.join(@app, file), content)
@@ -185,13 +202,15 @@ class BuildTest < Minitest::Test
       out
     end
 
-    # [exit status, output, [[seconds since start, line], ...]]: lines timed as they arrive.
+    # [exit status, output, [[seconds since start, line], ...]]: lines timed as they arrive. `args` are
+    # kamal-rs's, or a whole command (starting with the path of ruby).
     def kamal_rs(*args, env: {}, dir: @app)
       full_env = { "RUBYLIB" => File.join(ROOT, "lib"), "DOCKER_HOST" => "unix://#{Lab::BUILDER_SOCKET}" }.merge(env)
+      command = args.first == RbConfig.ruby ? args : [ RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args ]
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       lines = []
       status = Timeout.timeout(180) do
-        Open3.popen2e(full_env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: dir) do |_in, io, thread|
+        Open3.popen2e(full_env, *command, chdir: dir) do |_in, io, thread|
           io.each_line { |l| lines << [ Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, l.chomp ] }
           thread.value
         end

@@ -1,5 +1,5 @@
 //! A TEST STAND-IN for kamal-proxy (the real image cannot be built here). It honours the command line
-//! Kamal 2 uses (reference §4.2, §4.7): `run` serves :80 and relays each request to the live target of
+//! Kamal 2 uses (`lib/kamal/commands/proxy.rb`, `lib/kamal/commands/app/proxy.rb`, Kamal 2.12.0): `run` serves :80 and relays each request to the live target of
 //! the matching service; `deploy SERVICE --target=ID:PORT [flags]` health-checks the target and switches
 //! to it only once it answers 2xx (exit 1 after --deploy-timeout otherwise); `remove`, `stop`,
 //! `resume`, `list`, `--version`. State lives in the kamal-proxy-config volume, so it survives restarts.
