@@ -6,6 +6,8 @@
 pub mod accessory;
 mod ensure;
 pub mod env;
+#[cfg(test)]
+mod fuzz;
 pub mod gem_version;
 mod git;
 pub use git::random_hex;
