@@ -179,7 +179,17 @@ impl Connection {
             }
             out
         };
-        let ((), stdout, stderr) = tokio::join!(writer, reader, errors);
+        // The writer may wait on a gate the remote script never reaches (it ended before): once the
+        // script's output is closed, what is still unwritten is dropped.
+        let mut writer = std::pin::pin!(writer);
+        let mut io = std::pin::pin!(async { tokio::join!(reader, errors) });
+        let mut written = false;
+        let (stdout, stderr) = loop {
+            tokio::select! {
+                out = &mut io => break out,
+                () = &mut writer, if !written => written = true,
+            }
+        };
         let status = child.wait().await.map_err(classify)?;
         Ok(Output {
             status: status.code(),
@@ -225,7 +235,10 @@ fn classify(e: openssh::Error) -> SshError {
             let text = error_text(&other);
             let lower = text.to_ascii_lowercase();
             // The master's control socket is gone: the master exited with the connection.
-            if lower.contains("no such file") || lower.contains("connection reset") || lower.contains("broken pipe") {
+            if lower.contains("no such file")
+                || lower.contains("connection reset")
+                || lower.contains("broken pipe")
+            {
                 SshError::Lost(text)
             } else {
                 SshError::Command(text)
@@ -234,7 +247,7 @@ fn classify(e: openssh::Error) -> SshError {
     }
 }
 
-fn error_text(e: &(dyn std::error::Error)) -> String {
+fn error_text(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -256,7 +269,9 @@ pub fn connect_reason(ssh_text: &str) -> String {
         "connection refused".to_string()
     } else if lower.contains("timed out") {
         timed_out()
-    } else if lower.contains("host key verification failed") || lower.contains("identification has changed") {
+    } else if lower.contains("host key verification failed")
+        || lower.contains("identification has changed")
+    {
         "host key mismatch (the host's key is not the one known_hosts has for it)".into()
     } else if lower.contains("permission denied") {
         "authentication failed (permission denied)".into()
@@ -265,7 +280,10 @@ pub fn connect_reason(ssh_text: &str) -> String {
     } else if lower.contains("no route to host") || lower.contains("network is unreachable") {
         "no route to host".into()
     } else if lower.contains("connection closed") || lower.contains("connection reset") {
-        format!("the connection was closed by the host ({})", ssh_text.trim())
+        format!(
+            "the connection was closed by the host ({})",
+            ssh_text.trim()
+        )
     } else {
         ssh_text.trim().to_string()
     };
