@@ -296,6 +296,11 @@ fn level(debug: bool) -> &'static str {
     }
 }
 
+/// SSHKit's command uuid: 8 hex digits.
+pub fn uuid() -> String {
+    crate::config::random_hex(4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,9 +315,4 @@ mod tests {
         );
         assert_eq!(out.redact("KEY=s3cr3t-value."), "KEY=[REDACTED].");
     }
-}
-
-/// SSHKit's command uuid: 8 hex digits.
-pub fn uuid() -> String {
-    crate::config::random_hex(4)
 }

@@ -205,6 +205,26 @@ pub fn optionize_as(
     out
 }
 
+/// Ruby's `Shellwords.escape`: a backslash before every character outside `[A-Za-z0-9_\-.,:+/@\n]`,
+/// a newline as `'\n'`, and `''` for the empty string.
+pub fn shellescape(s: &str) -> String {
+    if s.is_empty() {
+        return "''".into();
+    }
+    let mut out = String::with_capacity(s.len() * 2);
+    for ch in s.chars() {
+        match ch {
+            '\n' => out.push_str("'\n'"),
+            c if c.is_ascii_alphanumeric() || "_-.,:+/@".contains(c) => out.push(c),
+            c => {
+                out.push('\\');
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,24 +289,4 @@ mod tests {
             vec![r#"--log-driver="json-file""#]
         );
     }
-}
-
-/// Ruby's `Shellwords.escape`: a backslash before every character outside `[A-Za-z0-9_\-.,:+/@\n]`,
-/// a newline as `'\n'`, and `''` for the empty string.
-pub fn shellescape(s: &str) -> String {
-    if s.is_empty() {
-        return "''".into();
-    }
-    let mut out = String::with_capacity(s.len() * 2);
-    for ch in s.chars() {
-        match ch {
-            '\n' => out.push_str("'\n'"),
-            c if c.is_ascii_alphanumeric() || "_-.,:+/@".contains(c) => out.push(c),
-            c => {
-                out.push('\\');
-                out.push(c);
-            }
-        }
-    }
-    out
 }

@@ -238,6 +238,20 @@ impl<'a> App<'a> {
         )
     }
 
+    /// The running version, as `current_version_into_old` finds it, on its own line; exits non-zero
+    /// when docker does not answer, so that "none" and "could not check" stay apart.
+    pub fn running_version(&self) -> String {
+        let f = format!(
+            "--format '{{{{.Names}}}}' {} --filter status=running --filter status=restarting",
+            self.filters()
+        );
+        let reference = format!("{}:{}", self.config.repository(), self.config.latest_tag());
+        format!(
+            "v=$(docker ps --latest {f} --filter ancestor={reference}) || exit 1; [ -n \"$v\" ] || v=$(docker ps --latest {f}) || exit 1; echo \"${{v#{}-}}\"",
+            self.container_prefix()
+        )
+    }
+
     /// Every container of the role with its state (`docker ps -a`): gives both the running versions
     /// (`list_versions`) and whether the new version's name is taken, in one docker call.
     pub fn containers_with_state(&self) -> String {

@@ -8,9 +8,10 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::options::Command;
-use super::report::DeployReport;
+use super::report::{DeployReport, LockOutcome};
 use super::rollout;
 use super::run::Run;
+use super::state::Lock;
 use super::steps::build::Build;
 use super::steps::hooks::run_hook;
 use super::steps::{lock, proxy, pull, tag};
@@ -22,7 +23,14 @@ use crate::error::{Error, ErrorKind, Result};
 /// Runs the command to its end; the lock is released whatever happened (Kamal releases it on failure;
 /// kamal_rs also on Ctrl-C, where Kamal leaves it held).
 pub async fn run(run: Run<'_>) -> DeployReport {
-    let result = match (steps(&run).await, run.cancel.is_cancelled()) {
+    let done = tokio::sync::Notify::new();
+    let steps = async {
+        let result = steps(&run).await;
+        done.notify_one();
+        result
+    };
+    let (result, ()) = tokio::join!(steps, rollout::stop_on_interrupt(&run, &done));
+    let result = match (result, run.cancel.is_cancelled()) {
         (Err(e), _) => Err(e),
         (Ok(()), true) => Err(Error::new(ErrorKind::Interrupted, "Interrupted")),
         (Ok(()), false) => Ok(()),
@@ -121,12 +129,19 @@ async fn report(run: &Run<'_>, runtime: f64, error: Option<Error>) -> DeployRepo
         probe_unbooted(run).await;
     }
     run.close().await;
+    let lock = match run.lock.get() {
+        Lock::Held => LockOutcome::Held,
+        Lock::Released => LockOutcome::Released,
+        Lock::Free | Lock::Inherited => LockOutcome::NotTaken,
+    };
     let report = DeployReport {
         version: run.version.clone(),
         runtime,
         hosts: run.reports.snapshot(),
         error,
         touched,
+        lock,
+        primary_host: run.sel.primary_host.clone(),
     };
     if report.error.is_some() && !report.hosts.is_empty() {
         for line in report.summary_lines() {
@@ -136,25 +151,44 @@ async fn report(run: &Run<'_>, runtime: f64, error: Option<Error>) -> DeployRepo
     report
 }
 
-/// Which version the roles that were not booted still run.
+/// Which version the roles that were not booted (or whose boot failed) run now; what could not be
+/// checked says why.
 async fn probe_unbooted(run: &Run<'_>) {
-    let todo = run.reports.unbooted_without_old_version();
+    let todo = run.reports.to_probe();
     join_all(todo.iter().map(|(host, role)| async move {
         let Some(role_cfg) = run.config.role(role) else {
             return;
         };
-        let app = App::new(run.config, role_cfg);
-        let probe = format!("{}; echo \"$old\"", app.current_version_into_old());
         let mut script = super::script::Script::new();
-        script.line(probe);
-        let out = tokio::time::timeout(
-            Duration::from_secs(10),
-            run.exec(host, &script, &mut |_| {}),
-        )
-        .await;
-        if let Ok(Ok(out)) = out {
-            let v = out.stdout.trim().to_string();
-            run.reports.set_old_version(host, role, Some(v));
+        script.line(App::new(run.config, role_cfg).running_version());
+        let mut quiet = |_: &str| {};
+        let probe = run.exec(host, &script, &mut quiet);
+        match tokio::time::timeout(Duration::from_secs(10), probe).await {
+            Ok(Ok(out)) if out.success() => {
+                run.reports
+                    .set_old_version(host, role, Some(out.stdout.trim().to_string()))
+            }
+            Ok(Ok(out)) => {
+                let why = out.stderr.lines().next().unwrap_or("no answer").trim();
+                run.reports
+                    .set_unchecked(host, role, &format!("could not check: docker: {why}"))
+            }
+            Ok(Err(e)) if e.kind == ErrorKind::Connection => {
+                run.reports
+                    .set_unchecked(host, role, "could not check: connection lost")
+            }
+            Ok(Err(e)) => run.reports.set_unchecked(
+                host,
+                role,
+                &format!(
+                    "could not check: {}",
+                    e.message.lines().next().unwrap_or("")
+                ),
+            ),
+            Err(_) => {
+                run.reports
+                    .set_unchecked(host, role, "could not check: no answer within 10 s")
+            }
         }
     }))
     .await;

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 pub use cancel::Cancel;
 pub use options::{Command, DeployOptions, OPTIONS};
-pub use report::{DeployReport, HostReport, RoleReport, RoleState};
+pub use report::{DeployReport, HostReport, LockOutcome, RoleReport, RoleState};
 
 use crate::config::Configuration;
 use crate::error::Error;

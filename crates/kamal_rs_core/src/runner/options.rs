@@ -50,6 +50,9 @@ pub struct DeployOptions {
     pub command: Command,
     pub skip_push: bool,
     pub no_cache: bool,
+    /// No host boots before every host has pulled (Kamal's order); off, each host boots once its own
+    /// pull is done.
+    pub pull_barrier: bool,
     pub hosts: Option<String>,
     pub roles: Option<String>,
     pub primary: bool,
@@ -71,6 +74,7 @@ impl Default for DeployOptions {
             command: Command::Deploy,
             skip_push: false,
             no_cache: false,
+            pull_barrier: true,
             hosts: None,
             roles: None,
             primary: false,
@@ -320,6 +324,15 @@ pub const OPTIONS: &[OptionSpec] = &[
         "Build without using Docker's build cache",
     ),
     spec(
+        "pull_barrier",
+        None,
+        None,
+        Flag,
+        Deploy,
+        Some(DefaultValue::Flag(true)),
+        "Boot no host before every host has pulled the image, as Kamal (--no-pull-barrier: each host boots once its own pull is done)",
+    ),
+    spec(
         "command_timeout",
         None,
         Some("SECONDS"),
@@ -346,6 +359,7 @@ mod tests {
                 "lock_wait_interval" => DefaultValue::Number(d.lock_wait_interval),
                 "skip_push" => DefaultValue::Flag(d.skip_push),
                 "no_cache" => DefaultValue::Flag(d.no_cache),
+                "pull_barrier" => DefaultValue::Flag(d.pull_barrier),
                 "command_timeout" => DefaultValue::Number(d.command_timeout),
                 "config_file" => DefaultValue::Text(CONFIG_FILE),
                 _ => return None,

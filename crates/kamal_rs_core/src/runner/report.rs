@@ -17,26 +17,33 @@ pub enum RoleState {
     Live,
     /// Its boot failed: the new container was stopped, the old version still serves.
     Failed(String),
+    /// The connection was lost during its boot: what the host runs is not known.
+    Unknown(String),
 }
 
 #[derive(Debug, Clone)]
 pub struct RoleReport {
     pub role: String,
     pub old_version: Option<String>,
+    /// Why the running version could not be checked (then `old_version` says nothing).
+    pub unchecked: Option<String>,
     pub state: RoleState,
 }
 
-/// `{role:, old_version:, state: "live" | "not_booted" | "failed", detail: <failure> | nil}`.
+/// `{role:, old_version:, unchecked: <why> | nil, state: "live" | "not_booted" | "failed" | "unknown",
+/// detail: <failure> | nil}`.
 impl Serialize for RoleReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (state, detail) = match &self.state {
             RoleState::NotBooted => ("not_booted", None),
             RoleState::Live => ("live", None),
             RoleState::Failed(why) => ("failed", Some(why)),
+            RoleState::Unknown(why) => ("unknown", Some(why)),
         };
-        let mut s = serializer.serialize_struct("RoleReport", 4)?;
+        let mut s = serializer.serialize_struct("RoleReport", 5)?;
         s.serialize_field("role", &self.role)?;
         s.serialize_field("old_version", &self.old_version)?;
+        s.serialize_field("unchecked", &self.unchecked)?;
         s.serialize_field("state", state)?;
         s.serialize_field("detail", &detail)?;
         s.end()
@@ -50,6 +57,26 @@ pub struct HostReport {
     pub error: Option<String>,
 }
 
+/// The deploy lock when the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// Never taken (the run stopped before, or a caller holds it: `KAMAL_LOCK=true`).
+    NotTaken,
+    Released,
+    /// Still held: releasing it failed (the primary host could not be reached, say).
+    Held,
+}
+
+impl LockOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            LockOutcome::NotTaken => "not_taken",
+            LockOutcome::Released => "released",
+            LockOutcome::Held => "held",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct DeployReport {
     pub version: String,
@@ -58,6 +85,9 @@ pub struct DeployReport {
     pub error: Option<Error>,
     /// Some remote command ran (false after a failed build or connect: no server was touched).
     pub touched: bool,
+    pub lock: LockOutcome,
+    /// Where the lock lives.
+    pub primary_host: String,
 }
 
 impl DeployReport {
@@ -69,6 +99,8 @@ impl DeployReport {
             hosts: Vec::new(),
             error: Some(error),
             touched: false,
+            lock: LockOutcome::NotTaken,
+            primary_host: String::new(),
         }
     }
 
@@ -88,21 +120,24 @@ impl DeployReport {
             .collect()
     }
 
+    /// What is known of a role: "could not check" is not "none".
     fn role_line(&self, r: &RoleReport) -> String {
-        let old = r
-            .old_version
-            .as_deref()
-            .map(|v| format!("old version {v} still serving"))
-            .unwrap_or_else(|| "no previous version".into());
+        let old = match (&r.old_version, &r.unchecked) {
+            (Some(v), _) => format!("old version {v} still serving"),
+            (None, Some(why)) => format!("running version unknown ({why})"),
+            (None, None) => "no previous version".into(),
+        };
         match &r.state {
             RoleState::Live => format!("{}: new version {} live", r.role, self.version),
             RoleState::NotBooted => format!("{}: not booted, {old}", r.role),
             RoleState::Failed(_) => format!("{}: boot failed, {old}", r.role),
+            RoleState::Unknown(why) => format!("{}: state unknown ({why})", r.role),
         }
     }
 }
 
-/// `{version:, runtime:, hosts: [...], summary: [...], error: {class:, message:} | nil}`.
+/// `{version:, runtime:, hosts: [...], summary: [...], lock: "released" | "held" | "not_taken",
+/// primary_host:, error: {class:, message:} | nil}`.
 impl Serialize for DeployReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -110,11 +145,13 @@ impl Serialize for DeployReport {
             class: &'static str,
             message: &'e str,
         }
-        let mut s = serializer.serialize_struct("DeployReport", 5)?;
+        let mut s = serializer.serialize_struct("DeployReport", 7)?;
         s.serialize_field("version", &self.version)?;
         s.serialize_field("runtime", &self.runtime)?;
         s.serialize_field("hosts", &self.hosts)?;
         s.serialize_field("summary", &self.summary_lines())?;
+        s.serialize_field("lock", self.lock.name())?;
+        s.serialize_field("primary_host", &self.primary_host)?;
         let error = self.error.as_ref().map(|e| ErrorOut {
             class: e.kind.ruby_class(),
             message: &e.message,
@@ -141,6 +178,7 @@ impl Reports {
                         .map(|role| RoleReport {
                             role,
                             old_version: None,
+                            unchecked: None,
                             state: RoleState::NotBooted,
                         })
                         .collect(),
@@ -168,8 +206,14 @@ impl Reports {
 
     pub fn set_old_version(&self, host: &str, role: &str, version: Option<String>) {
         self.with_role(host, role, |r| {
-            r.old_version = version.filter(|v| !v.is_empty())
+            r.old_version = version.filter(|v| !v.is_empty());
+            r.unchecked = None;
         });
+    }
+
+    /// The running version could not be read (why).
+    pub fn set_unchecked(&self, host: &str, role: &str, why: &str) {
+        self.with_role(host, role, |r| r.unchecked = Some(why.to_string()));
     }
 
     pub fn old_version(&self, host: &str, role: &str) -> Option<String> {
@@ -190,15 +234,19 @@ impl Reports {
         });
     }
 
-    /// (host, role) pairs that never booted and whose old version is not known yet.
-    pub fn unbooted_without_old_version(&self) -> Vec<(String, String)> {
+    /// (host, role) pairs not running the new version whose running version is not known yet.
+    pub fn to_probe(&self) -> Vec<(String, String)> {
         let hosts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         hosts
             .iter()
             .flat_map(|h| {
                 h.roles
                     .iter()
-                    .filter(|r| r.state == RoleState::NotBooted && r.old_version.is_none())
+                    .filter(|r| {
+                        matches!(r.state, RoleState::NotBooted | RoleState::Failed(_))
+                            && r.old_version.is_none()
+                            && r.unchecked.is_none()
+                    })
                     .map(|r| (h.host.clone(), r.role.clone()))
             })
             .collect()
@@ -231,6 +279,8 @@ mod tests {
             hosts: reports.snapshot(),
             error: Some(Error::new(ErrorKind::Healthcheck, "boom")),
             touched: true,
+            lock: LockOutcome::Released,
+            primary_host: "h1".into(),
         }
     }
 
@@ -246,6 +296,30 @@ mod tests {
     }
 
     #[test]
+    fn what_could_not_be_checked_is_not_none() {
+        let reports = Reports::new([(
+            "h2".to_string(),
+            vec!["web".to_string(), "jobs".to_string()],
+        )]);
+        reports.set_unchecked("h2", "web", "docker is not answering");
+        reports.set_state("h2", "jobs", RoleState::Unknown("connection lost".into()));
+        let r = DeployReport {
+            version: "v2".into(),
+            runtime: 1.0,
+            hosts: reports.snapshot(),
+            error: None,
+            touched: true,
+            lock: LockOutcome::NotTaken,
+            primary_host: "h2".into(),
+        };
+        assert_eq!(
+            r.summary_lines(),
+            ["h2: web: not booted, running version unknown (docker is not answering); jobs: state unknown (connection lost)"]
+        );
+        assert!(reports.to_probe().is_empty());
+    }
+
+    #[test]
     fn serializes_as_ruby_reads_it() {
         let json = serde_json::to_value(report()).unwrap();
         assert_eq!(json["hosts"][0]["roles"][0]["state"], "live");
@@ -255,5 +329,6 @@ mod tests {
         assert_eq!(json["hosts"][1]["roles"][1]["state"], "not_booted");
         assert_eq!(json["error"]["class"], "HealthcheckError");
         assert_eq!(json["summary"][0], "h1: web: new version v2 live");
+        assert_eq!(json["lock"], "released");
     }
 }

@@ -9,14 +9,16 @@
 //! - boot groups (Kamal's `app:boot`, `lib/kamal/cli/app.rb`): every host pulled, the hook run,
 //!   kamal-proxy booted everywhere, then each `boot.limit` group of hosts boots in turn.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
 
 use super::failure::HostError;
 use super::run::Run;
-use super::script::{guard, no_stdin, Exit, Mark, Script, Step};
+use super::script::{
+    gate, guard, interruptible, no_stdin, uninterruptible, Exit, Mark, Script, Step,
+};
 use super::steps::boot::{self, Boot};
 use super::steps::boot_script::list_in_background;
 use super::steps::hooks::run_hook;
@@ -69,44 +71,76 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
     };
     let hosts = run.on_hosts(&run.sel.hosts, |h| async move {
         let takes_lock = lock_in_script && h == primary;
-        let result = roll_out_host(run, h, takes_lock).await;
+        let result = tokio::select! {
+            r = roll_out_host(run, h, takes_lock) => r,
+            e = unresponsive_after_interrupt(run, h) => Err(e),
+        };
         if takes_lock {
             // Whatever ended the primary's script, nobody waits for a lock that never came.
             lock::settled(run, false);
         }
-        if result.is_err() && run.roles_on(h).iter().any(|r| boot::gatekeeper(run, r)) {
-            run.barrier.set(false);
+        if result.is_err() {
+            // A host that fails before its boot stops the others before theirs (the pull barrier).
+            run.pulled.halt();
+            if run.roles_on(h).iter().any(|r| boot::gatekeeper(run, r)) {
+                run.barrier.set(false);
+            }
         }
         result
     });
-    let rolled_out = tokio::sync::Notify::new();
-    let hosts = async {
-        let result = hosts.await;
-        rolled_out.notify_one();
-        result
-    };
-    let (lock, hosts, ()) = tokio::join!(lock, hosts, stop_on_interrupt(run, &rolled_out));
+    let (lock, hosts) = tokio::join!(lock, hosts);
     lock?;
     hosts
 }
 
-/// After Ctrl-C, and again every 0.1 s until the rollout ends: a script that had not yet said its PID
-/// is stopped too.
-async fn stop_on_interrupt(run: &Run<'_>, rolled_out: &tokio::sync::Notify) {
+/// After Ctrl-C, and again every 0.1 s until the run ends (`done`): a script that had not yet said its
+/// PID is stopped too.
+pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
     tokio::select! {
         _ = run.cancel.cancelled() => {}
-        _ = rolled_out.notified() => return,
+        _ = done.notified() => return,
     }
+    // Scripts waiting at the pull barrier stop there; scripts still pulling get SIGTERM.
+    run.pulled.halt();
     loop {
-        let pids = run.before_boot.take_all();
+        let pids = run.before_boot.to_terminate();
         join_all(pids.iter().map(|(host, pid)| async move {
-            let _ = run.exec_one(host, &server::terminate(pid), true).await;
+            let kill = server::terminate(pid);
+            let sent = run.exec_one(host, &kill, true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), sent).await;
         }))
         .await;
         tokio::select! {
-            _ = rolled_out.notified() => return,
+            _ = done.notified() => return,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+    }
+}
+
+/// How long a host still before its boot may take to stop after Ctrl-C before kamal_rs stops waiting.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves when the run was interrupted and this host, told to stop before its boot, has not
+/// stopped within `STOP_GRACE` (its connection hangs, say): the run then ends without it.
+pub async fn unresponsive_after_interrupt(run: &Run<'_>, host: &str) -> HostError {
+    run.cancel.cancelled().await;
+    loop {
+        if run.before_boot.unresponsive(host, STOP_GRACE) {
+            run.before_boot.passed(host);
+            for role in run.roles_on(host) {
+                run.reports.set_unchecked(
+                    host,
+                    &role.name,
+                    "could not check: no answer after Ctrl-C",
+                );
+            }
+            return HostError::on_host(
+                ErrorKind::Interrupted,
+                host,
+                format!("did not stop within {} s of Ctrl-C", STOP_GRACE.as_secs()),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -129,6 +163,12 @@ async fn roll_out_host(
     }
     if !run.options.redeploy() {
         proxy::boot(run, host).await?;
+    }
+    if run.is_app_host(host) {
+        run.pulled.ready();
+        if !run.pulled.wait().await {
+            return Ok(());
+        }
     }
     if run.cancel.is_cancelled() {
         return Ok(());
@@ -159,12 +199,7 @@ fn first_script(
     takes_lock: bool,
 ) -> std::result::Result<First, HostError> {
     let mut s = Script::new();
-    s.line(format!(
-        "trap '{}; {}' TERM; {}",
-        Mark::Interrupted.echo(),
-        Exit::Interrupted.exit(),
-        Mark::Pid.echo_with("$$")
-    ));
+    s.line(interruptible());
     if takes_lock {
         s.append(lock::in_script(run));
     }
@@ -179,7 +214,10 @@ fn first_script(
     if !run.options.redeploy() {
         s.append(proxy::in_script(run, host)?);
     }
-    s.line(format!("trap '' TERM; {}", Mark::Boot.echo()));
+    if run.options.pull_barrier {
+        s.append(gate());
+    }
+    s.line(uninterruptible());
     Ok(First {
         script: s,
         takes_lock,
@@ -280,9 +318,20 @@ async fn boot_role(
     if let Some(tag) = tag {
         script.append(tag::after_boot(tag));
     }
-    let mut on_line = |line: &str| on_mark(run, &boot, line);
+    // Past the boot's start (a script without a first part starts there).
+    let booting = AtomicBool::new(!listed_in_background);
+    let mut on_line = |line: &str| {
+        if Mark::parse(line).is_some_and(|(m, _)| m == Mark::Boot) {
+            booting.store(true, Ordering::SeqCst);
+        }
+        on_mark(run, &boot, line)
+    };
     let out = match run.exec(host, &script, &mut on_line).await {
         Ok(out) => out,
+        Err(e) if e.kind == ErrorKind::Connection => {
+            run.before_boot.passed(host);
+            return Err(boot.lost(e, booting.load(Ordering::SeqCst)));
+        }
         Err(e) => return Err(boot.failed(e).await),
     };
     run.before_boot.passed(host);
@@ -290,6 +339,8 @@ async fn boot_role(
         Some(Step::Lock) => return Err(lock::refused(run, host, &out).await),
         Some(Step::Pull) => return Err(pull::failed(run, host, &out)),
         Some(Step::ProxyBoot) => return proxy::outcome(host, &out),
+        // Another host failed before its boot (or Ctrl-C): this one stopped at the barrier.
+        Some(Step::Halt) => return Ok(()),
         Some(Step::Interrupt) if Mark::Interrupted.seen(&out.stdout) => {
             return Err(HostError::new(
                 ErrorKind::Interrupted,
@@ -314,6 +365,7 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
     };
     match mark {
         Mark::Locked => lock::settled(run, true),
+        Mark::Ready => run.pulled.ready(),
         Mark::Pid => run.before_boot.started(boot.host, arg),
         Mark::Boot => run.before_boot.passed(boot.host),
         _ => boot.on_mark(mark, arg),
@@ -340,7 +392,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle} in {text}"))
         };
         let order = [
-            at("trap 'echo \"kamal-rs:interrupted\"; exit 130' TERM; echo \"kamal-rs:pid $$\""),
+            at("trap 'echo \"kamal-rs:interrupted\"; [ -z \"$bg\" ] || kill $bg 2>/dev/null; exit 130' TERM; echo \"kamal-rs:pid $$\""),
             at("echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging"),
             at("|| exit 77; echo \"kamal-rs:locked\""),
             at("ps_out=$(mktemp) || exit 78; trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web"),
@@ -348,6 +400,7 @@ mod tests {
             at("</dev/null; } || { rc=$?; echo \"kamal-rs:failed $rc\"; exit 78; }"),
             at("echo \"kamal-rs:proxy-boot\""),
             at("exit 79; }"),
+            at("echo \"kamal-rs:ready\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }"),
             at("trap '' TERM; echo \"kamal-rs:boot\""),
         ];
         golden("first_primary.sh", &text);

@@ -16,13 +16,13 @@ use super::options::{Command, DeployOptions};
 use super::performer::{Clock, Performer};
 use super::report::Reports;
 use super::script::{is_marker, Script, Shown};
-use super::state::{Barrier, BeforeBoot, Latch, LockState};
+use super::state::{Barrier, BeforeBoot, Latch, LockState, PullBarrier};
 use super::steps::hooks::Hooks;
 use crate::commands::auditor::Auditor;
 use crate::config::{Configuration, KamalMajor, Role};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{uuid, Output};
-use crate::ssh::{self, Connection, RunDir, SshError, SshSettings, Stdin};
+use crate::ssh::{self, valid_host, Connection, RunDir, SshError, SshSettings, Stdin};
 
 pub struct Run<'a> {
     pub config: &'a Configuration,
@@ -38,6 +38,8 @@ pub struct Run<'a> {
     pub reports: Reports,
     pub lock: LockState,
     pub barrier: Barrier,
+    /// No host boots before every app host is ready (the per-host rollout, `--pull-barrier`).
+    pub pulled: PullBarrier,
     /// The deploy lock is held (`true`) or will not be (`false`): hosts waiting to boot go on, or stop.
     pub lock_settled: Latch<bool>,
     pub before_boot: BeforeBoot,
@@ -49,6 +51,7 @@ pub struct Run<'a> {
     pub run_id: String,
     /// `S[-D]`.
     sd: String,
+    ssh: SshSettings,
     conns: Mutex<HashMap<String, Arc<Connection>>>,
     run_dir: RunDir,
 }
@@ -87,6 +90,13 @@ impl<'a> Run<'a> {
             v => v?,
         };
         let sel = Selection::new(config, options.hosts(), options.roles(), options.primary)?;
+        // Every value that reaches ssh is checked before anything runs (hooks included).
+        let ssh = SshSettings::from_config(config.get("ssh"))?;
+        if let Some(bad) = sel.hosts.iter().find(|h| !valid_host(h)) {
+            return Err(Error::config(format!(
+                "servers: {bad:?} is not a host name or address ([user@]name, IPv4 or IPv6)"
+            )));
+        }
         let output = Output::new(options.verbosity(), options.terminal, &sel.hosts);
         if let Ok(values) = config.secrets.values() {
             output.add_secrets(values);
@@ -103,6 +113,11 @@ impl<'a> Run<'a> {
         let run_dir = RunDir::new()
             .map_err(|e| Error::runtime(format!("Could not create a temporary directory: {e}")))?;
         let run_id = clock.hex(16);
+        let pull_barrier_hosts = if options.pull_barrier {
+            sel.app_hosts.len()
+        } else {
+            0
+        };
         Ok(Run {
             version,
             hooks: Hooks::new(config, options.skip_hooks),
@@ -115,12 +130,14 @@ impl<'a> Run<'a> {
             reports,
             lock: LockState::new(inherited),
             barrier: Barrier::default(),
+            pulled: PullBarrier::new(pull_barrier_hosts),
             lock_settled: Latch::default(),
             before_boot: BeforeBoot::default(),
             touched: AtomicBool::new(false),
             tagged_in_boot: AtomicBool::new(false),
             run_id,
             sd: config.service_and_destination(),
+            ssh,
             conns: Mutex::new(HashMap::new()),
             run_dir,
             config,
@@ -192,9 +209,8 @@ impl<'a> Run<'a> {
 
     /// One master connection per host, all at once; a host that cannot be reached fails the step.
     pub async fn connect_all(&self) -> Result<()> {
-        let settings = SshSettings::from_config(self.config.get("ssh"));
         let config_file = self.run_dir.path.join("ssh_config");
-        std::fs::write(&config_file, settings.ssh_config())
+        std::fs::write(&config_file, self.ssh.ssh_config())
             .map_err(|e| Error::runtime(e.to_string()))?;
         let control = self.run_dir.path.clone();
         let local_registry_port = self.config.registry().local_port();
@@ -265,7 +281,12 @@ impl<'a> Run<'a> {
                 (id, shown)
             })
             .collect();
-        let stdin = if script.stdin.is_empty() {
+        let stdin = if script.gated {
+            Stdin::Gated {
+                gate: self.pulled.subscribe(),
+                after: &script.stdin,
+            }
+        } else if script.stdin.is_empty() {
             Stdin::None
         } else {
             Stdin::Bytes(&script.stdin)
@@ -282,7 +303,7 @@ impl<'a> Run<'a> {
         let secs = started.elapsed().as_secs_f64();
         let out = result.map_err(|e| {
             let kind = match e {
-                SshError::Connect(_) => ErrorKind::Connection,
+                SshError::Connect(_) | SshError::Lost(_) => ErrorKind::Connection,
                 _ => ErrorKind::CommandFailed,
             };
             HostError::on_host(kind, host, &e)

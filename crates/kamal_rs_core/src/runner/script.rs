@@ -24,6 +24,10 @@ pub enum Mark {
     Audit,
     Pull,
     Label,
+    /// The host is ready to boot (pulled, kamal-proxy booted); it now waits for the pull barrier.
+    Ready,
+    /// The pull barrier closed: the script stops without booting.
+    Halted,
     /// kamal-proxy's boot begins; the version of the kamal-proxy already there.
     ProxyBoot,
     ProxyVersion,
@@ -63,8 +67,10 @@ pub enum Mark {
 }
 
 impl Mark {
-    pub const ALL: [Mark; 28] = [
+    pub const ALL: [Mark; 30] = [
         Mark::Pid,
+        Mark::Ready,
+        Mark::Halted,
         Mark::Lock,
         Mark::Locked,
         Mark::Login,
@@ -97,6 +103,8 @@ impl Mark {
     pub fn name(self) -> &'static str {
         match self {
             Mark::Pid => "pid",
+            Mark::Ready => "ready",
+            Mark::Halted => "halted",
             Mark::Lock => "lock",
             Mark::Locked => "locked",
             Mark::Login => "login",
@@ -177,6 +185,8 @@ pub enum Step {
     Tag,
     /// Ctrl-C before the boot.
     Interrupt,
+    /// Another host failed before its boot: this one stopped at the pull barrier.
+    Halt,
 }
 
 /// Exit codes of kamal_rs's remote scripts: each names the part that failed, and so the step that
@@ -213,6 +223,8 @@ pub enum Exit {
     NotUnhealthy = 83,
     /// Kamal 1.x: an env file the deploy needs is missing.
     MissingEnv = 84,
+    /// The pull barrier closed (another host failed before its boot, or Ctrl-C): no boot.
+    Halted = 85,
     /// The running kamal-proxy is older than Kamal's minimum.
     ProxyTooOld = 90,
     /// Ctrl-C (SIGTERM) stopped the script before its boot.
@@ -220,7 +232,7 @@ pub enum Exit {
 }
 
 impl Exit {
-    pub const ALL: [Exit; 17] = [
+    pub const ALL: [Exit; 18] = [
         Exit::Files,
         Exit::Audit,
         Exit::Run,
@@ -236,6 +248,7 @@ impl Exit {
         Exit::NotReady,
         Exit::NotUnhealthy,
         Exit::MissingEnv,
+        Exit::Halted,
         Exit::ProxyTooOld,
         Exit::Interrupted,
     ];
@@ -260,6 +273,7 @@ impl Exit {
             Exit::ProxyBoot | Exit::ProxyTooOld => Step::ProxyBoot,
             Exit::Tag => Step::Tag,
             Exit::Interrupted => Step::Interrupt,
+            Exit::Halted => Step::Halt,
             Exit::Files
             | Exit::Audit
             | Exit::Run
@@ -282,6 +296,43 @@ pub fn guard(body: &str, exit: Exit) -> String {
         Mark::Failed.echo_with("$rc"),
         exit.exit()
     )
+}
+
+/// Waits for the pull barrier's line on stdin: `go` lets the script go on to its boot, anything else
+/// ends it with `Exit::Halted`. The line is written by kamal_rs once every host is ready (or one failed).
+pub fn gate() -> Script {
+    let mut s = Script::new();
+    s.gated = true;
+    s.line(format!(
+        "{}; read -r go || go=stop; [ \"$go\" = go ] || {{ {}; {}; }}",
+        Mark::Ready.echo(),
+        Mark::Halted.echo(),
+        Exit::Halted.exit()
+    ));
+    s
+}
+
+/// Until its boot, a script can be stopped (Ctrl-C): SIGTERM makes it say so, stop the background
+/// command it waits for (`$bg`, a `docker pull`), and exit with `Exit::Interrupted`. It reports its PID
+/// first, so that kamal_rs can send the signal.
+pub fn interruptible() -> String {
+    format!(
+        "trap '{}; [ -z \"$bg\" ] || kill $bg 2>/dev/null; {}' TERM; {}",
+        Mark::Interrupted.echo(),
+        Exit::Interrupted.exit(),
+        Mark::Pid.echo_with("$$")
+    )
+}
+
+/// From here on SIGTERM is ignored: a boot always finishes.
+pub fn uninterruptible() -> String {
+    format!("trap '' TERM; {}", Mark::Boot.echo())
+}
+
+/// `command` in the background, waited for: a trapped SIGTERM interrupts the wait (and the trap stops
+/// the command), where a foreground command would have to finish first.
+pub fn waited(command: &str) -> String {
+    format!("{{ {command} </dev/null & bg=$!; wait $bg; }}")
 }
 
 /// `{ body; } </dev/null`: a part that must not read the script's stdin (it carries the env file).
@@ -324,6 +375,8 @@ pub struct Script {
     lines: Vec<String>,
     pub shown: Vec<Shown>,
     pub stdin: Vec<u8>,
+    /// The script first reads the pull barrier's line (`gate`), then its `stdin` bytes.
+    pub gated: bool,
 }
 
 impl Script {
@@ -360,6 +413,7 @@ impl Script {
 
     /// `other` runs after what is already here.
     pub fn append(&mut self, other: Script) -> &mut Script {
+        self.gated |= other.gated;
         self.lines.extend(other.lines);
         self.shown.extend(other.shown);
         self.stdin.extend(other.stdin);
@@ -418,6 +472,70 @@ mod tests {
         assert_eq!(Exit::of(Some(0)), None);
         assert_eq!(Exit::of(Some(1)), None);
         assert_eq!(Exit::of(None), None);
+    }
+
+    #[test]
+    fn the_gate_goes_on_or_halts() {
+        let script = format!("{}\necho booted", gate().text());
+        let run = |input: &str| {
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+            )
+        };
+        let (code, out) = run("go\nENV=1\n");
+        assert_eq!((code, out.as_str()), (Some(0), "kamal-rs:ready\nbooted\n"));
+        let (code, out) = run("stop\n");
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(85), "kamal-rs:ready\nkamal-rs:halted\n")
+        );
+        let (code, _) = run("");
+        assert_eq!(code, Some(85), "stdin closed: no boot");
+    }
+
+    /// SIGTERM during a waited command ends the script at once, the command stopped with it.
+    #[test]
+    fn an_interrupt_stops_a_waited_command_at_once() {
+        let script = format!("{}\n{}\necho after", interruptible(), waited("sleep 30"));
+        let started = std::time::Instant::now();
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            Mark::Interrupted.seen(&stdout) && !stdout.contains("after"),
+            "{stdout}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "not waiting for the command"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! deploy lock being settled) and the lock's lifecycle.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -40,6 +42,11 @@ impl<T: Clone + Send + Sync> Latch<T> {
 
     pub fn is_set(&self) -> bool {
         self.value.borrow().is_some()
+    }
+
+    /// A receiver that sees the latch's value (`None` until it is set).
+    pub fn subscribe(&self) -> watch::Receiver<Option<T>> {
+        self.value.subscribe()
     }
 
     /// Resolves once the latch is set, with its value.
@@ -117,34 +124,88 @@ impl LockState {
     }
 }
 
-/// Hosts whose first script is still before its boot, with that script's shell PID: Ctrl-C sends it
+/// Kamal pulls on every host before any boots. kamal_rs lets each host go on by itself, but no host
+/// boots until every host that pulls is ready (pulled, kamal-proxy booted): then the barrier opens;
+/// it closes as soon as one of them fails, or the run is stopped.
+pub struct PullBarrier {
+    expected: usize,
+    ready: AtomicUsize,
+    latch: Latch<bool>,
+}
+
+impl PullBarrier {
+    /// `expected` hosts must be ready; with none (or no barrier wanted) it is open from the start.
+    pub fn new(expected: usize) -> PullBarrier {
+        let barrier = PullBarrier {
+            expected,
+            ready: AtomicUsize::new(0),
+            latch: Latch::default(),
+        };
+        if expected == 0 {
+            barrier.latch.set(true);
+        }
+        barrier
+    }
+
+    /// One more host is ready.
+    pub fn ready(&self) {
+        if self.ready.fetch_add(1, Ordering::SeqCst) + 1 >= self.expected {
+            self.latch.set(true);
+        }
+    }
+
+    /// A host failed before its boot, or the run stops: no host boots.
+    pub fn halt(&self) {
+        self.latch.set(false);
+    }
+
+    pub async fn wait(&self) -> bool {
+        self.latch.wait().await
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<bool>> {
+        self.latch.subscribe()
+    }
+}
+
+/// Hosts whose script is still before its boot, with that script's shell PID: Ctrl-C sends it
 /// SIGTERM, so the script ends there instead of going on to boot.
 #[derive(Default)]
-pub struct BeforeBoot(Mutex<HashMap<String, String>>);
+pub struct BeforeBoot(Mutex<HashMap<String, (String, Option<Instant>)>>);
 
 impl BeforeBoot {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Option<Instant>)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn started(&self, host: &str, pid: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(host.to_string(), pid.to_string());
+        self.map().insert(host.to_string(), (pid.to_string(), None));
     }
 
     /// The host's script reached its boot (or ended).
     pub fn passed(&self, host: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(host);
+        self.map().remove(host);
     }
 
-    /// Every (host, PID) still before its boot, forgotten as they are handed out.
-    pub fn take_all(&self) -> Vec<(String, String)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
+    /// Every (host, PID) not yet told to stop; each is marked as told now.
+    pub fn to_terminate(&self) -> Vec<(String, String)> {
+        let now = Instant::now();
+        self.map()
+            .iter_mut()
+            .filter(|(_, (_, told))| told.is_none())
+            .map(|(host, (pid, told))| {
+                *told = Some(now);
+                (host.clone(), pid.clone())
+            })
             .collect()
+    }
+
+    /// The host was told to stop more than `grace` ago and its script has not ended.
+    pub fn unresponsive(&self, host: &str, grace: Duration) -> bool {
+        self.map()
+            .get(host)
+            .and_then(|(_, told)| *told)
+            .is_some_and(|at| at.elapsed() >= grace)
     }
 }
 
@@ -173,6 +234,28 @@ mod tests {
         barrier.set(true);
         assert!(!waiter.await.unwrap());
         assert!(!barrier.wait().await, "set: no wait");
+    }
+
+    #[test]
+    fn the_pull_barrier_opens_when_all_are_ready_and_closes_on_one_failure() {
+        let b = PullBarrier::new(2);
+        b.ready();
+        assert_eq!(b.latch.get(), None);
+        b.ready();
+        assert_eq!(b.latch.get(), Some(true));
+        b.halt();
+        assert_eq!(
+            b.latch.get(),
+            Some(true),
+            "a boot failing later changes nothing"
+        );
+        let b = PullBarrier::new(3);
+        b.ready();
+        b.halt();
+        b.ready();
+        b.ready();
+        assert_eq!(b.latch.get(), Some(false));
+        assert_eq!(PullBarrier::new(0).latch.get(), Some(true));
     }
 
     #[test]

@@ -14,10 +14,15 @@ use magnus::{
     RModule, RString, Ruby, Symbol, Value,
 };
 
+/// Deeper than any real config; past it the tree is refused (a YAML alias that contains itself would
+/// otherwise recurse without end, and a deep enough tree would overflow the stack).
+const MAX_DEPTH: usize = 100;
+
 pub struct FromRuby<'a> {
     ruby: &'a Ruby,
     foreign: RArray,
     seen: HashMap<usize, V>,
+    depth: usize,
 }
 
 impl<'a> FromRuby<'a> {
@@ -26,10 +31,26 @@ impl<'a> FromRuby<'a> {
             ruby,
             foreign,
             seen: HashMap::new(),
+            depth: 0,
         }
     }
 
     pub fn convert(&mut self, value: Value) -> Result<V, Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(super::errors::to_ruby(
+                self.ruby,
+                kamal_rs_core::Error::config(format!(
+                    "The configuration is nested more than {MAX_DEPTH} levels deep (or an alias contains itself)"
+                )),
+            ));
+        }
+        self.depth += 1;
+        let result = self.convert_value(value);
+        self.depth -= 1;
+        result
+    }
+
+    fn convert_value(&mut self, value: Value) -> Result<V, Error> {
         if value.is_nil() {
             return Ok(V::Nil);
         }

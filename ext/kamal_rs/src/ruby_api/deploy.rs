@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use kamal_rs_core::runner::{self, Cancel, DeployOptions, DeployReport};
-use magnus::{Error, RHash, Ruby, Value};
+use magnus::{prelude::*, Error, RHash, Ruby, Value};
 
 use crate::helpers::nogvl::nogvl;
 
@@ -84,8 +84,15 @@ pub fn deploy(
         .0
         .take()
         .expect("the deploy thread reported");
+    let report: Value = serde_magnus::serialize(ruby, &report)?;
     if let Some(e) = raised {
+        // The interrupt goes on as Ruby raised it (an Interrupt, a Timeout's throw...), carrying what
+        // the run did: `KamalRs.result_of(exception)`.
+        if let Some(exception) = e.value() {
+            let _: Result<Value, Error> =
+                exception.funcall("instance_variable_set", ("@kamal_rs_report", report));
+        }
         return Err(e);
     }
-    serde_magnus::serialize(ruby, &report)
+    Ok(report)
 }

@@ -174,6 +174,33 @@ impl<'r, 'a> Boot<'r, 'a> {
         error
     }
 
+    /// The connection died while the script ran (`booting`: past its boot's start). What the host runs
+    /// now is not known, so nothing more is sent to it and nothing is claimed; a gatekeeper closes the
+    /// barrier, since no healthy result came.
+    pub fn lost(&self, error: HostError, booting: bool) -> HostError {
+        let (run, host, role) = (self.run, self.host, self.role.name.as_str());
+        if booting {
+            run.output.error(&format!(
+                "Lost the connection to {host} during the boot of {role}"
+            ));
+            run.reports.set_state(
+                host,
+                role,
+                RoleState::Unknown("connection lost during its boot".into()),
+            );
+        } else {
+            run.reports.set_unchecked(
+                host,
+                role,
+                "could not check: connection lost before its boot",
+            );
+        }
+        if self.gatekeeper() {
+            close_barrier(run, host);
+        }
+        error
+    }
+
     /// After the script: a role without the proxy waits until its container is ready, then its old
     /// container stops (kamal-proxy roles did both in the script).
     pub async fn finish(&self) -> std::result::Result<(), HostError> {

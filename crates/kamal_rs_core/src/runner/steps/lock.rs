@@ -155,7 +155,13 @@ pub fn settled(run: &Run<'_>, held: bool) {
     if held {
         run.lock.taken();
     }
-    if run.lock_settled.set(held) && held {
+    if !run.lock_settled.set(held) {
+        return;
+    }
+    if !held {
+        // No lock, no boot anywhere.
+        run.pulled.halt();
+    } else {
         if !run.options.redeploy() {
             run.output.say("Ensure kamal-proxy is running...");
         }

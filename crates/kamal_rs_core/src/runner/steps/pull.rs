@@ -12,7 +12,7 @@ use crate::commands::{builder, registry, server};
 use crate::error::Result;
 use crate::runner::failure::{combine, HostError};
 use crate::runner::run::Run;
-use crate::runner::script::{Mark, Script, Shown};
+use crate::runner::script::{interruptible, waited, Mark, Script, Shown};
 use crate::ssh;
 
 /// `docker login` unless the host's Docker already holds these credentials (same end state, fewer
@@ -45,7 +45,8 @@ pub fn image(run: &Run<'_>, audit: Script) -> Script {
     let pull = builder::pull(&image);
     s.show(Shown::info(&pull))
         .show(Shown::info(builder::validate_image(&image, &service)));
-    s.line(format!("{} && {pull}", Mark::Pull.echo()));
+    // In the background, waited for: Ctrl-C stops a pull that hangs instead of waiting for it.
+    s.line(format!("{} && {}", Mark::Pull.echo(), waited(&pull)));
     s.line(format!(
         "{} && {{ {}; }}",
         Mark::Label.echo(),
@@ -77,19 +78,45 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Option<Script>, 
 
 /// Pulls on one host (a host without the app gets `.kamal`).
 pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
-    let Some(script) = script(run, host)? else {
+    let Some(pull) = script(run, host)? else {
         run.exec_one(host, server::ENSURE_RUN_DIRECTORY, false)
             .await?;
         return Ok(());
     };
     let image = run.config.absolute_image().unwrap_or_default();
     run.output.progress(host, &format!("pulling {image}"));
-    let out = run.exec(host, &script, &mut |_| {}).await?;
+    let out = exec_interruptible(run, host, pull).await?;
     if !out.success() {
         return Err(failed(run, host, &out));
     }
     run.output.progress(host, "pulled, waiting for the lock");
     Ok(())
+}
+
+/// Runs a script that Ctrl-C may stop (a pull): it reports its PID, and SIGTERM ends it at once.
+pub async fn exec_interruptible(
+    run: &Run<'_>,
+    host: &str,
+    body: Script,
+) -> std::result::Result<ssh::Output, HostError> {
+    let mut script = Script::new();
+    script.line(interruptible());
+    script.append(body);
+    let mut on_line = |line: &str| {
+        if let Some((Mark::Pid, pid)) = Mark::parse(line) {
+            run.before_boot.started(host, pid);
+        }
+    };
+    let out = run.exec(host, &script, &mut on_line).await;
+    run.before_boot.passed(host);
+    let out = out?;
+    if Mark::Interrupted.seen(&out.stdout) {
+        return Err(HostError::new(
+            crate::error::ErrorKind::Interrupted,
+            format!("Interrupted on {host} during the pull"),
+        ));
+    }
+    Ok(out)
 }
 
 /// The pull (or its label check) failed: SSHKit's text for the failing part.
@@ -105,7 +132,13 @@ pub async fn pull_all(run: &Run<'_>) -> Result<()> {
         if let Some(say) = say {
             run.output.say(&say);
         }
-        run.on_hosts(&hosts, |h| pull(run, h)).await?;
+        run.on_hosts(&hosts, |h| async move {
+            tokio::select! {
+                r = pull(run, h) => r,
+                e = crate::runner::rollout::unresponsive_after_interrupt(run, h) => Err(e),
+            }
+        })
+        .await?;
     }
     Ok(())
 }
@@ -191,7 +224,7 @@ mod tests {
         let s = script(&run, "10.0.0.1").unwrap().unwrap();
         assert_eq!(
             s.text(),
-            "echo \"kamal-rs:login\" && { grep -A1 -F '\"registry.example.com\": {' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"dXNlcjpwYXNz\"' || docker login registry.example.com -u \"user\" -p \"pass\"; } && echo \"kamal-rs:audit\" && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pulled image with version v2\" >> .kamal/app-staging-audit.log && echo \"kamal-rs:pull\" && docker pull registry.example.com/app:v2 && echo \"kamal-rs:label\" && { docker image inspect -f '{{ .Config.Labels.service }}' registry.example.com/app:v2 | grep -x app || (echo \"Image registry.example.com/app:v2 is missing the 'service' label\" && exit 1); }"
+            "echo \"kamal-rs:login\" && { grep -A1 -F '\"registry.example.com\": {' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"dXNlcjpwYXNz\"' || docker login registry.example.com -u \"user\" -p \"pass\"; } && echo \"kamal-rs:audit\" && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pulled image with version v2\" >> .kamal/app-staging-audit.log && echo \"kamal-rs:pull\" && { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; } && echo \"kamal-rs:label\" && { docker image inspect -f '{{ .Config.Labels.service }}' registry.example.com/app:v2 | grep -x app || (echo \"Image registry.example.com/app:v2 is missing the 'service' label\" && exit 1); }"
         );
         let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
         assert_eq!(

@@ -54,7 +54,7 @@ pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostErro
         host,
         &format!("pulling {}:{}", run.config.repository(), run.version),
     );
-    let out = run.exec(host, &s, &mut |_| {}).await?;
+    let out = pull::exec_interruptible(run, host, s).await?;
     if let Some(file) = Mark::MissingEnv.find(&out.stdout) {
         return Err(HostError::new(
             ErrorKind::Configuration,
@@ -75,7 +75,13 @@ pub async fn pull_all(run: &Run<'_>) -> Result<()> {
         if let Some(say) = say {
             run.output.say(&say);
         }
-        run.on_hosts(&hosts, |h| pull(run, h)).await?;
+        run.on_hosts(&hosts, |h| async move {
+            tokio::select! {
+                r = pull(run, h) => r,
+                e = crate::runner::rollout::unresponsive_after_interrupt(run, h) => Err(e),
+            }
+        })
+        .await?;
     }
     Ok(())
 }
@@ -94,7 +100,7 @@ mod tests {
         let s = script(&run, "10.0.0.1").unwrap();
         let text = s.text();
         assert!(text.contains(" && { [ -f .kamal/env/roles/app-web.env ] || { echo \"kamal-rs:missing-env .kamal/env/roles/app-web.env\"; exit 84; }; } && { [ -f .kamal/env/traefik/traefik.env ] || "));
-        assert!(text.contains("echo \"kamal-rs:audit\" && mkdir -p .kamal && echo [2026-12-01T10:00:00Z] [deployer@example.com] Pulled image with version v2 >> .kamal/app-audit.log && echo \"kamal-rs:pull\" && docker pull registry.example.com/app:v2"));
+        assert!(text.contains("echo \"kamal-rs:audit\" && mkdir -p .kamal && echo [2026-12-01T10:00:00Z] [deployer@example.com] Pulled image with version v2 >> .kamal/app-audit.log && echo \"kamal-rs:pull\" && { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; }"));
         let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
         assert_eq!(
             shown[0],
