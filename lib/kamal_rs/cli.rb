@@ -24,48 +24,76 @@ module KamalRs
 
     # Returns the exit status.
     def run(argv)
-      argv = normalize(argv)
-      command = argv.find { |arg| !arg.start_with?("-") } if argv.first&.start_with?("-")
-      command ||= argv.first
-      argv = argv.dup
-      argv.delete_at(argv.index(command)) if command
-
-      case command
-      when nil, "help", "--help"
-        @out.puts(help(argv.first))
-        0
-      when "version"
-        @out.puts VERSION
-        0
-      when "config", "deploy", "redeploy"
-        options = parse(argv, command)
-        ENV["VERBOSE"] = "1" if options[:verbose]
-        send("#{command}_command", options)
-      when "env"
-        sub = argv.shift
-        unless sub == "push"
-          @err.puts %(Could not find command "env #{sub}".)
-          return 1
-        end
-        KamalRs.env_push(**parse(argv, "env push"))
-        0
-      else
-        @err.puts %(Could not find command "#{command}".)
-        1
-      end
+      trapping_term { dispatch(normalize(argv)) }
     rescue OptionParser::ParseError => e
       @err.puts thor_style(e)
       1
-    rescue Interrupt, KamalRs::Interrupted
-      @out.puts "  \e[31mERROR (Interrupt): stopped; the lock was released\e[0m"
-      130
-    rescue StandardError => e
-      @out.puts "  \e[31mERROR (#{e.class}): #{e.message}\e[0m"
+    rescue Interrupt, KamalRs::Interrupted => e
+      error_line("Interrupt", "stopped by #{@signal || "SIGINT"}#{lock_note(KamalRs.result_of(e))}")
+      @signal == "SIGTERM" ? 143 : 130
+    rescue StandardError, ScriptError, SystemStackError => e
+      # Every failure ends in one line, whatever raised it (a config's ERB included).
+      error_line(e.class, e.message)
       @out.puts e.backtrace if ENV["VERBOSE"]
       1
     end
 
     private
+      # SIGTERM (what CI runners send on cancel) stops the run as Ctrl-C does.
+      def trapping_term
+        previous = Signal.trap("TERM") do
+          @signal = "SIGTERM"
+          Thread.main.raise(Interrupt, "SIGTERM")
+        end
+        yield
+      ensure
+        Signal.trap("TERM", previous || "DEFAULT")
+      end
+
+      def error_line(klass, message)
+        @out.puts "  \e[31mERROR (#{klass}): #{message}\e[0m"
+      end
+
+      # What became of the deploy lock, when the run got that far.
+      def lock_note(result)
+        case result&.lock
+        when :released then "; the deploy lock was released"
+        when :held then "; the deploy lock is still held on #{result.primary_host} (release it with `kamal lock release`)"
+        else ""
+        end
+      end
+
+      def dispatch(argv)
+        command = argv.find { |arg| !arg.start_with?("-") } if argv.first&.start_with?("-")
+        command ||= argv.first
+        argv = argv.dup
+        argv.delete_at(argv.index(command)) if command
+
+        case command
+        when nil, "help", "--help"
+          @out.puts(help(argv.first))
+          0
+        when "version"
+          @out.puts VERSION
+          0
+        when "config", "deploy", "redeploy"
+          options = parse(argv, command)
+          ENV["VERBOSE"] = "1" if options[:verbose]
+          send("#{command}_command", options)
+        when "env"
+          sub = argv.shift
+          unless sub == "push"
+            @err.puts %(Could not find command "env #{sub}".)
+            return 1
+          end
+          KamalRs.env_push(**parse(argv, "env push"))
+          0
+        else
+          @err.puts %(Could not find command "#{command}".)
+          1
+        end
+      end
+
       def config_command(options)
         config = Configuration.create_from(**options.slice(*Options::CONFIG_NAMES))
         @out.puts config.to_yaml

@@ -1,7 +1,8 @@
 module KamalRs
   # What a deploy or redeploy did: the version, the runtime, and each host's outcome per role.
   class Result
-    attr_reader :version, :runtime, :hosts, :summary
+    # lock: :released, :held (releasing it failed) or :not_taken; primary_host: where it lives.
+    attr_reader :version, :runtime, :hosts, :summary, :lock, :primary_host
 
     def initialize(report)
       @version = report[:version]
@@ -10,6 +11,8 @@ module KamalRs
         h.merge(roles: h[:roles].map { |r| r.merge(state: r[:state].to_sym) })
       end
       @summary = report[:summary]
+      @lock = report[:lock].to_sym
+      @primary_host = report[:primary_host]
       @error = report[:error]
     end
 
@@ -21,6 +24,15 @@ module KamalRs
   class Error
     # The Result of the run that failed, when it got as far as running.
     attr_accessor :result
+  end
+
+  # What the run did, for an exception that stopped it (Ctrl-C's Interrupt, a KamalRs::Error): a
+  # KamalRs::Result, or nil when the run had not begun.
+  def self.result_of(exception)
+    return exception.result if exception.is_a?(KamalRs::Error)
+
+    report = exception.instance_variable_get(:@kamal_rs_report)
+    report && Result.new(report)
   end
 
   # Deploys to the config's servers as `kamal deploy` does (Kamal 2, or 1.9 for a 1.x config). Options are
@@ -76,11 +88,15 @@ module KamalRs
       result
     ensure
       unless finished
+        propagating = $!
         worker.raise(Interrupt, "interrupted") if worker.alive?
         begin
           worker.join
-        rescue Exception # rubocop:disable Lint/RescueException -- the worker's own Interrupt, or a 2nd Ctrl-C
+        rescue Exception => e # rubocop:disable Lint/RescueException -- the worker's own Interrupt, or a 2nd Ctrl-C
           retry if worker.alive?
+          # What the run did travels on with the exception that stopped it (KamalRs.result_of).
+          report = e.instance_variable_get(:@kamal_rs_report)
+          propagating.instance_variable_set(:@kamal_rs_report, report) if report && propagating && !propagating.frozen?
         end
       end
     end
