@@ -40,4 +40,70 @@ class CliTest < Minitest::Test
     assert $?.success?
     assert_equal File.read(File.join(dir, "expected.yml")).sub("fixture", "proc").gsub("fixture", "proc"), out
   end
+
+  # Hostile configs end in one ERROR line and exit 1, never a backtrace (Kamal prints one for both).
+  def test_a_config_nested_ten_thousand_levels_deep_is_one_error_line
+    Dir.mktmpdir do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "deploy.yml"), "service: app\nx: #{"[" * 10_000}#{"]" * 10_000}\n")
+      status, out, err = kamal_rs("config", dir: dir)
+      assert_equal 1, status
+      assert_match(/\A  \e\[31mERROR \((SystemStackError|KamalRs::ConfigurationError)\): [^\n]+\e\[0m\n\z/, out)
+      assert_empty err
+    end
+  end
+
+  def test_a_config_nested_past_the_models_depth_is_refused_clearly
+    Dir.mktmpdir do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "deploy.yml"), "service: app\nx: #{"[" * 500}#{"]" * 500}\n")
+      status, out, = kamal_rs("config", dir: dir)
+      assert_equal 1, status
+      assert_includes out, "ERROR (KamalRs::ConfigurationError): The configuration is nested more than 100 levels deep"
+    end
+  end
+
+  def test_an_erb_load_error_is_one_error_line
+    Dir.mktmpdir do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "deploy.yml"), "<% require \"no_such_gem_here\" %>\nservice: app\n")
+      status, out, err = kamal_rs("config", dir: dir)
+      assert_equal 1, status
+      assert_equal "  \e[31mERROR (LoadError): cannot load such file -- no_such_gem_here\e[0m\n", out
+      assert_empty err
+    end
+  end
+
+  # An ssh value that would add an ssh_config directive is refused before anything runs (a hook
+  # included): nothing is executed on this machine.
+  def test_an_injected_ssh_directive_is_refused_before_anything_runs
+    Dir.mktmpdir do |dir|
+      marker = File.join(dir, "ran")
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      FileUtils.mkdir_p(File.join(dir, ".kamal", "hooks"))
+      File.write(File.join(dir, ".kamal", "hooks", "pre-connect"), "#!/bin/sh\ntouch #{marker}.hook\n")
+      File.chmod(0o755, File.join(dir, ".kamal", "hooks", "pre-connect"))
+      File.write(File.join(dir, "config", "deploy.yml"), <<~YAML)
+        service: app
+        image: app
+        servers: [ 192.0.2.1 ]
+        registry: { username: u, password: p }
+        builder: { arch: amd64 }
+        ssh:
+          user: "root\\n  ProxyCommand sh -c 'touch #{marker}'"
+      YAML
+      status, out, = kamal_rs("deploy", "-P", "--version", "v1", dir: dir)
+      assert_equal 1, status
+      assert_includes out, %(ERROR (KamalRs::ConfigurationError): ssh/user: "root\\n  ProxyCommand sh -c 'touch #{marker}'" is not a user name)
+      refute File.exist?(marker), "the injected command ran"
+      refute File.exist?("#{marker}.hook"), "a hook ran before the check"
+
+      File.write(File.join(dir, "config", "deploy.yml"), File.read(File.join(dir, "config", "deploy.yml"))
+        .sub(/ssh:\n.*\n/, "").sub("192.0.2.1", "\"-oProxyCommand=touch #{marker}\""))
+      status, out, = kamal_rs("deploy", "-P", "--version", "v1", dir: dir)
+      assert_equal 1, status
+      assert_includes out, %(ERROR (KamalRs::ConfigurationError): servers: "-oProxyCommand=touch #{marker}" is not a host name)
+      refute File.exist?(marker)
+    end
+  end
 end

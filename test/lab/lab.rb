@@ -363,6 +363,11 @@ module Lab
     pid
   end
 
+  def start_sshd(holder, dir)
+    spawn_logged([ "nsenter", "-t", holder.to_s, "-m", "-u", "-n", "/usr/sbin/sshd", "-D", "-f", File.join(dir, "sshd_config"),
+                   "-E", File.join(dir, "sshd.log") ], File::NULL)
+  end
+
   def start_dockerd(holder, dir, data_root, cgroup_parent)
     cmd = [ "nsenter", "-t", holder.to_s, "-m", "-u", "-n", "dockerd", "--config-file", DAEMON_JSON, "--data-root", data_root,
             "--exec-root", "/run/docker", "--pidfile", "/run/docker.pid", "-H", "unix:///run/docker.sock",
@@ -387,8 +392,7 @@ module Lab
     sh("ip", "-n", host.ns, "link", "set", "lo", "up")
 
     holder = start_holder(host.ns, host.dir, host.name)
-    sshd = spawn_logged([ "nsenter", "-t", holder.to_s, "-m", "-u", "-n", "/usr/sbin/sshd", "-D", "-f", File.join(host.dir, "sshd_config"),
-                          "-E", File.join(host.dir, "sshd.log") ], File::NULL)
+    sshd = start_sshd(holder, host.dir)
     dockerd = start_dockerd(holder, host.dir, File.join(host.dir, "docker"), "#{NS_PREFIX}#{host.name}")
     wait_for_port(host.ip, 22, what: "sshd on #{host.name}")
     wait_for_docker(host.docker_socket)
@@ -551,6 +555,13 @@ module Lab
 
   def link?(name)
     system("ip", "link", "show", name, out: File::NULL, err: File::NULL)
+  end
+
+  # The saved state, updated by a block (the fault helpers restart daemons).
+  def update_state
+    state = load
+    yield state
+    save(state)
   end
 
   def find_host(name)
