@@ -5,6 +5,9 @@
 # one, tag latest). Prints a table of wall times, SSH connections per host and remote commands per host.
 #
 #   ruby bench/rollout.rb [--hosts 1,4,16] [--rtt 0,50]        (as root; brings the lab up and down)
+#
+# KAMAL_RS_ROOT=/path/to/other/checkout times that checkout's kamal-rs (its lib/ with its built
+# extension) with this lab and floor: two versions measured the same way.
 require "open3"
 require "optparse"
 require "tmpdir"
@@ -13,15 +16,18 @@ require "net/http"
 require_relative "../test/lab/lab"
 
 ROOT = File.expand_path("..", __dir__)
+KAMAL_RS_ROOT = ENV.fetch("KAMAL_RS_ROOT", ROOT)
 counts = [ 1, 4, 16 ]
 rtts = [ 0, 50 ]
 v1_counts = [ 4 ]
 repeat = nil
+compare_barrier = false
 OptionParser.new do |o|
   o.on("--repeat N", Integer, "warm redeploy / floor pairs per cell (default: 9, 7, 5 for 1, 4, 16+ hosts)") { |v| repeat = v }
   o.on("--hosts LIST") { |v| counts = v.split(",").map(&:to_i) }
   o.on("--rtt LIST") { |v| rtts = v.split(",").map(&:to_i) }
   o.on("--v1-hosts LIST", "Kamal 1.x rows (empty: none)") { |v| v1_counts = v.split(",").map(&:to_i) }
+  o.on("--pull-barrier-cost", "in each pair, also a redeploy with --no-pull-barrier: what the barrier costs") { compare_barrier = true }
 end.parse!
 
 def config_for(hosts)
@@ -80,7 +86,8 @@ end
 
 def kamal_rs(dir, *args)
   timed do
-    out, status = Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, "-q", chdir: dir)
+    out, status = Open3.capture2e({ "RUBYLIB" => File.join(KAMAL_RS_ROOT, "lib") }, RbConfig.ruby,
+                                  File.join(KAMAL_RS_ROOT, "exe", "kamal-rs"), *args, "-q", chdir: dir)
     warn out unless status.success?
     status.success?
   end
@@ -134,7 +141,7 @@ def per_host(hosts)
 end
 
 abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
-system("rake", "compile", chdir: ROOT, out: File::NULL) or abort "rake compile failed"
+system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
 rows = []
 v1_rows = []
 begin
@@ -151,7 +158,7 @@ begin
         first, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")
         # Warm redeploys and floors alternate, in pairs; the table shows the medians of each and of the
         # pairs' ratios (a pair runs back to back, so it shares the machine's load of the moment).
-        warms, floors, ok3 = [], [], true
+        warms, floors, unbarred, ok3 = [], [], [], true
         conns = cmds = nil
         repeats(n, repeat).times do |i|
           to, other = (i.even? ? %w[v1 v2] : %w[v2 v1]).map { |v| fresh_version(v) }
@@ -162,10 +169,16 @@ begin
           warms << t
           floors << ft
           ok3 &&= ok && fok
+          next unless compare_barrier
+
+          u, uok = kamal_rs(dir, "redeploy", "-P", "--no-pull-barrier", "--version", fresh_version(i.even? ? "v1" : "v2"))
+          unbarred << u
+          ok3 &&= uok
         end
         warm, floor_time = median(warms), median(floors)
         ratio = median(warms.zip(floors).map { |w, f| w / f })
-        rows << { n: n, rtt: rtt, deploy: deploy, first: first, warm: warm, floor: floor_time, ratio: ratio, conns: conns, cmds: cmds,
+        barrier = unbarred.empty? ? nil : [ median(unbarred), median(warms.zip(unbarred).map { |w, u| w / u }) ]
+        rows << { n: n, rtt: rtt, deploy: deploy, first: first, warm: warm, floor: floor_time, ratio: ratio, conns: conns, cmds: cmds, barrier: barrier,
                   deploy_conns: deploy_conns, deploy_cmds: deploy_cmds, ok: ok1 && ok2 && ok3 }
         warn "hosts=#{n} rtt=#{rtt}: deploy #{deploy.round(2)} s, redeploys #{warms.map { |w| w.round(2) }}, floors #{floors.map { |f| f.round(2) }}"
       end
@@ -199,6 +212,17 @@ puts "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
 rows.each do |r|
   puts format("| %d | %d ms | %.2f s | %.2f s | %.2f s | %.2f× | %d | %d, %d | %s |", r[:n], r[:rtt], r[:deploy], r[:warm], r[:floor],
     r[:ratio], [ r[:conns], r[:deploy_conns] ].max, r[:deploy_cmds], r[:cmds], r[:ok] ? "yes" : "NO")
+end
+
+if rows.any? { |r| r[:barrier] }
+  puts
+  puts "The pull barrier (no host boots before every host has pulled) against --no-pull-barrier:"
+  puts
+  puts "| hosts | RTT | redeploy | redeploy --no-pull-barrier | with / without (median of pairs) |"
+  puts "|---:|---:|---:|---:|---:|"
+  rows.select { |r| r[:barrier] }.each do |r|
+    puts format("| %d | %d ms | %.2f s | %.2f s | %.2f× |", r[:n], r[:rtt], r[:warm], *r[:barrier])
+  end
 end
 
 unless v1_rows.empty?
