@@ -37,7 +37,7 @@ impl Accessory {
         } else if let Some(names) = config.get("role").or_else(|| config.get("roles")) {
             for role_name in strings(names) {
                 let role = roles.iter().find(|r| r.name == role_name).ok_or_else(|| {
-                    Error::config(format!("Unknown role in accessories config: '{role_name}'"))
+                    Error::config(format!("accessories/{name}: unknown role {role_name}"))
                 })?;
                 hosts.extend(role.hosts.iter().cloned());
             }

@@ -75,15 +75,19 @@ impl Configuration {
     }
 
     pub(crate) fn ensure_minimum_version(&self) -> Result<()> {
+        self.ensure_minimum_version_of(crate::KAMAL_VERSION)
+    }
+
+    /// `minimum_version` against the Kamal release this config's major is checked as.
+    pub(crate) fn ensure_minimum_version_of(&self, kamal_version: &str) -> Result<()> {
         let Some(minimum) = self.get("minimum_version") else {
             return Ok(());
         };
         let minimum = minimum.to_ruby_s();
-        let current = gem_version::GemVersion::parse(crate::KAMAL_VERSION)?;
+        let current = gem_version::GemVersion::parse(kamal_version)?;
         if gem_version::GemVersion::parse(&minimum)?.cmp_version(&current) == Ordering::Greater {
             return Err(Error::config(format!(
-                "Current version is {}, minimum required is {minimum}",
-                crate::KAMAL_VERSION
+                "Current version is {kamal_version}, minimum required is {minimum}"
             )));
         }
         Ok(())

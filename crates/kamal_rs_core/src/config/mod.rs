@@ -17,6 +17,7 @@ mod settings;
 pub use settings::{Boot, BootLimit, Registry, Timeouts};
 pub mod ssh;
 pub mod v1;
+mod v1_schema;
 pub mod validator;
 
 use std::sync::{Arc, OnceLock};
@@ -66,6 +67,8 @@ pub struct Configuration {
     pub roles: Vec<Role>,
     pub accessories: Vec<Accessory>,
     pub secrets: Secrets,
+    /// Read as 1.x only because nothing in it is 2.x (no `builder.arch`): a deploy says so.
+    pub v1_by_elimination: bool,
     declared_version: Option<String>,
     env_version: Option<String>,
     version: OnceLock<std::result::Result<String, Error>>,
@@ -79,26 +82,35 @@ impl Configuration {
             merged = merged.deep_merge(&root_hash(file)?);
         }
         let raw = merged.as_map().cloned().unwrap_or_default();
-        let major = v1::detect(&raw);
-        let secrets_path = raw
-            .get("secrets_path")
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| ".kamal/secrets".into());
-        let secrets = Secrets::new(
-            &secrets_path,
-            options.destination.as_deref(),
-            options.commands,
-        );
+        let detected = v1::detect(&raw);
+        let mut config = Configuration::build(raw, detected.unwrap_or(KamalMajor::V1), options)?;
+        config.v1_by_elimination = detected.is_none();
+        Ok(config)
+    }
 
-        if major == KamalMajor::V2 {
-            validator::Validator::root().validate_fields(&Value::map(raw.clone()), schema::ROOT)?;
+    /// The configuration as Kamal `major` reads it: validated section by section in its order, then
+    /// its whole-config checks.
+    fn build(raw: Map, major: KamalMajor, options: LoadOptions) -> Result<Configuration> {
+        let secrets = match major {
+            KamalMajor::V1 => Secrets::from_env(v1::secret_keys(&raw)),
+            KamalMajor::V2 => {
+                let secrets_path = raw
+                    .get("secrets_path")
+                    .map(Value::to_ruby_s)
+                    .unwrap_or_else(|| ".kamal/secrets".into());
+                Secrets::new(
+                    &secrets_path,
+                    options.destination.as_deref(),
+                    options.commands,
+                )
+            }
+        };
+        match major {
+            KamalMajor::V2 => validator::Validator::root()
+                .validate_fields(&Value::map(raw.clone()), schema::ROOT)?,
+            KamalMajor::V1 => v1::validate(&raw)?,
         }
         let roles = build_roles(&raw, major)?;
-        let secrets = if major == KamalMajor::V1 {
-            Secrets::from_env(v1::secret_keys(&raw))
-        } else {
-            secrets
-        };
         let mut config = Configuration {
             raw,
             destination: options.destination,
@@ -106,16 +118,17 @@ impl Configuration {
             roles,
             accessories: Vec::new(),
             secrets,
+            v1_by_elimination: false,
             declared_version: options.version.filter(|v| !v.trim().is_empty()),
             env_version: options.env_version,
             version: OnceLock::new(),
         };
+        if major == KamalMajor::V2 {
+            config.validate_sections()?;
+        }
         config.accessories = config.build_accessories()?;
         match major {
-            KamalMajor::V2 => {
-                config.validate_sections()?;
-                config.ensure_valid()?;
-            }
+            KamalMajor::V2 => config.ensure_valid()?,
             KamalMajor::V1 => v1::ensure_valid(&config)?,
         }
         Ok(config)
@@ -308,47 +321,24 @@ impl Configuration {
 
     // ---- validation ---------------------------------------------------------------------------
 
-    /// Each section checked by its own rules, in the order Kamal builds them.
+    /// Each section checked by its own rules, in the order Kamal 2.12's `Configuration#initialize`
+    /// builds them: `servers` and each role (sorted, with its env, logging and own proxy), `registry`,
+    /// each accessory (its roles too), `aliases`, `boot`, `builder`, `env`, `logging`, `output`,
+    /// `proxy`, `ssh`, `sshkit`.
     fn validate_sections(&self) -> Result<()> {
-        if let Some(servers) = self.get("servers") {
-            validator::validate_servers_section(servers)?;
-            if let Value::Map(roles) = servers {
-                for (name, role) in roles.iter() {
-                    let name = name.to_ruby_s();
-                    validator::validate_role(role, &name)?;
-                    if let Some(role) = role.as_map() {
-                        if let Some(env) = role.get("env") {
-                            validator::validate_env(env, &format!("servers/{name}/env"))?;
-                        }
-                        if let Some(logging) = role.get("logging") {
-                            validator::validate_section(
-                                logging,
-                                schema::LOGGING,
-                                &format!("servers/{name}/logging"),
-                            )?;
-                        }
-                    }
-                }
+        validator::validate_servers_section(self.get("servers").unwrap_or(&Value::Nil))?;
+        if let Some(Value::Map(roles)) = self.get("servers") {
+            let mut names: Vec<(String, &Value)> =
+                roles.iter().map(|(k, r)| (k.to_ruby_s(), r)).collect();
+            names.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, role) in names {
+                self.validate_role(&name, role)?;
             }
         }
         validator::validate_registry(&self.section("registry"), "registry")?;
         if let Some(Value::Map(accessories)) = self.get("accessories") {
             for (name, accessory) in accessories.iter() {
-                let name = name.to_ruby_s();
-                validator::validate_accessory(accessory, &name)?;
-                let map = accessory.as_map().expect("validated");
-                if let Some(env) = map.get("env") {
-                    validator::validate_env(env, &format!("accessories/{name}/env"))?;
-                }
-                if let Some(registry) = map.get("registry") {
-                    validator::validate_registry(
-                        registry,
-                        &format!("accessories/{name}/registry"),
-                    )?;
-                }
-                if let Some(proxy @ Value::Map(_)) = map.get("proxy") {
-                    validator::validate_proxy(proxy, &format!("accessories/{name}/proxy"))?;
-                }
+                self.validate_accessory(&name.to_ruby_s(), accessory)?;
             }
         }
         if let Some(Value::Map(aliases)) = self.get("aliases") {
@@ -362,19 +352,67 @@ impl Configuration {
         validator::validate_section(&self.section("logging"), schema::LOGGING, "logging")?;
         validator::validate_section(&self.section("output"), schema::OUTPUT, "output")?;
         validator::validate_proxy(self.get("proxy").unwrap_or(&Value::Nil), "proxy")?;
-        for role in &self.roles {
-            if let Some(proxy) = role.proxy_config(self.get("proxy")) {
-                if role
-                    .specializations
-                    .get("proxy")
-                    .is_some_and(|p| matches!(p, Value::Map(_)))
-                {
-                    validator::validate_proxy(&proxy, &format!("servers/{}/proxy", role.name))?;
-                }
-            }
-        }
         validator::validate_section(&self.section("ssh"), schema::SSH, "ssh")?;
         validator::validate_section(&self.section("sshkit"), schema::SSHKIT, "sshkit")?;
+        Ok(())
+    }
+
+    /// A role as Kamal's `Role` builds itself: its settings, env, logging, then its own `proxy:` (not
+    /// yet merged over the root's).
+    fn validate_role(&self, name: &str, role: &Value) -> Result<()> {
+        validator::validate_role(role, name)?;
+        let Some(map) = role.as_map() else {
+            return Ok(());
+        };
+        if let Some(env) = map.get("env") {
+            validator::validate_env(env, &format!("servers/{name}/env"))?;
+        }
+        if let Some(logging) = map.get("logging") {
+            validator::validate_section(
+                logging,
+                schema::LOGGING,
+                &format!("servers/{name}/logging"),
+            )?;
+        }
+        if let Some(proxy @ Value::Map(_)) = map.get("proxy") {
+            validator::validate_proxy(proxy, &format!("servers/{name}/proxy"))?;
+        }
+        Ok(())
+    }
+
+    /// An accessory as Kamal's `Accessory` builds itself: its settings, the roles it names, its env,
+    /// proxy and registry.
+    fn validate_accessory(&self, name: &str, accessory: &Value) -> Result<()> {
+        validator::validate_accessory(accessory, name)?;
+        let map = accessory.as_map().expect("validated");
+        let known = |role: &str| self.roles.iter().any(|r| r.name == role);
+        if let Some(Value::Seq(roles)) = map.get("roles") {
+            let missing: Vec<String> = roles
+                .iter()
+                .map(Value::to_ruby_s)
+                .filter(|r| !known(r))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::config(format!(
+                    "accessories/{name}: unknown roles {}",
+                    missing.join(", ")
+                )));
+            }
+        } else if let Some(role) = map.get("role").filter(|r| !known(&r.to_ruby_s())) {
+            return Err(Error::config(format!(
+                "accessories/{name}: unknown role {}",
+                role.to_ruby_s()
+            )));
+        }
+        if let Some(env) = map.get("env") {
+            validator::validate_env(env, &format!("accessories/{name}/env"))?;
+        }
+        if let Some(proxy @ Value::Map(_)) = map.get("proxy") {
+            validator::validate_proxy(proxy, &format!("accessories/{name}/proxy"))?;
+        }
+        if let Some(registry) = map.get("registry").filter(|r| r.is_present()) {
+            validator::validate_registry(registry, &format!("accessories/{name}/registry"))?;
+        }
         Ok(())
     }
 

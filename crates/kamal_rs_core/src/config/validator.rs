@@ -57,6 +57,8 @@ pub struct Validator {
     context: String,
     /// Only the root allows `x-` extension keys.
     allow_extensions: bool,
+    /// Kamal 1.9.3's rules: none of the keys 2.x checks by name (`ssl`, `arch`, `config`, `files`...).
+    v1: bool,
 }
 
 impl Validator {
@@ -64,6 +66,7 @@ impl Validator {
         Validator {
             context: context.into(),
             allow_extensions: false,
+            v1: false,
         }
     }
 
@@ -71,7 +74,14 @@ impl Validator {
         Validator {
             context: String::new(),
             allow_extensions: true,
+            v1: false,
         }
+    }
+
+    /// A validator with Kamal 1.9.3's rules.
+    pub fn v1(mut self) -> Self {
+        self.v1 = true;
+        self
     }
 
     pub fn error(&self, message: impl AsRef<str>) -> Error {
@@ -139,6 +149,9 @@ impl Validator {
     }
 
     fn validate_key(&mut self, name: &str, value: &Value, ex: &Ex, at_root: bool) -> Result<()> {
+        if self.v1 {
+            return self.validate_key_v1(name, value, ex, at_root);
+        }
         match (name, ex) {
             ("proxy", Ex::Section) if matches!(value, Value::Bool(_)) => Ok(()),
             ("servers", Ex::Section) if at_root => self.validate_type(value, &[Ty::Arr, Ty::Hash]),
@@ -155,6 +168,27 @@ impl Validator {
             ("options" | "args" | "additional_contexts", Ex::Hash(_)) => {
                 self.validate_type(value, &[Ty::Hash])
             }
+            ("labels", Ex::Hash(fields)) => {
+                let ty = fields
+                    .first()
+                    .map(|(_, e)| Ty::of_example(e))
+                    .unwrap_or(Ty::Str);
+                self.validate_hash_of(value, ty)
+            }
+            (_, Ex::Hash(_)) => self.validate_against_example(value, ex, false),
+            _ => self.validate_type(value, &[Ty::of_example(ex)]),
+        }
+    }
+
+    /// Kamal 1.9.3's `validate_against_example!`: only `servers`, `hosts`, `options`/`args` and
+    /// `labels` have rules of their own.
+    fn validate_key_v1(&mut self, name: &str, value: &Value, ex: &Ex, at_root: bool) -> Result<()> {
+        match (name, ex) {
+            ("servers", Ex::Section) if at_root => self.validate_type(value, &[Ty::Arr, Ty::Hash]),
+            (_, Ex::Section) => self.validate_type(value, &[Ty::Hash]),
+            ("hosts", _) if !at_root => self.validate_servers(value),
+            (_, Ex::Arr(inner)) => self.validate_array_of(value, Ty::of_example(inner)),
+            ("options" | "args", Ex::Hash(_)) => self.validate_type(value, &[Ty::Hash]),
             ("labels", Ex::Hash(fields)) => {
                 let ty = fields
                     .first()
@@ -322,7 +356,8 @@ impl Validator {
     }
 }
 
-/// `env` in its two forms: a flat hash of clear values, or `clear:` / `secret:` / `tags:`.
+/// `env` in its two forms: a flat hash of clear values, or `clear:` / `secret:` / `tags:` (the same
+/// rules in 1.9.3 and 2.12).
 pub fn validate_env(env: &Value, context: &str) -> Result<()> {
     let mut v = Validator::new(context);
     v.validate_env(env)
@@ -370,9 +405,16 @@ impl Validator {
     }
 }
 
-/// `registry` (root, or an accessory's own).
+/// `registry` (root, or an accessory's own). `v1`: Kamal 1.9.3, which knows no local registry.
 pub fn validate_registry(registry: &Value, context: &str) -> Result<()> {
-    let mut v = Validator::new(context);
+    check_registry(registry, Validator::new(context))
+}
+
+pub fn validate_registry_v1(registry: &Value) -> Result<()> {
+    check_registry(registry, Validator::new("registry").v1())
+}
+
+fn check_registry(registry: &Value, mut v: Validator) -> Result<()> {
     let others = registry
         .as_map()
         .map(|m| Value::map(m.except(&["username", "password"])));
@@ -382,14 +424,15 @@ pub fn validate_registry(registry: &Value, context: &str) -> Result<()> {
         false,
     )?;
     let map = registry.as_map().expect("checked");
-    let local = map
-        .get("server")
-        .map(|s| {
-            Regex::new("^localhost[:$]")
-                .unwrap()
-                .is_match(&s.to_ruby_s())
-        })
-        .unwrap_or(false);
+    let local = !v.v1
+        && map
+            .get("server")
+            .map(|s| {
+                Regex::new("^localhost[:$]")
+                    .unwrap()
+                    .is_match(&s.to_ruby_s())
+            })
+            .unwrap_or(false);
     for key in ["username", "password"] {
         v.with(key, |v| {
             if local {
@@ -417,6 +460,9 @@ pub fn validate_registry(registry: &Value, context: &str) -> Result<()> {
 
 /// `servers`: an array of hosts (one `web` role) or a hash of roles.
 pub fn validate_servers_section(servers: &Value) -> Result<()> {
+    if servers.is_nil() {
+        return Ok(());
+    }
     let mut v = Validator::new("servers");
     v.validate_type(servers, &[Ty::Arr, Ty::Hash])?;
     if matches!(servers, Value::Seq(_)) {
@@ -432,10 +478,10 @@ pub fn validate_role(role: &Value, name: &str) -> Result<()> {
     match role {
         Value::Seq(_) => v.validate_servers(role),
         Value::Map(map) => {
+            v.validate_fields(role, schema::ROLE)?;
             if let Some(labels) = map.get("labels") {
                 v.validate_labels(labels)?;
             }
-            v.validate_fields(role, schema::ROLE)?;
             v.validate_docker_options(map.get("options"))
         }
         _ => unreachable!("checked above"),
@@ -562,4 +608,9 @@ pub fn validate_alias(command: &Value, name: &str) -> Result<()> {
 /// A plain section (`ssh`, `sshkit`, `boot`, `logging`, `output`): only its example applies.
 pub fn validate_section(value: &Value, fields: Fields, context: &str) -> Result<()> {
     Validator::new(context).validate_fields(value, fields)
+}
+
+/// The same with Kamal 1.9.3's rules.
+pub fn validate_section_v1(value: &Value, fields: Fields, context: &str) -> Result<()> {
+    Validator::new(context).v1().validate_fields(value, fields)
 }

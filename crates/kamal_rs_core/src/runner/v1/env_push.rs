@@ -15,6 +15,7 @@ use crate::runner::steps::hooks::run_hook;
 use crate::runner::steps::lock;
 
 pub async fn run(run: &Run<'_>) -> Result<()> {
+    super::say_why_v1(run);
     run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
     run.connect_all().await?;
     run.touched.store(true, Ordering::SeqCst);

@@ -48,6 +48,7 @@ fn runs_traefik(run: &Run<'_>, host: &str) -> bool {
 /// The steps of Kamal 1.9's `deploy` (`redeploy`).
 pub async fn deploy(run: &Run<'_>) -> Result<()> {
     let deploy = !run.options.redeploy();
+    say_why_v1(run);
     run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
     if deploy {
         // Locally (unless -P), then on every host with the pull.
@@ -97,6 +98,16 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
         .await?;
     run.output.say("Releasing the deploy lock...");
     lock::release(run).await
+}
+
+/// A config read as 1.x only because it has no `builder.arch` (Kamal 2 requires one) is deployed
+/// with Traefik, as Kamal 1.9.3 would: the run says so first.
+pub fn say_why_v1(run: &Run<'_>) {
+    if run.config.v1_by_elimination {
+        run.output.warn(
+            "Deploying as Kamal 1.x (Traefik): the config has no builder.arch, which Kamal 2 requires",
+        );
+    }
 }
 
 /// 1.9's tag (every host) and prune (deploy), with the `healthcheck-S` containers pruned too.
