@@ -10,6 +10,7 @@ rescue LoadError => e
 end
 
 require "kamal_rs/options"
+require "kamal_rs/erb_context"
 require "kamal_rs/configuration"
 require "kamal_rs/deploy"
 

@@ -10,7 +10,8 @@ module KamalRs
     def self.create_from(config_file: nil, destination: nil, version: nil)
       # Kamal sets this before ERB runs, so ERB, hooks and secrets commands can read it.
       ENV["KAMAL_DESTINATION"] = destination
-      base = (config_file || DEFAULT_CONFIG_FILE).to_s
+      # Absolute, as Kamal names the file in its errors.
+      base = File.expand_path((config_file || DEFAULT_CONFIG_FILE).to_s)
       files = [ base ]
       files << "#{base.delete_suffix(File.extname(base))}.#{destination}.yml" if destination
       # Which Kamal the config is for shows only once it is read; Kamal 1.x loads `.env` (then
@@ -50,6 +51,7 @@ module KamalRs
       return source unless source.include?("<%")
 
       require "erb"
+      ErbContext.prepare(source)
       ERB.new(source, trim_mode: trim_mode).result
     end
     private_class_method :render

@@ -1,11 +1,11 @@
 //! Ruby objects (what Psych loaded) to the core's `Value` tree and back.
 //!
-//! Identity is kept both ways: an Array or Hash reached twice (a YAML alias) becomes one shared node,
-//! and one shared node becomes one Ruby object again, so Psych prints its anchors as Kamal's output has.
+//! Ruby to core keeps identity: an Array or Hash reached twice (a YAML alias) becomes one shared node.
+//! Core to Ruby makes a new Array or Hash each time, as Kamal's `config` does (it prints
+//! `Kamal::Utils.redacted(config.to_h)`, which rebuilds every hash and array): so no anchors.
 //! Objects the model does not interpret (a `Date`, say) are parked in `foreign` and come back untouched.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use kamal_rs_core::value::{Map, Object, Value as V};
 use magnus::rb_sys::AsRawValue;
@@ -121,16 +121,11 @@ impl<'a> FromRuby<'a> {
 pub struct ToRuby<'a> {
     ruby: &'a Ruby,
     foreign: RArray,
-    made: HashMap<usize, Value>,
 }
 
 impl<'a> ToRuby<'a> {
     pub fn new(ruby: &'a Ruby, foreign: RArray) -> Self {
-        ToRuby {
-            ruby,
-            foreign,
-            made: HashMap::new(),
-        }
+        ToRuby { ruby, foreign }
     }
 
     pub fn convert(&mut self, value: &V) -> Result<Value, Error> {
@@ -145,26 +140,13 @@ impl<'a> ToRuby<'a> {
             V::Sym(s) => ruby.to_symbol(s).as_value(),
             V::Foreign(i) => self.foreign.entry::<Value>(*i as isize)?,
             V::Seq(items) => {
-                let key = Arc::as_ptr(items) as usize;
-                if let Some(v) = self.made.get(&key) {
-                    return Ok(*v);
-                }
                 let array = ruby.ary_new_capa(items.len());
-                self.made.insert(key, array.as_value());
                 for item in items.iter() {
                     array.push(self.convert(item)?)?;
                 }
                 array.as_value()
             }
-            V::Map(map) => {
-                let key = Arc::as_ptr(map) as usize;
-                if let Some(v) = self.made.get(&key) {
-                    return Ok(*v);
-                }
-                let hash = self.hash(map)?;
-                self.made.insert(key, hash.as_value());
-                hash.as_value()
-            }
+            V::Map(map) => self.hash(map)?.as_value(),
             V::Object(object) => self.object(object)?,
         })
     }
