@@ -19,14 +19,19 @@ class ConfigTest < Minitest::Test
   end
 
   INVALID = YAML.safe_load(File.read(File.join(FIXTURES, "invalid_configs.yml")))
+  # Kamal 1.x configs, with Kamal 1.9.3's messages.
+  INVALID_V1 = YAML.safe_load(File.read(File.join(FIXTURES, "invalid_configs_v1.yml")))
 
-  INVALID["cases"].each do |kase|
-    define_method("test_invalid_#{kase["name"].tr(" ", "_")}") do
-      Dir.mktmpdir do |dir|
-        write_case(dir, kase)
+  [ INVALID, INVALID_V1 ].each do |set|
+    set["cases"].each do |kase|
+      define_method("test_invalid_#{kase["name"].tr(" ", "_")}") do
+        Dir.mktmpdir do |dir|
+          write_case(dir, kase, set["base"])
         status, out, = kamal_rs("config", *Array(kase["args"]), dir: dir, env: { "VERSION" => "v1" })
-        assert_equal "  \e[31mERROR (#{kase["error"].sub(": ", "): ")}\e[0m\n", out
-        assert_equal 1, status
+          expected = kase["error"].sub(": ", "): ").gsub("{dir}", File.realpath(dir))
+          assert_equal "  \e[31mERROR (#{expected}\e[0m\n", out
+          assert_equal 1, status
+        end
       end
     end
   end
@@ -135,8 +140,8 @@ class ConfigTest < Minitest::Test
   end
 
   private
-    def write_case(dir, kase)
-      config = deep_merge(Marshal.load(Marshal.dump(INVALID["base"])), kase["set"] || {})
+    def write_case(dir, kase, base)
+      config = deep_merge(Marshal.load(Marshal.dump(base)), kase["set"] || {})
       Array(kase["delete"]).each do |path|
         *parents, last = path.split(".")
         (parents.empty? ? config : config.dig(*parents)).delete(last)
