@@ -1,8 +1,8 @@
 //! The data Kamal's config is made of: what Ruby's Psych hands over after ERB + YAML.
 //!
-//! Arrays and hashes sit behind `Arc`, so that two YAML aliases of one node stay one node. That matters
-//! for output: Psych prints a shared array or hash once with an anchor (`&1`) and then as `*1`, so
-//! printing the resolved config byte for byte as Kamal does means keeping identity, not just equality.
+//! Arrays and hashes sit behind `Arc`, so that two YAML aliases of one node stay one node (cheap to
+//! share, and a node that contains itself is caught where Ruby hands it over). `kamal config` prints
+//! them as separate copies: Kamal prints `Kamal::Utils.redacted(config.to_h)`, which rebuilds them.
 
 use std::fmt;
 use std::sync::Arc;
