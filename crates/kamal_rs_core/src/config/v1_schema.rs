@@ -96,6 +96,9 @@ pub const SSH: Fields = &[
     ("keys_only", Bool),
     ("keys", Arr(&Str)),
     ("key_data", Arr(&Str)),
+    // Not in 1.9.3 (it came with 2.0): kamal_rs accepts it for 1.x configs too, so that a 1.x deploy
+    // can use an ssh_config of its own.
+    ("config", Arr(&Str)),
 ];
 
 pub const SSHKIT: Fields = &[("max_concurrent_starts", Int), ("pool_idle_timeout", Int)];

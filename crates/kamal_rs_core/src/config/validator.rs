@@ -187,6 +187,8 @@ impl Validator {
             ("servers", Ex::Section) if at_root => self.validate_type(value, &[Ty::Arr, Ty::Hash]),
             (_, Ex::Section) => self.validate_type(value, &[Ty::Hash]),
             ("hosts", _) if !at_root => self.validate_servers(value),
+            // kamal_rs's one extension to 1.9.3's `ssh:` (see `v1_schema.rs`), checked as 2.x does.
+            ("config", Ex::Arr(_)) => self.validate_ssh_config(value),
             (_, Ex::Arr(inner)) => self.validate_array_of(value, Ty::of_example(inner)),
             ("options" | "args", Ex::Hash(_)) => self.validate_type(value, &[Ty::Hash]),
             ("labels", Ex::Hash(fields)) => {
