@@ -83,7 +83,7 @@ class BuildTest < Minitest::Test
     Lab.reset_transcripts
     status, out, = kamal_rs("deploy")
     assert_equal 1, status, out
-    assert_match(/ERROR \(KamalRs::CommandFailed\): docker exit status: 1\ndocker stdout: .*no-such-file/m, out)
+    assert_match(/ERROR \(SSHKit::Command::Failed\): docker exit status: 1\ndocker stdout: .*no-such-file/m, out)
     refute_includes out, "Acquiring the deploy lock"
     HOSTS.each do |ip|
       assert_empty Lab.transcript(ip).map { |l| l[:command] }, "#{ip} ran commands after a failed build"
@@ -97,7 +97,7 @@ class BuildTest < Minitest::Test
   def test_04_a_missing_dockerfile_fails_before_the_build
     status, out, = kamal_rs("deploy", env: { "DOCKERFILE" => "Nope.Dockerfile" })
     assert_equal 1, status, out
-    assert_includes out, "ERROR (KamalRs::BuildError): Missing Nope.Dockerfile"
+    assert_includes out, "ERROR (Kamal::Cli::Build::BuildError): Missing Nope.Dockerfile"
     refute_includes out, "Running docker buildx build"
   end
 

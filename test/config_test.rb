@@ -66,7 +66,7 @@ class ConfigTest < Minitest::Test
       FileUtils.cp_r(File.join(FIXTURES, "configs", "minimal_array", "config"), dir)
       status, out, = kamal_rs("config", dir: dir, env: { "VERSION" => nil, "GIT_CEILING_DIRECTORIES" => File.dirname(dir) })
       assert_equal 1, status
-      assert_includes out, "ERROR (KamalRs::RuntimeError): Can't use commit hash as version, no git repository found in"
+      assert_includes out, "ERROR (RuntimeError): Can't use commit hash as version, no git repository found in"
     end
   end
 

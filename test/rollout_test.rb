@@ -78,7 +78,7 @@ class RolloutTest < Minitest::Test
     assert_equal 1, status, out
     assert_includes out, "Deploy lock already in place!"
     assert_includes out, "Locked by: someone at 2026-01-01T00:00:00Z"
-    assert_includes out, "ERROR (KamalRs::LockError): Deploy lock found. Run 'kamal lock help' for more information"
+    assert_includes out, "ERROR (Kamal::Cli::LockError): Deploy lock found. Run 'kamal lock help' for more information"
     # The primary's script stopped at the lock (exit 77: nothing after the `mkdir` ran); the other web
     # host neither pulled nor booted (it is only asked, afterwards, which version it runs); the workers
     # host only pulled.

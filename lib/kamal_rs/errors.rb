@@ -1,41 +1,55 @@
 module KamalRs
-  # Every failure kamal_rs raises is a KamalRs::Error. Names follow Kamal's (Kamal::Cli::LockError →
-  # KamalRs::LockError); the messages are Kamal's.
-  class Error < StandardError; end
+  # Every failure kamal_rs raises is a KamalRs::Error; the messages are Kamal's. Each class also knows
+  # the class Kamal raises for the same failure (`kamal_name`): the command line prints that one, so
+  # `kamal-rs` prints the `ERROR (...)` line `kamal` prints.
+  class Error < StandardError
+    def self.kamal_name
+      name
+    end
+  end
 
-  # The config is invalid (Kamal's Kamal::ConfigurationError).
-  class ConfigurationError < Error; end
+  def self.error_class(kamal_name)
+    Class.new(Error) { define_singleton_method(:kamal_name) { kamal_name } }
+  end
+  private_class_method :error_class
+
+  # The config is invalid.
+  ConfigurationError = error_class("Kamal::ConfigurationError")
 
   # Where Kamal raises a plain ArgumentError (for example "You must specify a destination").
-  class ArgumentError < Error; end
+  ArgumentError = error_class("ArgumentError")
 
   # Where Kamal raises a plain RuntimeError (for example "Configuration file not found in ...").
-  class RuntimeError < Error; end
+  RuntimeError = error_class("RuntimeError")
 
   # A hook exited non-zero.
-  class HookError < Error; end
+  HookError = error_class("Kamal::Cli::HookError")
 
   # The deploy lock is held by someone else, or waiting for it timed out.
-  class LockError < Error; end
+  LockError = error_class("Kamal::Cli::LockError")
 
   # A new container did not boot.
-  class BootError < Error; end
+  BootError = error_class("Kamal::Cli::BootError")
 
   # A new container did not become healthy, or the primary role's barrier closed.
-  class HealthcheckError < Error; end
+  HealthcheckError = error_class("Kamal::Cli::Healthcheck::Error")
 
-  # A remote command failed (Kamal reports SSHKit::Command::Failed).
-  class CommandFailed < Error; end
+  # A remote command failed.
+  CommandFailed = error_class("SSHKit::Command::Failed")
 
-  # A host could not be reached over SSH.
-  class ConnectionError < Error; end
+  # A host could not be reached over SSH (Kamal names Net::SSH's or Errno's class; kamal_rs says why in
+  # the message instead).
+  ConnectionError = error_class("KamalRs::ConnectionError")
 
-  # Docker or its buildx plugin is missing on this machine (Kamal's Kamal::Cli::DependencyError).
-  class DependencyError < Error; end
+  # Docker or its buildx plugin is missing on this machine.
+  DependencyError = error_class("Kamal::Cli::DependencyError")
 
   # The image could not be built: no Dockerfile, or a build clone that cannot be prepared.
-  class BuildError < Error; end
+  BuildError = error_class("Kamal::Cli::Build::BuildError")
 
-  # The run was stopped (Ctrl-C, Thread#raise, Timeout) after releasing the lock.
-  class Interrupted < Error; end
+  # A command kamal-rs hands to Ruby Kamal, and no Kamal to hand it to.
+  KamalNotFound = error_class("KamalRs::KamalNotFound")
+
+  # The run was stopped (Ctrl-C, SIGTERM, Thread#raise, Timeout) after releasing the lock.
+  Interrupted = error_class("Interrupt")
 end
