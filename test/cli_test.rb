@@ -1,4 +1,5 @@
 require "test_helper"
+require "open3"
 
 class CliTest < Minitest::Test
   include CliHelpers
@@ -19,6 +20,42 @@ class CliTest < Minitest::Test
     assert_includes out, "-h, [--hosts=HOSTS]"
     assert_includes out, "-H, [--skip-hooks]"
     assert_includes out, "    [--version=VERSION]"
+  end
+
+  def test_help_names_rollback_and_the_commands_handed_to_kamal
+    _, out, = kamal_rs("help", dir: ROOT)
+    assert_includes out, "kamal-rs rollback [VERSION]"
+    assert_match(/handed to Ruby Kamal.*\n  accessory, app, audit, build,/, out)
+  end
+
+  # Kamal's other commands go to Ruby Kamal, same arguments, its output and exit status: here a stand-in
+  # `kamal` found on PATH (no Kamal gem in the test environment).
+  def test_other_commands_are_handed_to_kamal_on_path
+    Dir.mktmpdir do |bin|
+      File.write(File.join(bin, "kamal"), <<~SH)
+        #!/bin/sh
+        echo "kamal got: $* (guard=$KAMAL_RS_HANDED_OVER)"
+        exit 7
+      SH
+      File.chmod(0o755, File.join(bin, "kamal"))
+      env = { "PATH" => "#{bin}:#{ENV["PATH"]}" }
+      [ %w[app logs -d staging --lines 5], %w[lock release], %w[env delete], %w[help app] ].each do |argv|
+        out, status = run_exe(argv, env)
+        assert_equal [ 7, "kamal got: #{argv.join(" ")} (guard=1)\n" ], [ status.exitstatus, out ]
+      end
+      out, status = run_exe(%w[lock status], env.merge("KAMAL_RS_KAMAL" => "echo explicit"))
+      assert_equal [ 0, "explicit lock status\n" ], [ status.exitstatus, out ]
+      out, status = run_exe(%w[app logs], env.merge("KAMAL_RS_HANDED_OVER" => "1"))
+      assert_equal 1, status.exitstatus
+      assert_includes out, "ERROR (KamalRs::KamalNotFound): `kamal app logs` came back to kamal-rs"
+    end
+  end
+
+  def test_a_kamal_command_without_kamal_installed_says_what_to_do
+    out, status = run_exe(%w[accessory boot db], { "PATH" => File.dirname(RbConfig.ruby) })
+    assert_equal 1, status.exitstatus
+    assert_includes out, "ERROR (KamalRs::KamalNotFound): `accessory` is one of Kamal's commands"
+    assert_includes out, %(add `gem "kamal"` to the Gemfile)
   end
 
   def test_unknown_switch_exits_1
@@ -48,7 +85,7 @@ class CliTest < Minitest::Test
       File.write(File.join(dir, "config", "deploy.yml"), "service: app\nx: #{"[" * 10_000}#{"]" * 10_000}\n")
       status, out, err = kamal_rs("config", dir: dir)
       assert_equal 1, status
-      assert_match(/\A  \e\[31mERROR \((SystemStackError|KamalRs::ConfigurationError)\): [^\n]+\e\[0m\n\z/, out)
+      assert_match(/\A  \e\[31mERROR \((SystemStackError|Kamal::ConfigurationError)\): [^\n]+\e\[0m\n\z/, out)
       assert_empty err
     end
   end
@@ -59,7 +96,7 @@ class CliTest < Minitest::Test
       File.write(File.join(dir, "config", "deploy.yml"), "service: app\nx: #{"[" * 500}#{"]" * 500}\n")
       status, out, = kamal_rs("config", dir: dir)
       assert_equal 1, status
-      assert_includes out, "ERROR (KamalRs::ConfigurationError): The configuration is nested more than 100 levels deep"
+      assert_includes out, "ERROR (Kamal::ConfigurationError): The configuration is nested more than 100 levels deep"
     end
   end
 
@@ -94,7 +131,7 @@ class CliTest < Minitest::Test
       YAML
       status, out, = kamal_rs("deploy", "-P", "--version", "v1", dir: dir)
       assert_equal 1, status
-      assert_includes out, %(ERROR (KamalRs::ConfigurationError): ssh/user: "root\\n  ProxyCommand sh -c 'touch #{marker}'" is not a user name)
+      assert_includes out, %(ERROR (Kamal::ConfigurationError): ssh/user: "root\\n  ProxyCommand sh -c 'touch #{marker}'" is not a user name)
       refute File.exist?(marker), "the injected command ran"
       refute File.exist?("#{marker}.hook"), "a hook ran before the check"
 
@@ -102,8 +139,13 @@ class CliTest < Minitest::Test
         .sub(/ssh:\n.*\n/, "").sub("192.0.2.1", "\"-oProxyCommand=touch #{marker}\""))
       status, out, = kamal_rs("deploy", "-P", "--version", "v1", dir: dir)
       assert_equal 1, status
-      assert_includes out, %(ERROR (KamalRs::ConfigurationError): servers: "-oProxyCommand=touch #{marker}" is not a host name)
+      assert_includes out, %(ERROR (Kamal::ConfigurationError): servers: "-oProxyCommand=touch #{marker}" is not a host name)
       refute File.exist?(marker)
     end
   end
+
+  private
+    def run_exe(argv, env)
+      Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }.merge(env), RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *argv, chdir: ROOT)
+    end
 end

@@ -100,7 +100,7 @@ class DeployTest < Minitest::Test
     status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", "unhealthy", env: { "DEPLOY_TIMEOUT" => "3" })
     assert_equal 1, status, out
     assert_includes out, "Failed to boot web on 10.213.0.1"
-    assert_includes out, "  \e[31mERROR (KamalRs::CommandFailed): Exceptions on 3 hosts:\n"
+    assert_includes out, "  \e[31mERROR (SSHKit::Command::Failed): Exceptions on 3 hosts:\n"
     assert_includes out, "Exception while executing on host 10.213.0.11: docker exit status: 1\ndocker stdout: Nothing written\n" \
                          "docker stderr: Error: target failed to become healthy within configured timeout (3s)"
     assert_includes out, "Exception while executing on host 10.213.0.13: Halted at barrier"
@@ -121,7 +121,7 @@ class DeployTest < Minitest::Test
     assert_equal 1, status
     assert_includes out, "Deploy lock already in place!"
     assert_includes out, "Locked by: someone at 2026-01-01T00:00:00Z"
-    assert_includes out, "  \e[31mERROR (KamalRs::LockError): Deploy lock found. Run 'kamal lock help' for more information\e[0m"
+    assert_includes out, "  \e[31mERROR (Kamal::Cli::LockError): Deploy lock found. Run 'kamal lock help' for more information\e[0m"
 
     releaser = Thread.new { sleep 2.5; remote(WEB[0], "rm .kamal/lock-app-staging/details && rm -r .kamal/lock-app-staging") }
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2", "--lock-wait", "--lock-wait-interval", "1")
@@ -203,7 +203,7 @@ class DeployTest < Minitest::Test
   def test_10_a_failing_pre_deploy_hook_stops_before_any_change
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1", env: { "FAIL_PRE_DEPLOY" => "1" })
     assert_equal 1, status
-    assert_includes out, "ERROR (KamalRs::HookError): Hook `pre-deploy` failed:"
+    assert_includes out, "ERROR (Kamal::Cli::HookError): Hook `pre-deploy` failed:"
     assert_includes out, "pre-deploy says no"
     assert_equal "", remote(WEB[0], "ls -d .kamal/lock-app-staging 2>/dev/null").first
     WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
@@ -284,6 +284,55 @@ class DeployTest < Minitest::Test
       assert_equal "/root/.kamal/apps/app-staging/assets/volumes/web-v2:/www\n", mounts
       WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
     end
+  end
+
+  # `kamal rollback`: under the lock, the version's containers booted again (no pull), latest tagged.
+  def test_14_rollback_to_v1_boots_it_again_without_a_pull
+    Lab.reset_transcripts
+    status, out = kamal_rs("rollback", "v1", "-d", "staging")
+    assert_equal 0, status, out
+    assert_one_connection_per_host
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+    assert_equal [ "app-workers-staging-v1 running" ], docker(WORKER, "ps --format '{{.Names}} {{.State}}' --filter label=role=workers").lines.map(&:strip)
+    assert_includes docker(WORKER, "ps -a --format '{{.Names}} {{.State}}' --filter name=app-workers-staging-v2"), "exited"
+    [ *WEB, WORKER ].each do |ip|
+      refute Lab.transcript(ip).any? { |l| l[:command].include?("docker pull") }, "#{ip}: a rollback pulls nothing"
+    end
+    assert_includes out, "docker container ls --all --filter 'name=^app-web-staging-v1$' --quiet"
+    assert_equal docker(WEB[0], "image inspect -f '{{.Id}}' 10.213.0.1:5000/app:v1"), docker(WEB[0], "image inspect -f '{{.Id}}' 10.213.0.1:5000/app:latest-staging")
+    assert_equal "", remote(WEB[0], "ls -d .kamal/lock-app-staging 2>/dev/null").first, "lock released"
+    audit, = remote(WEB[0], "tail -2 .kamal/app-staging-audit.log")
+    assert_match(/\[web\] Booted app version v1\n.*Tagging 10\.213\.0\.1:5000\/app:v1 as the latest image\n\z/, audit)
+    hooks = hook_markers
+    assert_equal %w[pre-connect pre-deploy pre-app-boot post-app-boot post-deploy], hooks.map(&:first)
+    assert_equal({ "KAMAL_COMMAND" => "rollback", "KAMAL_VERSION" => "v1" }, hooks.assoc("pre-deploy").last.slice("KAMAL_COMMAND", "KAMAL_VERSION"))
+  end
+
+  def test_15_rollback_to_a_version_that_is_not_everywhere_changes_nothing
+    docker(WEB[1], "run -d --name app-web-staging-only-here --label service=app --label role=web --label destination=staging 10.213.0.1:5000/app:v2 sleep 1")
+    status, out = kamal_rs("rollback", "only-here", "-d", "staging")
+    assert_equal 1, status, out
+    assert_includes out, "Error looking for container version only-here: Exceptions on 2 hosts:\n"
+    assert_includes out, "Exception while executing on host 10.213.0.11: Container not found\n"
+    assert_includes out, "ERROR (RuntimeError): The app version 'only-here' is not available as a container (use 'kamal app containers' for available versions)"
+    assert_includes out, "10.213.0.12: web: not booted, old version v1 still serving"
+    refute_includes hook_markers.map(&:first), "pre-deploy"
+    assert_equal "", remote(WEB[0], "ls -d .kamal/lock-app-staging 2>/dev/null").first, "lock released"
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+  end
+
+  # Without a version (Kamal requires one): the newest version besides the running one that every host
+  # and role still has; here v2 (only-here and the leftovers are not on every host).
+  def test_16_rollback_without_a_version_through_the_ruby_api_and_rake
+    result = in_app { KamalRs.rollback(destination: "staging", quiet: true) }
+    assert result.success?
+    assert_equal "v2", result.version
+    assert_equal "v1", result.hosts.first[:roles].first[:old_version]
+    WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
+
+    out, status = Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib"), "QUIET" => "1" }, "rake", "kamal_rs:rollback[staging,v1]", chdir: APP)
+    assert status.success?, out
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
   end
 
   private

@@ -110,7 +110,7 @@ class DeployV1Test < Minitest::Test
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "unhealthy", env: { "MAX_ATTEMPTS" => "2" })
     assert_equal 1, status, out
     # The run ends with 1.9's own words for the unhealthy container, not a script's exit status.
-    assert_match(/ERROR \(KamalRs::HealthcheckError\): (Exceptions on \d hosts:\n)?Exception while executing on host 10\.213\.0\.1[12]: container not ready \([a-z]+\)(\n|\e)/, out)
+    assert_match(/ERROR \(Kamal::Cli::Healthcheck::Error\): (Exceptions on \d hosts:\n)?Exception while executing on host 10\.213\.0\.1[12]: container not ready \([a-z]+\)(\n|\e)/, out)
     refute_match(/exit status: 8\d/, out)
     assert_match %r{INFO container not ready \([a-z]+\), retrying in 1s \(attempt 1/2\)\.\.\.}, out, "1.9's poller messages"
     assert_includes out, "Exception while executing on host 10.213.0.13: Halted at barrier"
@@ -119,6 +119,21 @@ class DeployV1Test < Minitest::Test
       assert_equal "app-web-staging-unhealthy exited", docker(ip, "ps -a --format '{{.Names}} {{.State}}' --filter name=app-web-staging-unhealthy").strip
     end
     assert_equal "app-workers-staging-v2 running", docker(WORKER, "ps --format '{{.Names}} {{.State}}' --filter label=role=workers").strip
+    assert_equal "", remote(WEB[0], "ls -d .kamal/locks/app-staging 2>/dev/null").first, "lock released"
+  end
+
+  # 1.9's rollback: the containers found with 1.9's unquoted filter, the version booted again with
+  # 1.9's steps (no pull, no Traefik boot, no prune), latest tagged, the lock released.
+  def test_06_rollback_to_v1
+    Lab.reset_transcripts
+    status, out = kamal_rs("rollback", "v1", "-d", "staging")
+    assert_equal 0, status, out
+    assert_includes out, "docker container ls --all --filter name=^app-web-staging-v1$ --quiet"
+    assert_includes out, "Start container with version v1 using a 2s readiness delay (or reboot if already running)..."
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+    assert_equal "app-workers-staging-v1 running", docker(WORKER, "ps --format '{{.Names}} {{.State}}' --filter label=role=workers").strip
+    HOSTS.each { |ip| refute Lab.transcript(ip).any? { |l| l[:command].include?("docker pull") }, "#{ip}: a rollback pulls nothing" }
+    assert_equal docker(WEB[0], "image inspect -f '{{.Id}}' 10.213.0.1:5000/app:v1"), docker(WEB[0], "image inspect -f '{{.Id}}' 10.213.0.1:5000/app:latest-staging")
     assert_equal "", remote(WEB[0], "ls -d .kamal/locks/app-staging 2>/dev/null").first, "lock released"
   end
 

@@ -1,8 +1,10 @@
 require "optparse"
+require "kamal_rs/hand_over"
 
 module KamalRs
   # `kamal-rs`: Kamal's command line (same option letters, same error format) for the commands kamal_rs
-  # runs itself. Parsing stays in Ruby; the work is done by the native core.
+  # runs itself; every other command goes to Ruby Kamal (HandOver). Parsing stays in Ruby; the work is
+  # done by the native core.
   class Cli
     COMMANDS = {
       "config" => "Show combined config (including secrets!)",
@@ -10,8 +12,10 @@ module KamalRs
       "env push" => "Push the env files to the servers (Kamal 1.x configs; their deploys upload none)",
       "help" => "Describe available commands or one specific command",
       "redeploy" => "Deploy app to servers without bootstrapping servers, starting kamal-proxy and pruning",
+      "rollback" => "Rollback app to VERSION (without one: the newest version every host still has)",
       "version" => "Show kamal_rs version"
     }.freeze
+    USAGE = { "help" => "help [COMMAND]", "rollback" => "rollback [VERSION]" }.freeze
 
     def self.start(argv, out: $stdout, err: $stderr)
       new(out: out, err: err).run(argv)
@@ -32,8 +36,9 @@ module KamalRs
       error_line("Interrupt", "stopped by #{@signal || "SIGINT"}#{lock_note(KamalRs.result_of(e))}")
       @signal == "SIGTERM" ? 143 : 130
     rescue StandardError, ScriptError, SystemStackError => e
-      # Every failure ends in one line, whatever raised it (a config's ERB included).
-      error_line(e.class, e.message)
+      # Every failure ends in one line, whatever raised it (a config's ERB included), naming the class
+      # Kamal would name.
+      error_line(e.class.respond_to?(:kamal_name) ? e.class.kamal_name : e.class, e.message)
       @out.puts e.backtrace if ENV["VERBOSE"]
       1
     end
@@ -71,6 +76,8 @@ module KamalRs
 
         case command
         when nil, "help", "--help"
+          return HandOver.exec([ "help", *argv ]) if kamals?(argv.first)
+
           @out.puts(help(argv.first))
           0
         when "version"
@@ -80,14 +87,15 @@ module KamalRs
           options = parse(argv, command)
           ENV["VERBOSE"] = "1" if options[:verbose]
           send("#{command}_command", options)
+        when "rollback"
+          rollback_command(argv)
         when "env"
-          sub = argv.shift
-          unless sub == "push"
-            @err.puts %(Could not find command "env #{sub}".)
-            return 1
-          end
-          KamalRs.env_push(**parse(argv, "env push"))
+          return HandOver.exec([ command, *argv ]) unless argv.first == "push"
+
+          KamalRs.env_push(**parse(argv.drop(1), "env push"))
           0
+        when *HandOver::KAMAL_COMMANDS, *HandOver::KAMAL_1_COMMANDS
+          HandOver.exec([ command, *argv ])
         else
           @err.puts %(Could not find command "#{command}".)
           1
@@ -110,6 +118,15 @@ module KamalRs
         0
       end
 
+      # `rollback [VERSION]`: the version as Kamal's argument (or --version), else chosen on the servers.
+      def rollback_command(argv)
+        options = parse(argv, "rollback", positional: 1)
+        version = options.delete(:arguments).first
+        ENV["VERBOSE"] = "1" if options[:verbose]
+        KamalRs.rollback(version, **options)
+        0
+      end
+
       # Thor accepts `--skip_push` for `--skip-push`.
       def normalize(argv)
         argv.map do |arg|
@@ -124,8 +141,9 @@ module KamalRs
         end
       end
 
-      # Kamal's options for `command` (Options.cli), into a Hash of what was given.
-      def parse(argv, command)
+      # Kamal's options for `command` (Options.cli), into a Hash of what was given; up to `positional`
+      # arguments come back as :arguments.
+      def parse(argv, command, positional: 0)
         options = {}
         parser = OptionParser.new
         Options.cli(command).each do |spec|
@@ -136,7 +154,8 @@ module KamalRs
           parser.on(*args) { |value| options[spec[:name]] = value }
         end
         rest = parser.parse(argv)
-        raise OptionParser::NeedlessArgument, rest.join(" ") if rest.any?
+        raise OptionParser::NeedlessArgument, rest.drop(positional).join(" ") if rest.size > positional
+        options[:arguments] = rest if positional.positive?
         options
       end
 
@@ -148,19 +167,23 @@ module KamalRs
         end
       end
 
+      def kamals?(command)
+        (HandOver::KAMAL_COMMANDS + HandOver::KAMAL_1_COMMANDS).include?(command)
+      end
+
       def help(command)
         if command && COMMANDS[command]
-          lines = [ "Usage:", "  kamal-rs #{command}", "" ]
+          lines = [ "Usage:", "  kamal-rs #{USAGE.fetch(command, command)}", "" ]
           lines += option_lines("Options", Options.cli(command))
           lines << "" << COMMANDS[command]
           return lines.join("\n")
         end
-        width = COMMANDS.keys.map { |c| "kamal-rs #{c}#{" [COMMAND]" if c == "help"}".length }.max
+        usages = COMMANDS.keys.map { |name| "kamal-rs #{USAGE.fetch(name, name)}" }
+        width = usages.map(&:length).max
         lines = [ "Commands:" ]
-        COMMANDS.each do |name, desc|
-          usage = "kamal-rs #{name}#{" [COMMAND]" if name == "help"}"
-          lines << "  #{usage.ljust(width)}  # #{desc}"
-        end
+        usages.zip(COMMANDS.values).each { |usage, desc| lines << "  #{usage.ljust(width)}  # #{desc}" }
+        lines << "" << "Kamal's other commands, handed to Ruby Kamal with the same arguments:"
+        lines << "  #{HandOver::KAMAL_COMMANDS.join(", ")} (1.x: also #{HandOver::KAMAL_1_COMMANDS.join(", ")})"
         lines << ""
         lines += option_lines("Options", Options.cli(nil))
         lines.join("\n")

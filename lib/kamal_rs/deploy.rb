@@ -49,6 +49,16 @@ module KamalRs
     run_command(:redeploy, options)
   end
 
+  # As `kamal rollback VERSION`: under the lock, when every app host still has a container of `version`
+  # for each of its roles, that version booted again (no pull, no kamal-proxy boot, no prune) and tagged
+  # latest. Without a version, the newest one besides the running one that every host and role still
+  # has. Raises KamalRs::RuntimeError, nothing changed, when the version is not there everywhere. Other
+  # options as KamalRs.deploy's.
+  def self.rollback(version = nil, **options)
+    options = options.merge(version: version) if version
+    run_command(:rollback, options)
+  end
+
   # `kamal env push` for a Kamal 1.x config (its deploys upload no env files): each role's env file,
   # mode 400, on its hosts, and Traefik's. Options: config_file:, destination:, hosts:, roles:,
   # skip_hooks:, verbose:, quiet:, lock_wait:...

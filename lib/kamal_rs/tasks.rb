@@ -2,6 +2,7 @@
 #
 #   rake "kamal_rs:deploy[staging,v42]"          # task arguments: destination, version
 #   DESTINATION=staging VERSION=v42 SKIP_PUSH=1 rake kamal_rs:redeploy
+#   rake "kamal_rs:rollback[staging,v41]"        # without a version: the newest one still on every host
 #
 # Every option of `kamal-rs deploy` is an environment variable of its name in capitals
 # (KamalRs::Options): DESTINATION, VERSION, SKIP_PUSH=1, NO_CACHE=1, HOSTS, ROLES, CONFIG_FILE,
@@ -24,5 +25,10 @@ namespace :kamal_rs do
   desc "Redeploy the app (no proxy boot, no prune), as `kamal redeploy` does"
   task :redeploy, [ :destination, :version ] do |_task, args|
     KamalRs.redeploy(**KamalRs::Options.from_env(args.to_h))
+  end
+
+  desc "Roll back to a version whose containers are still on the servers, as `kamal rollback` does"
+  task :rollback, [ :destination, :version ] do |_task, args|
+    KamalRs.rollback(**KamalRs::Options.from_env(args.to_h))
   end
 end

@@ -211,6 +211,11 @@ impl Configuration {
 
     // ---- derived names (lib/kamal/configuration.rb) -------------------------------------------------------
 
+    /// The version given with `--version` (a rollback's target), if any.
+    pub fn declared_version(&self) -> Option<&str> {
+        self.declared_version.as_deref()
+    }
+
     /// `--version` > `VERSION` > git HEAD (with `_uncommitted_<hex>` when building from the working tree).
     pub fn version(&self) -> Result<String> {
         self.version

@@ -2,6 +2,7 @@
 //! and push (or pull), the lock, kamal-proxy (deploy), the boots, tag and prune, the lock released,
 //! `post-deploy`; and what every run does when it ends, however it ends.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -9,35 +10,53 @@ use futures::future::join_all;
 
 use super::options::Command;
 use super::report::{DeployReport, LockOutcome};
-use super::rollout;
 use super::run::Run;
 use super::state::Lock;
 use super::steps::build::Build;
 use super::steps::hooks::run_hook;
 use super::steps::{lock, proxy, pull, tag};
 use super::v1;
+use super::{rollback, rollout};
 use crate::commands::app::App;
 use crate::config::KamalMajor;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Runs the command to its end; the lock is released whatever happened (Kamal releases it on failure;
 /// kamal_rs also on Ctrl-C, where Kamal leaves it held).
-pub async fn run(run: Run<'_>) -> DeployReport {
+pub async fn run(mut run: Run<'_>) -> DeployReport {
+    if run.options.command == Command::Rollback && run.version.is_empty() {
+        match interruptible(&run, rollback::choose(&run)).await {
+            Ok(version) => run.version = version,
+            Err(e) => return finish(&run, Err(e)).await,
+        }
+    }
+    let result = interruptible(&run, steps(&run)).await;
+    finish(&run, result).await
+}
+
+/// Runs `work`, and on Ctrl-C stops the hosts that have not booted yet; an interrupted run is an error
+/// even when `work` got to its end.
+async fn interruptible<T>(run: &Run<'_>, work: impl Future<Output = Result<T>>) -> Result<T> {
     let done = tokio::sync::Notify::new();
-    let steps = async {
-        let result = steps(&run).await;
+    let work = async {
+        let result = work.await;
         done.notify_one();
         result
     };
-    let (result, ()) = tokio::join!(steps, rollout::stop_on_interrupt(&run, &done));
-    let result = match (result, run.cancel.is_cancelled()) {
+    let (result, ()) = tokio::join!(work, rollout::stop_on_interrupt(run, &done));
+    match (result, run.cancel.is_cancelled()) {
         (Err(e), _) => Err(e),
-        (Ok(()), true) => Err(Error::new(ErrorKind::Interrupted, "Interrupted")),
-        (Ok(()), false) => Ok(()),
-    };
+        (Ok(_), true) => Err(Error::new(ErrorKind::Interrupted, "Interrupted")),
+        (Ok(value), false) => Ok(value),
+    }
+}
+
+/// What every run does at its end: the lock released, the runtime, `post-deploy` after a run that
+/// changed what it set out to change, the report.
+async fn finish(run: &Run<'_>, result: Result<()>) -> DeployReport {
     if run.lock.to_release() {
         run.output.say("Releasing the deploy lock...");
-        if let Err(e) = lock::release(&run).await {
+        if let Err(e) = lock::release(run).await {
             run.output
                 .red(&format!("Error releasing the deploy lock: {}", e.message));
         }
@@ -52,17 +71,18 @@ pub async fn run(run: Run<'_>) -> DeployReport {
                 "KAMAL_RUNTIME".to_string(),
                 format!("{}", runtime.round() as i64),
             )];
-            run_hook(&run, "post-deploy", &run.sel.hosts, &env, true)
+            run_hook(run, "post-deploy", &run.sel.hosts, &env, true)
                 .await
                 .err()
         }
         Err(e) => Some(e),
     };
-    report(&run, runtime, error).await
+    report(run, runtime, error).await
 }
 
 async fn steps(run: &Run<'_>) -> Result<()> {
     match (run.config.major, run.options.command) {
+        (_, Command::Rollback) => return rollback::run(run).await,
         (KamalMajor::V1, Command::EnvPush) => return v1::env_push::run(run).await,
         (KamalMajor::V1, _) => return v1::deploy(run).await,
         _ => {}
@@ -86,7 +106,7 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         pull_then_lock(run).await?;
         run.checkpoint()?;
         run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
-        if !run.options.redeploy() {
+        if run.options.boots_proxy() {
             run.output.say("Ensure kamal-proxy is running...");
             run.on_hosts(&run.sel.hosts, |h| proxy::boot(run, h))
                 .await?;

@@ -6,6 +6,7 @@
 //! - `rollout.rs`: how hosts move through their steps, and how one host's script is composed;
 //! - `steps/`: one module per step (lock, pull, proxy, boot, tag, hooks, build), each building its part
 //!   of a script and reading its own outcome; the command strings themselves are in `commands/`;
+//! - `rollback.rs`: `rollback`, the boot of a version whose containers are still there;
 //! - `v1/`: Kamal 1.9's steps for 1.x (Traefik) configs, on the same parts;
 //! - `script.rs`: scripts from typed parts (markers, exit codes, the commands shown in the log);
 //! - `state.rs`, `report.rs`, `options.rs`, `failure.rs`: the run's shared state, what it reports, what
@@ -23,6 +24,7 @@ mod main;
 pub mod options;
 mod performer;
 pub mod report;
+mod rollback;
 mod rollout;
 mod run;
 pub mod script;
@@ -40,7 +42,7 @@ pub use report::{DeployReport, HostReport, LockOutcome, RoleReport, RoleState};
 use crate::config::Configuration;
 use crate::error::Error;
 
-/// Runs a deploy (or redeploy, or env push) to completion, failure or cancellation.
+/// Runs a deploy (or redeploy, rollback, env push) to completion, failure or cancellation.
 pub fn deploy(config: &Configuration, options: DeployOptions, cancel: Arc<Cancel>) -> DeployReport {
     let started = Instant::now();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

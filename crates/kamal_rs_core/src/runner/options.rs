@@ -31,6 +31,8 @@ pub enum Command {
     Redeploy,
     /// Kamal 1.x's `env push`.
     EnvPush,
+    /// Back to a version that still has its containers: no pull, no kamal-proxy boot, no prune.
+    Rollback,
 }
 
 impl Command {
@@ -40,6 +42,7 @@ impl Command {
             Command::Deploy => "deploy",
             Command::Redeploy => "redeploy",
             Command::EnvPush => "env",
+            Command::Rollback => "rollback",
         }
     }
 }
@@ -93,6 +96,22 @@ impl Default for DeployOptions {
 impl DeployOptions {
     pub fn redeploy(&self) -> bool {
         self.command == Command::Redeploy
+    }
+
+    /// `deploy` boots kamal-proxy (Traefik for 1.x) and logs in to the registry on the servers first;
+    /// `redeploy` and `rollback` do neither.
+    pub fn boots_proxy(&self) -> bool {
+        self.command == Command::Deploy
+    }
+
+    /// `deploy` prunes old containers and images.
+    pub fn prunes(&self) -> bool {
+        self.command == Command::Deploy
+    }
+
+    /// Stale containers are stopped before each boot (`rollback` boots the version alone).
+    pub fn stops_stale(&self) -> bool {
+        matches!(self.command, Command::Deploy | Command::Redeploy)
     }
 
     pub fn verbosity(&self) -> Verbosity {

@@ -161,7 +161,7 @@ async fn roll_out_host(
     if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
         return Ok(());
     }
-    if !run.options.redeploy() {
+    if run.options.boots_proxy() {
         proxy::boot(run, host).await?;
     }
     if run.is_app_host(host) {
@@ -211,7 +211,7 @@ fn first_script(
         s.shown.extend(pull.shown.clone());
         s.line(guard(&no_stdin(&pull.text()), Exit::Pull));
     }
-    if !run.options.redeploy() {
+    if run.options.boots_proxy() {
         s.append(proxy::in_script(run, host)?);
     }
     if run.options.pull_barrier {

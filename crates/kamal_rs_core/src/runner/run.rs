@@ -85,9 +85,11 @@ impl<'a> Run<'a> {
             return Err(Error::argument("`env push` is for Kamal 1.x configs: Kamal 2 deploys upload the env files themselves"));
         }
         // `env push` needs no version; the lock's details show one when there is one.
-        let version = match config.version() {
-            Err(_) if options.command == Command::EnvPush => "unknown".to_string(),
-            v => v?,
+        let version = match (options.command, config.version()) {
+            (Command::EnvPush, Err(_)) => "unknown".to_string(),
+            // A rollback's version is the one asked for, or (none given) chosen on the servers.
+            (Command::Rollback, _) => config.declared_version().unwrap_or("").to_string(),
+            (_, v) => v?,
         };
         let sel = Selection::new(config, options.hosts(), options.roles(), options.primary)?;
         // Every value that reaches ssh is checked before anything runs (hooks included).
@@ -250,6 +252,12 @@ impl<'a> Run<'a> {
         }
         self.checkpoint()?;
         combine(errors)
+    }
+
+    /// Every host's connection is open.
+    pub fn connected(&self) -> bool {
+        let conns = self.conns.lock().unwrap();
+        self.sel.hosts.iter().all(|h| conns.contains_key(h))
     }
 
     fn conn(&self, host: &str) -> std::result::Result<Arc<Connection>, HostError> {

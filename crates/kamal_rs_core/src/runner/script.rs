@@ -58,6 +58,11 @@ pub enum Mark {
     Interrupted,
     /// Kamal 1.x: an env file the deploy needs is not on the host (its path).
     MissingEnv,
+    /// Rollback: a role's containers are listed next (its name); the version it runs; a role with no
+    /// container of the version asked for (its name).
+    Role,
+    Running,
+    Missing,
     /// Kamal 1.x health waits: a moment 1.9's poller would have checked again (`<status> <attempt>`).
     RetryReady,
     RetryUnhealthy,
@@ -67,7 +72,7 @@ pub enum Mark {
 }
 
 impl Mark {
-    pub const ALL: [Mark; 30] = [
+    pub const ALL: [Mark; 33] = [
         Mark::Pid,
         Mark::Ready,
         Mark::Halted,
@@ -94,6 +99,9 @@ impl Mark {
         Mark::Failed,
         Mark::Interrupted,
         Mark::MissingEnv,
+        Mark::Role,
+        Mark::Running,
+        Mark::Missing,
         Mark::RetryReady,
         Mark::RetryUnhealthy,
         Mark::TimeoutReady,
@@ -128,6 +136,9 @@ impl Mark {
             Mark::Failed => "failed",
             Mark::Interrupted => "interrupted",
             Mark::MissingEnv => "missing-env",
+            Mark::Role => "role",
+            Mark::Running => "running",
+            Mark::Missing => "missing",
             Mark::RetryReady => "retry-ready",
             Mark::RetryUnhealthy => "retry-unhealthy",
             Mark::TimeoutReady => "timeout-ready",

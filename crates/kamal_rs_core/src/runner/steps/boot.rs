@@ -79,6 +79,7 @@ impl<'r, 'a> Boot<'r, 'a> {
             tls: tls.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
             error_pages: &error_pages,
             listed_in_background,
+            stop_stale: run.options.stops_stale(),
         };
         Ok(script.build())
     }

@@ -37,6 +37,9 @@ pub struct BootScript<'a> {
     /// The role's container list is already being read, in the background, into the file `$ps_out`
     /// (`list_in_background`).
     pub listed_in_background: bool,
+    /// Running versions other than the current one are stopped first (deploy and redeploy; a
+    /// rollback boots the version alone, as Kamal's `app:boot`).
+    pub stop_stale: bool,
 }
 
 /// Starts reading the role's containers (`docker ps -a`) into a temporary file, in the background: the
@@ -55,8 +58,10 @@ impl BootScript<'_> {
         let app = self.app;
         let v = self.version;
         let mut s = Script::new();
-        s.show(Shown::info(app.list_versions()))
-            .show(Shown::info(app.current_running_version()))
+        if self.stop_stale {
+            s.show(Shown::info(app.list_versions()));
+        }
+        s.show(Shown::info(app.current_running_version()))
             .show(Shown::info(app.container_id_for(v)));
         self.old_version(&mut s);
         if let Some(asset_path) = app.asset_path() {
@@ -91,11 +96,13 @@ impl BootScript<'_> {
         ));
         // Running versions other than the current one are stale (Kamal's `docker ps` without `-a`
         // lists running, restarting and paused containers).
-        s.line(format!(
+        if self.stop_stale {
+            s.line(format!(
             "for stale in $(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting|paused) echo \"${{n#{prefix}-}}\";; esac; done); do [ \"$stale\" = \"$old\" ] && continue; {}; {} >/dev/null 2>&1; done",
             Mark::Stale.echo_with("$stale"),
             self.stop("stale")
         ));
+        }
         // After a rename the current version is read again only where Kamal's queries could answer
         // differently: with one running container it is still that one, under its new name if renamed.
         let audit = self.auditor.record(

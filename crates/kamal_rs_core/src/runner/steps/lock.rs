@@ -22,10 +22,16 @@ pub fn dir(run: &Run<'_>) -> String {
 
 /// Taking the lock: `mkdir -p` of its parent, then `mkdir` of the lock directory with its details.
 pub fn acquire(run: &Run<'_>) -> Script {
+    // A rollback without a version takes the lock before it knows which one it goes back to.
+    let version = if run.version.is_empty() {
+        "unknown"
+    } else {
+        &run.version
+    };
     let details = lock::details(
         run.performer.user_name(),
         &run.clock.now(),
-        &run.version,
+        version,
         "Automatic deploy lock",
     );
     let dir = dir(run);
@@ -162,7 +168,7 @@ pub fn settled(run: &Run<'_>, held: bool) {
         // No lock, no boot anywhere.
         run.pulled.halt();
     } else {
-        if !run.options.redeploy() {
+        if run.options.boots_proxy() {
             run.output.say("Ensure kamal-proxy is running...");
         }
         run.output.say("Detect stale containers...");

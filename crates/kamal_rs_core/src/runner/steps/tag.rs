@@ -29,7 +29,7 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
         s.show(Shown::debug(&audit)).show(Shown::info(&tag));
         s.line(format!("{audit} && {tag}"));
     }
-    if !run.options.redeploy() {
+    if run.options.prunes() {
         let service = c.service();
         for (message, commands) in [
             (
@@ -86,7 +86,7 @@ pub fn releases_lock(run: &Run<'_>, host: &str) -> bool {
 /// The boot's script also tagged (and pruned, and released the lock).
 pub fn done_in_boot(run: &Run<'_>, host: &str, released: bool) {
     run.tagged_in_boot.store(true, Ordering::SeqCst);
-    if !run.options.redeploy() {
+    if run.options.prunes() {
         run.output.say("Prune old containers and images...");
     }
     if released {
@@ -106,7 +106,7 @@ pub fn failed(host: &str, out: &ssh::Output) -> HostError {
 /// every tag; here the release may come while another host's `docker tag` is still finishing, which a
 /// second deploy, whose first change is seconds away, cannot tell apart.
 pub async fn tag_all(run: &Run<'_>) -> Result<()> {
-    if !run.options.redeploy() {
+    if run.options.prunes() {
         run.output.say("Prune old containers and images...");
     }
     let release = run.lock.to_release();

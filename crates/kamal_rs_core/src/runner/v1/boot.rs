@@ -64,19 +64,23 @@ pub fn script(run: &Run<'_>, host: &str, role: &Role) -> Script {
     let booted_audit = audit(run, Some(&role.name), &format!("Booted app version {v}"));
     let docker_run = app.run(host, v, &hostname);
     let mut s = Script::new();
-    s.show(Shown::info(app.list_versions()))
-        .show(Shown::info(app.current_running_version()))
+    if run.options.stops_stale() {
+        s.show(Shown::info(app.list_versions()));
+    }
+    s.show(Shown::info(app.current_running_version()))
         .show(Shown::info(app.container_id_for(v)))
         .show(Shown::debug(&booted_audit))
         .show(Shown::info(&docker_run))
         .show(Shown::info(app.status(v)));
-    s.line(format!("current=$({})", app.current_running_version()));
-    s.line(format!(
-        "for stale in $({}); do [ \"$stale\" = \"$current\" ] && continue; {}; {} >/dev/null 2>&1; done",
-        app.list_versions(),
-        Mark::Stale.echo_with("$stale"),
-        app.stop("$stale")
-    ));
+    if run.options.stops_stale() {
+        s.line(format!("current=$({})", app.current_running_version()));
+        s.line(format!(
+            "for stale in $({}); do [ \"$stale\" = \"$current\" ] && continue; {}; {} >/dev/null 2>&1; done",
+            app.list_versions(),
+            Mark::Stale.echo_with("$stale"),
+            app.stop("$stale")
+        ));
+    }
     s.line(format!(
         "if [ -n \"$({})\" ]; then {}; {}; fi",
         app.container_id_for(v),

@@ -47,7 +47,7 @@ fn runs_traefik(run: &Run<'_>, host: &str) -> bool {
 
 /// The steps of Kamal 1.9's `deploy` (`redeploy`).
 pub async fn deploy(run: &Run<'_>) -> Result<()> {
-    let deploy = !run.options.redeploy();
+    let deploy = run.options.boots_proxy();
     say_why_v1(run);
     run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
     if deploy {
@@ -84,20 +84,24 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
         run.on_hosts(&hosts, |h| boot::boot_traefik(run, h)).await?;
     }
     run.output.say("Detect stale containers...");
-    run.output.say(&format!(
-        "Start container with version {} using a {}s readiness delay (or reboot if already running)...",
-        run.version,
-        run.config.timeouts().readiness_delay
-    ));
+    say_start(run);
     rollout::in_groups(run).await?;
     run.checkpoint()?;
     if deploy {
         run.output.say("Prune old containers and images...");
     }
-    run.on_hosts(&run.sel.hosts, |h| tag_and_prune(run, h))
-        .await?;
+    tag_all(run).await?;
     run.output.say("Releasing the deploy lock...");
     lock::release(run).await
+}
+
+/// 1.9's `app boot` line.
+pub fn say_start(run: &Run<'_>) {
+    run.output.say(&format!(
+        "Start container with version {} using a {}s readiness delay (or reboot if already running)...",
+        run.version,
+        run.config.timeouts().readiness_delay
+    ));
 }
 
 /// A config read as 1.x only because it has no `builder.arch` (Kamal 2 requires one) is deployed
@@ -119,7 +123,7 @@ fn tag_script(run: &Run<'_>) -> Script {
     let tag = app::tag_latest(c, &run.version);
     s.show(Shown::debug(&tag_audit)).show(Shown::info(&tag));
     s.line(tag_audit).line(tag);
-    if !run.options.redeploy() {
+    if run.options.prunes() {
         let service = c.service();
         let steps = [
             (audit(run, None, "Pruned containers"), true),
@@ -143,6 +147,12 @@ fn tag_script(run: &Run<'_>) -> Script {
     s.chain()
 }
 
+/// `latest` tagged on every host (and, for `deploy`, old containers and images pruned).
+pub async fn tag_all(run: &Run<'_>) -> Result<()> {
+    run.on_hosts(&run.sel.hosts, |h| tag_and_prune(run, h))
+        .await
+}
+
 async fn tag_and_prune(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
     run.output.progress(host, "tagging latest");
     let out = run.exec(host, &tag_script(run), &mut |_| {}).await?;
@@ -155,7 +165,7 @@ async fn tag_and_prune(run: &Run<'_>, host: &str) -> std::result::Result<(), Hos
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
     use crate::runner::steps::tests::sh_n;

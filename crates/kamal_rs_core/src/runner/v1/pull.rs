@@ -14,7 +14,7 @@ use crate::runner::steps::pull;
 /// One host's pull as one line; with `deploy`, the registry login first.
 pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
     let mut s = Script::new();
-    if !run.options.redeploy() {
+    if run.options.boots_proxy() {
         s.append(pull::login(run)?);
     }
     let mut files: Vec<String> = run
@@ -22,7 +22,7 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
         .iter()
         .map(|r| app(run, r).env_file_path())
         .collect();
-    if !run.options.redeploy() && runs_traefik(run, host) {
+    if run.options.boots_proxy() && runs_traefik(run, host) {
         files.push(Traefik::env_file_path().into());
     }
     for f in &files {

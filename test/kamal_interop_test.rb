@@ -1,0 +1,112 @@
+require "test_helper"
+require "json"
+require "open3"
+require "shellwords"
+require "timeout"
+require_relative "lab_helpers"
+
+# Kamal taking over from kamal_rs and back, on the same three lab hosts: deploys, redeploys and
+# rollbacks alternate between the two, the lock one takes stops the other, and a container either one
+# boots for a version is the same container. Needs Ruby Kamal 2.12: KAMAL_RS_TEST_KAMAL is the command
+# that runs it (say "bundle exec kamal"); skipped without it (CI has no Ruby Kamal: rubygems is not
+# reachable there).
+class KamalInteropTest < Minitest::Test
+  include LabHelpers
+  i_suck_and_my_tests_are_order_dependent!
+
+  APP = File.join(FIXTURES, "deploy_app")
+  WEB = %w[10.213.0.11 10.213.0.12].freeze
+  WORKER = "10.213.0.13".freeze
+  LOCK = ".kamal/lock-app-staging".freeze
+
+  def self.lab
+    @lab ||= LabHelpers.fresh_lab(3)
+  end
+
+  def setup
+    skip "set KAMAL_RS_TEST_KAMAL to run Ruby Kamal beside kamal_rs" if kamal_command.empty?
+    skip "the lab needs root" unless Process.uid.zero?
+    self.class.lab
+  end
+
+  def test_01_kamal_redeploys_over_a_kamal_rs_deploy_and_boots_the_same_container
+    tool_run!(:kamal_rs, "deploy", "-P", "-d", "staging", "--version", "v1")
+    tool_run!(:kamal, "redeploy", "-P", "-d", "staging", "--version", "v2")
+    serving "v2"
+    by_kamal = [ *WEB, WORKER ].to_h { |ip| [ ip, container_shape(ip) ] }
+    tool_run!(:kamal_rs, "redeploy", "-P", "-d", "staging", "--version", "v2")
+    serving "v2"
+    [ *WEB, WORKER ].each { |ip| assert_equal by_kamal[ip], container_shape(ip), "#{ip}: v2 as Kamal booted it and as kamal_rs did" }
+  end
+
+  def test_02_rollbacks_alternate
+    tool_run!(:kamal_rs, "rollback", "v1", "-d", "staging")
+    serving "v1"
+    tool_run!(:kamal, "rollback", "v2", "-d", "staging")
+    serving "v2"
+    out = tool_run!(:kamal_rs, "rollback", "-d", "staging")
+    assert_includes out, "Rolling back to v1"
+    serving "v1"
+    [ *WEB, WORKER ].each do |ip|
+      running = docker(ip, "ps --filter label=service=app --format '{{.Names}}'").split
+      assert_equal 1, running.size, "#{ip}: one running container per role: #{running}"
+    end
+  end
+
+  def test_03_each_ones_lock_stops_the_other
+    tool_run!(:kamal, "lock", "acquire", "-m", "maintenance", "-d", "staging")
+    status, out = tool_run(:kamal_rs, "redeploy", "-P", "-d", "staging", "--version", "v2")
+    assert_equal 1, status
+    assert_includes out, "Message: maintenance"
+    assert_includes out, "ERROR (Kamal::Cli::LockError)"
+    # Handed over to Kamal by kamal-rs itself.
+    tool_run!(:kamal_rs, "lock", "release", "-d", "staging")
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first
+    serving "v1"
+  end
+
+  def test_04_a_kamal_deploy_prunes_what_kamal_rs_left_and_the_other_way_round
+    tool_run!(:kamal, "deploy", "-P", "-d", "staging", "--version", "v2")
+    serving "v2"
+    tool_run!(:kamal_rs, "deploy", "-P", "-d", "staging", "--version", "v1")
+    serving "v1"
+    audit = remote(WEB[0], "cat .kamal/app-staging-audit.log").first
+    assert_operator audit.scan("Pruned containers").size, :>=, 2
+    out = tool_run!(:kamal_rs, "app", "containers", "-d", "staging")
+    assert_includes out, "app-web-staging-v1"
+  end
+
+  private
+    def kamal_command
+      Shellwords.split(ENV["KAMAL_RS_TEST_KAMAL"].to_s)
+    end
+
+    def tool_run(tool, *args)
+      env = { "RUBYLIB" => File.join(ROOT, "lib"), "KAMAL_RS_KAMAL" => ENV["KAMAL_RS_TEST_KAMAL"] }
+      command = tool == :kamal ? kamal_command : [ RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs") ]
+      out, status = Timeout.timeout(180) { Open3.capture2e(env, *command, *args, chdir: APP) }
+      [ status.exitstatus, out ]
+    end
+
+    def tool_run!(tool, *args)
+      status, out = tool_run(tool, *args)
+      assert_equal 0, status, "#{tool} #{args.join(" ")}:\n#{out}"
+      out
+    end
+
+    def serving(version)
+      WEB.each { |ip| assert_equal "app #{version}\n", http_get(ip) }
+      running = docker(WORKER, "ps --filter label=role=workers --format '{{.Names}}'").strip
+      assert_equal "app-workers-staging-#{version}", running
+    end
+
+    # What a deploy decides about the running container: everything but what docker makes up per run.
+    def container_shape(ip)
+      name = docker(ip, "ps --filter label=service=app --format '{{.Names}}'").strip
+      info = JSON.parse(docker(ip, "inspect #{name}")).first
+      config, host = info["Config"], info["HostConfig"]
+      { name: name, image: config["Image"], cmd: config["Cmd"], env: config["Env"].sort, labels: config["Labels"],
+        hostname: config["Hostname"].sub(/-\h{12}\z/, ""), restart: host["RestartPolicy"], log: host["LogConfig"],
+        network: host["NetworkMode"], binds: host["Binds"], mounts: info["Mounts"].map { |m| m.slice("Source", "Destination") } }
+    end
+end
