@@ -13,10 +13,7 @@ require "optparse"
 require "tmpdir"
 require "securerandom"
 require "net/http"
-require_relative "../test/lab/lab"
-
-ROOT = File.expand_path("..", __dir__)
-KAMAL_RS_ROOT = ENV.fetch("KAMAL_RS_ROOT", ROOT)
+require_relative "support"
 counts = [ 1, 4, 16 ]
 rtts = [ 0, 50 ]
 v1_counts = [ 4 ]
@@ -29,25 +26,6 @@ OptionParser.new do |o|
   o.on("--v1-hosts LIST", "Kamal 1.x rows (empty: none)") { |v| v1_counts = v.split(",").map(&:to_i) }
   o.on("--pull-barrier-cost", "in each pair, also a redeploy with --no-pull-barrier: what the barrier costs") { compare_barrier = true }
 end.parse!
-
-def config_for(hosts)
-  <<~YAML
-    service: app
-    image: app
-    servers:
-      web:
-    #{hosts.map { |h| "    - #{h}" }.join("\n")}
-    registry:
-      server: #{Lab::REGISTRY}
-      username: lab
-      password: lab
-    builder:
-      arch: amd64
-    ssh:
-      keys: [ #{Lab::KEY} ]
-      config: #{Lab::SSH_CONFIG}
-  YAML
-end
 
 # The same app as a Kamal 1.x (Traefik) config: env push once, then deploy and redeploy.
 def config_v1_for(hosts)
@@ -74,24 +52,7 @@ def repeats(hosts, given)
   given || (hosts <= 1 ? 9 : hosts <= 4 ? 7 : 5)
 end
 
-def median(values)
-  values.sort[values.size / 2]
-end
 
-def timed
-  t = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  ok = yield
-  [ Process.clock_gettime(Process::CLOCK_MONOTONIC) - t, ok ]
-end
-
-def kamal_rs(dir, *args)
-  timed do
-    out, status = Open3.capture2e({ "RUBYLIB" => File.join(KAMAL_RS_ROOT, "lib") }, RbConfig.ruby,
-                                  File.join(KAMAL_RS_ROOT, "exe", "kamal-rs"), *args, "-q", chdir: dir)
-    warn out unless status.success?
-    status.success?
-  end
-end
 
 # One new SSH connection per host, only the unavoidable docker work, all hosts in parallel. The
 # `docker run` and `kamal-proxy deploy` are the redeploy's own (same options, the env file the
@@ -133,11 +94,6 @@ def fresh_version(from)
   raise "registry: #{put.code} tagging app:#{version}" unless put.is_a?(Net::HTTPSuccess)
 
   version
-end
-
-def per_host(hosts)
-  lines = hosts.map { |h| Lab.transcript(h) }
-  [ lines.map { |l| l.map { |e| e[:client] }.uniq.size }.max, lines.map(&:size).max ]
 end
 
 abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?

@@ -1,0 +1,110 @@
+# Rollback benchmark (not a test): on N lab hosts that ran v1 then v2, `kamal-rs rollback` back and forth
+# between the two, beside the floor and, when KAMAL_RS_BENCH_KAMAL names a Ruby Kamal command (say
+# "bundle exec kamal"), `kamal rollback` on the same hosts. The floor opens one new SSH connection per
+# host and does, all hosts in parallel, only what any rollback must: `docker run` of the old version
+# (its image is there: no pull), `kamal-proxy deploy` to it, stop the running container, tag latest.
+#
+#   ruby bench/rollback.rb [--hosts 4,16] [--rtt 50] [--repeat 3]        (as root; brings the lab up and down)
+require "optparse"
+require "securerandom"
+require "shellwords"
+require "tmpdir"
+require_relative "support"
+
+counts = [ 4, 16 ]
+rtts = [ 50 ]
+repeat = 3
+OptionParser.new do |o|
+  o.on("--hosts LIST") { |v| counts = v.split(",").map(&:to_i) }
+  o.on("--rtt LIST") { |v| rtts = v.split(",").map(&:to_i) }
+  o.on("--repeat N", Integer, "rollbacks of each tool per cell (default 3)") { |v| repeat = v }
+end.parse!
+KAMAL = Shellwords.split(ENV["KAMAL_RS_BENCH_KAMAL"].to_s)
+
+def kamal(dir, *args)
+  timed do
+    out, status = Open3.capture2e(*KAMAL, *args, "-q", chdir: dir)
+    warn out unless status.success?
+    status.success?
+  end
+end
+
+# The running container is `running`; the floor boots `version` again as a new container.
+def floor(hosts, running, version, run)
+  image = "#{Lab::REGISTRY}/app"
+  timed do
+    hosts.map do |h|
+      Thread.new do
+        name = "app-web-floor-#{run}"
+        docker_run = "docker run --detach --restart unless-stopped --name #{name} --network kamal --hostname #{h}-#{SecureRandom.hex(6)} " \
+                     "--env KAMAL_CONTAINER_NAME=\"#{name}\" --env KAMAL_VERSION=\"#{version}\" --env KAMAL_HOST=\"#{h}\" " \
+                     "--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size=\"10m\" " \
+                     "--label service=\"app\" --label role=\"web\" --label destination #{image}:#{version}"
+        deploy = "docker exec kamal-proxy kamal-proxy deploy app-web --target=\"$(echo $cid | cut -c1-12):80\" --deploy-timeout=\"30s\" " \
+                 "--drain-timeout=\"30s\" --buffer-requests --buffer-responses --log-request-header=\"Cache-Control\" " \
+                 "--log-request-header=\"Last-Modified\" --log-request-header=\"User-Agent\""
+        script = "cid=$(#{docker_run}) && #{deploy} && docker stop #{running} >/dev/null && docker tag #{image}:#{version} #{image}:latest"
+        _, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", h, script)
+        status.success?
+      end
+    end.all?(&:value)
+  end
+end
+
+abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
+system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
+rows = []
+begin
+  rtts.each do |rtt|
+    counts.each do |n|
+      Lab.up(n, rtt: rtt)
+      hosts = Lab.hosts.map { |h| h["ip"] }
+      Dir.mktmpdir do |dir|
+        FileUtils.mkdir_p(File.join(dir, "config"))
+        File.write(File.join(dir, "config", "deploy.yml"), config_for(hosts))
+        # An app's checkout, as where rollbacks are run (Kamal's lock reads the git version first).
+        system("git init -q && git -c user.email=b@b -c user.name=b commit -q --allow-empty -m app", chdir: dir) or abort "git"
+        _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+        _, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")
+        ok &&= ok2
+        ours, theirs, floors, conns, cmds = [], [], [], nil, nil
+        running = "app-web-v2"
+        repeat.times do |i|
+          # Each tool rolls back to the version the hosts do not run; the floor then takes over from it.
+          target = i.even? ? "v1" : "v2"
+          Lab.reset_transcripts
+          t, rok = kamal_rs(dir, "rollback", target)
+          conns, cmds = per_host(hosts) if i.zero?
+          ours << t
+          running = "app-web-#{target}"
+          unless KAMAL.empty?
+            target = target == "v1" ? "v2" : "v1"
+            t, kok = kamal(dir, "rollback", target)
+            theirs << t
+            running = "app-web-#{target}"
+            rok &&= kok
+          end
+          f, fok = floor(hosts, running, target, i)
+          floors << f
+          running = "app-web-floor-#{i}"
+          ok &&= rok && fok
+        end
+        rows << { n: n, rtt: rtt, ours: median(ours), theirs: theirs.empty? ? nil : median(theirs), floor: median(floors),
+                  conns: conns, cmds: cmds, ok: ok }
+        warn "hosts=#{n} rtt=#{rtt}: kamal-rs #{ours.map { |t| t.round(2) }}, kamal #{theirs.map { |t| t.round(2) }}, floor #{floors.map { |t| t.round(2) }}"
+      end
+    end
+  end
+ensure
+  Lab.down(quiet: true)
+end
+
+puts
+puts "| hosts | RTT | Kamal rollback | kamal-rs rollback | floor | Kamal / kamal-rs | kamal-rs / floor | SSH conns/host | remote cmds/host | ok |"
+puts "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
+rows.each do |r|
+  kamal = r[:theirs] ? format("%.2f s", r[:theirs]) : "-"
+  speedup = r[:theirs] ? format("%.1f×", r[:theirs] / r[:ours]) : "-"
+  puts format("| %d | %d ms | %s | %.2f s | %.2f s | %s | %.2f× | %d | %d | %s |", r[:n], r[:rtt], kamal, r[:ours], r[:floor],
+    speedup, r[:ours] / r[:floor], r[:conns], r[:cmds], r[:ok] ? "yes" : "NO")
+end
