@@ -2,12 +2,11 @@ require "kamal_rs/version"
 require "kamal_rs/errors"
 require "kamal_rs/yaml_object"
 
-begin
-  # Installed gem: extconf.rb put the extension here. Development: `rake compile` did.
-  require "kamal_rs/kamal_rs"
-rescue LoadError => e
-  raise LoadError, "kamal_rs: the native extension is not built (#{e.message}). Run `rake compile`, or install the gem."
-end
+require "kamal_rs/extension"
+
+# The platform gem's build for this Ruby, else the one extconf.rb or `rake compile` made; a clear
+# KamalRs::ExtensionLoadError when neither fits.
+KamalRs::Extension.load!
 
 require "kamal_rs/options"
 require "kamal_rs/erb_context"

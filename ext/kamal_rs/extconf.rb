@@ -1,29 +1,38 @@
-# Builds the extension with cargo and nothing else: Debian has no rb_sys gem and rubygems.org may be out
-# of reach, so this writes the Makefile that RubyGems (`gem install`) then runs with `make` / `make install`.
-require "rbconfig"
+# Builds the extension with cargo and nothing else (no rb_sys gem, see cargo_build.rb): this writes the
+# Makefile that RubyGems (`gem install`) then runs with `make` / `make install`. The file names come from
+# RbConfig, so the same Makefile takes libkamal_rs.so to kamal_rs.so on Linux and libkamal_rs.dylib to
+# kamal_rs.bundle on macOS.
+require_relative "cargo_build"
+
+build = KamalRsBuild::CargoBuild.new
+abort build.missing_cargo_message unless build.cargo?
 
 root = File.expand_path("../..", __dir__)
-dlext = RbConfig::CONFIG["DLEXT"]
 target_dir = File.join(Dir.pwd, "cargo-target")
-sitearchdir = RbConfig::CONFIG["sitearchdir"]
+rustflags = build.rustflags
+env = rustflags.empty? ? "" : "RUSTFLAGS=\"#{rustflags}\" "
 
 File.write("Makefile", <<~MAKE)
-  sitearchdir ?= #{sitearchdir}
-  CARGO ?= cargo
+  sitearchdir ?= #{build.config["sitearchdir"]}
+  CARGO ?= #{build.cargo}
+  # A caller may share a target directory between builds (the tests do); the default one is removed
+  # after install.
+  CARGO_TARGET_DIR ?= #{target_dir}
+  export CARGO_TARGET_DIR
 
-  all: kamal_rs.#{dlext}
+  all: #{build.extension}
 
-  kamal_rs.#{dlext}:
-  \tcd "#{root}" && CARGO_TARGET_DIR="#{target_dir}" $(CARGO) build --release --locked -p kamal_rs
-  \tcp "#{target_dir}/release/libkamal_rs.so" kamal_rs.#{dlext}
+  #{build.extension}:
+  \tcd "#{root}" && #{env}$(CARGO) build --release --locked -p #{KamalRsBuild::CRATE}
+  \tcp "$(CARGO_TARGET_DIR)/release/#{build.cargo_output}" #{build.extension}
 
   install: all
   \tmkdir -p "$(DESTDIR)$(sitearchdir)/kamal_rs"
-  \tcp kamal_rs.#{dlext} "$(DESTDIR)$(sitearchdir)/kamal_rs/"
+  \tcp #{build.extension} "$(DESTDIR)$(sitearchdir)/kamal_rs/"
   \trm -rf "#{target_dir}"
 
   clean:
-  \trm -f kamal_rs.#{dlext}
+  \trm -f #{build.extension}
 
   .PHONY: all install clean
 MAKE
