@@ -143,6 +143,63 @@ class RolloutTest < Minitest::Test
     File.write(config, original) if original
   end
 
+  # Rollback without hooks: each host checks that it has the version in its first script (the primary's
+  # after the lock), waits there until every host has said so, then boots; no pull anywhere.
+  def test_05_rollback_checks_the_version_in_each_hosts_first_script
+    Lab.reset_transcripts
+    status, out = kamal_rs("rollback", "-d", "staging", "v1")
+    assert_equal 0, status, out
+    assert_one_connection_per_host(WEB + [ WORKER ])
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+    assert_equal "app-workers-staging-v1 running", docker(WORKER, "ps --format '{{.Names}} {{.State}}' --filter label=role=workers").strip
+    primary, other = WEB.map { |ip| Lab.transcript(ip) }
+    first = primary.first[:command]
+    steps = [ "mkdir .kamal/lock-app-staging", "docker container ls --all --filter 'name=^app-web-staging-v1$' --quiet",
+              "docker run --detach --restart unless-stopped --name app-web-staging-v1" ].map { |s| first.index(s) }
+    assert steps.all?, first
+    assert_equal steps.sort, steps, "lock, check, boot out of order"
+    assert_includes other.first[:command], "docker container ls --all --filter 'name=^app-web-staging-v1$' --quiet"
+    assert_includes other.first[:command], "docker run --detach"
+    worker = Lab.transcript(WORKER)
+    assert_includes worker.first[:command], "docker container ls --all --filter 'name=^app-workers-staging-v1$' --quiet"
+    (WEB + [ WORKER ]).each do |ip|
+      refute Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") }, "#{ip}: a rollback pulls nothing"
+    end
+    assert_operator out.index("Acquiring the deploy lock..."), :<, out.index("Releasing the deploy lock...")
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
+  end
+
+  def test_06_rollback_to_a_version_one_host_lacks_changes_nothing
+    remote(WEB[1], "docker rm app-web-staging-v2")
+    containers = -> { (WEB + [ WORKER ]).map { |ip| docker(ip, "ps -a --format '{{.Names}} {{.State}}'").lines.sort } }
+    before = containers.call
+    Lab.reset_transcripts
+    status, out = kamal_rs("rollback", "-d", "staging", "v2")
+    assert_equal 1, status, out
+    assert_includes out, "Error looking for container version v2: Exception while executing on host #{WEB[1]}: Container not found"
+    assert_includes out, "ERROR (RuntimeError): The app version 'v2' is not available as a container (use 'kamal app containers' for available versions)"
+    assert_equal before, containers.call, "no container was renamed, started or stopped"
+    # The primary's script took the lock, found v2, and stopped at the barrier (exit 85) before its boot.
+    assert_equal 85, Lab.transcript(WEB[0]).first[:status]
+    WEB.each do |ip|
+      assert_equal "app v1\n", http_get(ip)
+      assert_equal [ "app-web-staging-v1 running" ], docker(ip, "ps --format '{{.Names}} {{.State}}' --filter label=role=web").lines.map(&:strip)
+    end
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
+  end
+
+  def test_07_rollback_without_a_version_picks_one_then_rolls_back_per_host
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2")
+    assert_equal 0, status, out
+    Lab.reset_transcripts
+    status, out = kamal_rs("rollback", "-d", "staging")
+    assert_equal 0, status, out
+    assert_match(/^Rolling back to v1: /, out)
+    WEB.each { |ip| assert_equal "app v1\n", http_get(ip) }
+    assert_one_connection_per_host(WEB + [ WORKER ])
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
+  end
+
   private
     def kamal_rs(*args)
       out, status = Timeout.timeout(120) do

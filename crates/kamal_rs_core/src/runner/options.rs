@@ -104,6 +104,13 @@ impl DeployOptions {
         self.command == Command::Deploy
     }
 
+    /// No host boots before every app host is ready: pulled (`deploy`, `redeploy`, unless
+    /// `--no-pull-barrier`), or found to have the version (`rollback`, always: Kamal checks every host
+    /// before it boots any).
+    pub fn boot_barrier(&self) -> bool {
+        self.pull_barrier || self.command == Command::Rollback
+    }
+
     /// `deploy` prunes old containers and images.
     pub fn prunes(&self) -> bool {
         self.command == Command::Deploy

@@ -16,7 +16,7 @@ use futures::future::join_all;
 use super::failure::{combine, HostError};
 use super::rollout;
 use super::run::Run;
-use super::script::{Mark, Script, Shown};
+use super::script::{Exit, Mark, Script, Shown};
 use super::steps::hooks::run_hook;
 use super::steps::{lock, tag};
 use super::v1;
@@ -68,6 +68,9 @@ fn container_id_for(run: &Run<'_>, role: &Role, version: &str) -> String {
 
 /// The steps of a rollback to `run.version`.
 pub async fn run(run: &Run<'_>) -> Result<()> {
+    if run.config.major == KamalMajor::V2 && rollout::per_host(run) {
+        return per_host(run).await;
+    }
     prepare(run).await?;
     available(run).await?;
     run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
@@ -86,13 +89,44 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
     }
 }
 
-/// `pre-connect`, the connections and the lock, once.
-async fn prepare(run: &Run<'_>) -> Result<()> {
+/// With no hook between the check and the boot (Kamal 2 configs, no `pre-deploy` or `pre-app-boot`
+/// hook, one boot group), the deploy's per-host rollout: the primary host's script takes the lock, then
+/// each host's script checks that it has the version and waits until every host has said so before it
+/// boots (`rollout::first_script`). A host without the version stops them all, with Kamal's lines.
+async fn per_host(run: &Run<'_>) -> Result<()> {
+    connect(run).await?;
+    match rollout::per_host_rollout(run).await {
+        // Kamal tells this failure apart by its message too (`container_available?`).
+        Err(e) if e.message.contains(NOT_FOUND) => return Err(not_available(run, e)),
+        result => result?,
+    }
+    run.checkpoint()?;
+    if run.tagged_in_boot.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    tag::tag_all(run).await
+}
+
+/// What a host without the version says, as Kamal's `container_available?` raises it.
+const NOT_FOUND: &str = "Container not found";
+
+pub fn not_found(host: &str) -> HostError {
+    HostError::on_host(ErrorKind::Runtime, host, NOT_FOUND)
+}
+
+/// `pre-connect` and the connections, once.
+async fn connect(run: &Run<'_>) -> Result<()> {
     if !run.connected() {
         v1::say_why_v1(run);
         run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
         run.connect_all().await?;
     }
+    Ok(())
+}
+
+/// `pre-connect`, the connections and the lock, once.
+async fn prepare(run: &Run<'_>) -> Result<()> {
+    connect(run).await?;
     run.touched.store(true, Ordering::SeqCst);
     if run.lock.to_take() {
         lock::acquire_on_primary(run).await?;
@@ -104,48 +138,66 @@ async fn prepare(run: &Run<'_>) -> Result<()> {
 /// for each of its roles. When one does not, Kamal's lines, as an error: Kamal prints them in red and
 /// exits 0, kamal_rs exits 1 so that a script sees that nothing was rolled back.
 async fn available(run: &Run<'_>) -> Result<()> {
-    let checks = join_all(run.sel.app_hosts.iter().map(|host| async move {
-        let s = available_script(run, host);
-        let out = run.exec(host, &s, &mut |_| {}).await?;
-        Ok::<_, HostError>(Mark::Missing.seen(&out.stdout).then(|| host.clone()))
-    }))
-    .await;
+    let checks = join_all(run.sel.app_hosts.iter().map(|host| check(run, host))).await;
     let mut missing = Vec::new();
     for check in checks {
-        if let Some(host) = check? {
-            missing.push(HostError::on_host(
-                ErrorKind::Runtime,
-                &host,
-                "Container not found",
-            ));
+        match check {
+            Err(e) if e.message.contains(NOT_FOUND) => missing.push(e),
+            other => other?,
         }
     }
-    let Err(e) = combine(missing) else {
-        return Ok(());
-    };
+    match combine(missing) {
+        Err(e) => Err(not_available(run, e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// One host's check, in a command of its own.
+pub async fn check(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
+    let s = available_script(run, host, false);
+    let out = run.exec(host, &s, &mut |_| {}).await?;
+    match Mark::Missing.seen(&out.stdout) {
+        true => Err(not_found(host)),
+        false => Ok(()),
+    }
+}
+
+/// Kamal's lines when the version is missing somewhere (`e`: which hosts), as an error.
+fn not_available(run: &Run<'_>, e: Error) -> Error {
     run.output.plain(&format!(
         "Error looking for container version {}: {}",
         run.version, e.message
     ));
-    Err(Error::new(
+    Error::new(
         ErrorKind::Runtime,
         format!(
             "The app version '{}' is not available as a container (use 'kamal app containers' for available versions)",
             run.version
         ),
-    ))
+    )
 }
 
-/// Each of the host's roles has a container of the version, or the script says which has none.
-fn available_script(run: &Run<'_>, host: &str) -> Script {
+/// The check as a part of the host's first script: a role without the version ends it with
+/// `Exit::Unavailable`, before anything changed on the host.
+pub fn in_script(run: &Run<'_>, host: &str) -> Script {
+    available_script(run, host, true)
+}
+
+/// Each of the host's roles has a container of the version, or the script says which has none (and,
+/// `stop`, exits there).
+fn available_script(run: &Run<'_>, host: &str, stop: bool) -> Script {
     let mut s = Script::new();
     for role in run.roles_on(host) {
         let find = container_id_for(run, role, &run.version);
+        let missing = Mark::Missing.echo_with(&role.name);
         s.show(Shown::info(&find));
-        s.line(format!(
-            "[ -n \"$({find})\" ] || {}",
-            Mark::Missing.echo_with(&role.name)
-        ));
+        s.line(match stop {
+            true => format!(
+                "[ -n \"$({find})\" ] || {{ {missing}; {}; }}",
+                Exit::Unavailable.exit()
+            ),
+            false => format!("[ -n \"$({find})\" ] || {missing}"),
+        });
     }
     s
 }
@@ -291,7 +343,7 @@ mod tests {
     fn availability_is_kamals_container_id_for_each_role() {
         let c = golden_config();
         let run = Run::for_test(&c, rollback());
-        let s = available_script(&run, "10.0.0.1");
+        let s = available_script(&run, "10.0.0.1", false);
         assert_eq!(
             s.shown[0].command,
             "docker container ls --all --filter 'name=^app-web-staging-v2$' --quiet"
@@ -300,7 +352,7 @@ mod tests {
         sh_n(&s.text());
         let c = v1_config();
         let run = Run::for_test(&c, rollback());
-        let s = available_script(&run, "10.0.0.3");
+        let s = available_script(&run, "10.0.0.3", false);
         assert_eq!(
             s.shown[0].command,
             "docker container ls --all --filter name=^app-workers-v2$ --quiet"

@@ -5,7 +5,8 @@
 //! health barrier, `latest` only after every boot):
 //! - the per-host rollout (no `pre-deploy` or `pre-app-boot` hook, one boot group, no mirror to seed):
 //!   the lock comes first (in the primary host's own script), then each host whose first role need not
-//!   wait at the barrier runs its pull, kamal-proxy (deploy) and that boot as one script;
+//!   wait at the barrier runs its pull (rollback: the check that it has the version), kamal-proxy
+//!   (deploy) and that boot as one script;
 //! - boot groups (Kamal's `app:boot`, `lib/kamal/cli/app.rb`): every host pulled, the hook run,
 //!   kamal-proxy booted everywhere, then each `boot.limit` group of hosts boots in turn.
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::failure::HostError;
+use super::options::Command;
 use super::run::Run;
 use super::script::{
     gate, guard, interruptible, no_stdin, uninterruptible, Exit, Mark, Script, Step,
@@ -23,7 +25,7 @@ use super::steps::boot::{self, Boot};
 use super::steps::boot_script::list_in_background;
 use super::steps::hooks::run_hook;
 use super::steps::{lock, proxy, pull, tag};
-use super::v1;
+use super::{rollback, v1};
 use crate::commands::app::App;
 use crate::commands::server;
 use crate::config::{KamalMajor, Role};
@@ -157,9 +159,19 @@ async fn roll_out_host(
         let first = first_script(run, host, takes_lock)?;
         return boot_host(run, host, Some(first)).await;
     }
-    pull::pull(run, host).await?;
-    if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
-        return Ok(());
+    if run.options.command == Command::Rollback {
+        // Kamal checks under the lock.
+        if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
+            return Ok(());
+        }
+        if run.is_app_host(host) {
+            rollback::check(run, host).await?;
+        }
+    } else {
+        pull::pull(run, host).await?;
+        if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
+            return Ok(());
+        }
     }
     if run.options.boots_proxy() {
         proxy::boot(run, host).await?;
@@ -207,14 +219,17 @@ fn first_script(
         run.config,
         run.roles_on(host)[0],
     )));
-    if let Some(pull) = pull::script(run, host)? {
+    if run.options.command == Command::Rollback {
+        // The version's image is there when its container is: nothing to pull.
+        s.append(rollback::in_script(run, host));
+    } else if let Some(pull) = pull::script(run, host)? {
         s.shown.extend(pull.shown.clone());
         s.line(guard(&no_stdin(&pull.text()), Exit::Pull));
     }
     if run.options.boots_proxy() {
         s.append(proxy::in_script(run, host)?);
     }
-    if run.options.pull_barrier {
+    if run.options.boot_barrier() {
         s.append(gate());
     }
     s.line(uninterruptible());
@@ -341,6 +356,7 @@ async fn boot_role(
         Some(Step::ProxyBoot) => return proxy::outcome(host, &out),
         // Another host failed before its boot (or Ctrl-C): this one stopped at the barrier.
         Some(Step::Halt) => return Ok(()),
+        Some(Step::Unavailable) => return Err(rollback::not_found(host)),
         Some(Step::Interrupt) if Mark::Interrupted.seen(&out.stdout) => {
             return Err(HostError::new(
                 ErrorKind::Interrupted,
@@ -395,7 +411,7 @@ mod tests {
             at("trap 'echo \"kamal-rs:interrupted\"; [ -z \"$bg\" ] || kill $bg 2>/dev/null; exit 130' TERM; echo \"kamal-rs:pid $$\""),
             at("echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging"),
             at("|| exit 77; echo \"kamal-rs:locked\""),
-            at("ps_out=$(mktemp) || exit 78; trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web"),
+            at("trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || exit 78; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web"),
             at("docker pull registry.example.com/app:v2"),
             at("</dev/null; } || { rc=$?; echo \"kamal-rs:failed $rc\"; exit 78; }"),
             at("echo \"kamal-rs:proxy-boot\""),
@@ -417,6 +433,37 @@ mod tests {
             !other.contains("lock-app"),
             "only the primary takes the lock"
         );
+    }
+
+    /// A rollback's first script: the lock, then the check that the host has the version (its own exit
+    /// code), then the gate even with `--no-pull-barrier`; no pull, no kamal-proxy boot.
+    #[test]
+    fn a_rollbacks_first_script_checks_the_version_where_a_deploy_pulls() {
+        let c = golden_config();
+        let options = DeployOptions {
+            command: Command::Rollback,
+            pull_barrier: false,
+            ..DeployOptions::default()
+        };
+        let run = Run::for_test(&c, options);
+        let text = first_script(&run, "10.0.0.1", true).unwrap().script.text();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
+        let order = [
+            at("mkdir .kamal/lock-app-staging"),
+            at("[ -n \"$(docker container ls --all --filter 'name=^app-web-staging-v2$' --quiet)\" ] || { echo \"kamal-rs:missing web\"; exit 86; }"),
+            at("read -r go"),
+            at("trap '' TERM"),
+        ];
+        let mut sorted = order;
+        sorted.sort();
+        assert_eq!(order, sorted, "{text}");
+        assert!(!text.contains("docker pull"), "{text}");
+        assert!(!text.contains("proxy-boot"), "{text}");
+        sh_n(&text);
+        assert_eq!(Exit::of(Some(86)).map(Exit::step), Some(Step::Unavailable));
     }
 
     /// Every host's composed script (first part, boot, and for a single boot the tag) parses.

@@ -115,7 +115,7 @@ impl<'a> Run<'a> {
         let run_dir = RunDir::new()
             .map_err(|e| Error::runtime(format!("Could not create a temporary directory: {e}")))?;
         let run_id = clock.hex(16);
-        let pull_barrier_hosts = if options.pull_barrier {
+        let pull_barrier_hosts = if options.boot_barrier() {
             sel.app_hosts.len()
         } else {
             0

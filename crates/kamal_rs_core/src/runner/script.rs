@@ -198,6 +198,8 @@ pub enum Step {
     Interrupt,
     /// Another host failed before its boot: this one stopped at the pull barrier.
     Halt,
+    /// Rollback: the host has no container of the version for one of its roles.
+    Unavailable,
 }
 
 /// Exit codes of kamal_rs's remote scripts: each names the part that failed, and so the step that
@@ -236,6 +238,8 @@ pub enum Exit {
     MissingEnv = 84,
     /// The pull barrier closed (another host failed before its boot, or Ctrl-C): no boot.
     Halted = 85,
+    /// Rollback: no container of the version for one of the host's roles (Kamal's `container_available?`).
+    Unavailable = 86,
     /// The running kamal-proxy is older than Kamal's minimum.
     ProxyTooOld = 90,
     /// Ctrl-C (SIGTERM) stopped the script before its boot.
@@ -243,7 +247,7 @@ pub enum Exit {
 }
 
 impl Exit {
-    pub const ALL: [Exit; 18] = [
+    pub const ALL: [Exit; 19] = [
         Exit::Files,
         Exit::Audit,
         Exit::Run,
@@ -260,6 +264,7 @@ impl Exit {
         Exit::NotUnhealthy,
         Exit::MissingEnv,
         Exit::Halted,
+        Exit::Unavailable,
         Exit::ProxyTooOld,
         Exit::Interrupted,
     ];
@@ -285,6 +290,7 @@ impl Exit {
             Exit::Tag => Step::Tag,
             Exit::Interrupted => Step::Interrupt,
             Exit::Halted => Step::Halt,
+            Exit::Unavailable => Step::Unavailable,
             Exit::Files
             | Exit::Audit
             | Exit::Run

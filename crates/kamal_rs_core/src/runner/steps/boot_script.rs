@@ -44,10 +44,11 @@ pub struct BootScript<'a> {
 
 /// Starts reading the role's containers (`docker ps -a`) into a temporary file, in the background: the
 /// list does not depend on the pull, and the lock is already held, so the two overlap. The file is
-/// removed when it has been read, or when the script ends.
+/// removed when it has been read, or when the script ends: the trap is set first, so that Ctrl-C's
+/// SIGTERM arriving while `mktemp` runs still finds it.
 pub fn list_in_background(app: &App<'_>) -> String {
     format!(
-        "ps_out=$(mktemp) || {}; trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; {} >\"$ps_out\" </dev/null & ps_pid=$!",
+        "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || {}; {} >\"$ps_out\" </dev/null & ps_pid=$!",
         Exit::Pull.exit(),
         app.containers_with_state()
     )

@@ -171,7 +171,9 @@ pub fn settled(run: &Run<'_>, held: bool) {
         if run.options.boots_proxy() {
             run.output.say("Ensure kamal-proxy is running...");
         }
-        run.output.say("Detect stale containers...");
+        if run.options.stops_stale() {
+            run.output.say("Detect stale containers...");
+        }
         run.output.say(&format!(
             "Start container with version {} (or reboot if already running)...",
             run.version
