@@ -3,6 +3,7 @@ require "json"
 require "open3"
 require "shellwords"
 require "timeout"
+require "tmpdir"
 require_relative "lab_helpers"
 
 # Kamal taking over from kamal_rs and back, on the same three lab hosts: deploys, redeploys and
@@ -76,20 +77,47 @@ class KamalInteropTest < Minitest::Test
     assert_includes out, "app-web-staging-v1"
   end
 
+  # Without hooks, kamal_rs's rollback is the per-host rollout (the check in each host's first script):
+  # what it boots is what Kamal's rollback boots, and Kamal's `app details` reads it back.
+  def test_05_a_per_host_rollback_boots_what_kamals_rollback_boots
+    dir = Dir.mktmpdir("interop-app")
+    FileUtils.cp_r(File.join(APP, "."), dir)
+    FileUtils.rm_rf(File.join(dir, ".kamal", "hooks"))
+    # Kamal's lock message reads the app's git version.
+    system("git init -q && git -c user.email=t@t -c user.name=t commit -q --allow-empty -m app", chdir: dir, exception: true)
+    tool_run!(:kamal, "rollback", "v2", "-d", "staging", dir: dir)
+    serving "v2"
+    by_kamal = [ *WEB, WORKER ].to_h { |ip| [ ip, container_shape(ip) ] }
+    tool_run!(:kamal_rs, "rollback", "v1", "-d", "staging", dir: dir)
+    serving "v1"
+    out = tool_run!(:kamal_rs, "rollback", "v2", "-d", "staging", dir: dir)
+    refute_includes out, "Running /usr/bin/env .kamal/hooks"
+    serving "v2"
+    [ *WEB, WORKER ].each { |ip| assert_equal by_kamal[ip], container_shape(ip), "#{ip}: v2 as Kamal's rollback booted it and as kamal_rs's did" }
+    details = tool_run!(:kamal, "app", "details", "-d", "staging", dir: dir)
+    WEB.each do |ip|
+      block = details[/^App Host: #{Regexp.escape(ip)}\n(?:.+\n)+/]
+      assert_match(/ Up .* app-web-staging-v2$/, block.to_s, details)
+    end
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first
+  ensure
+    FileUtils.rm_rf(dir) if dir
+  end
+
   private
     def kamal_command
       Shellwords.split(ENV["KAMAL_RS_TEST_KAMAL"].to_s)
     end
 
-    def tool_run(tool, *args)
+    def tool_run(tool, *args, dir: APP)
       env = { "RUBYLIB" => File.join(ROOT, "lib"), "KAMAL_RS_KAMAL" => ENV["KAMAL_RS_TEST_KAMAL"] }
       command = tool == :kamal ? kamal_command : [ RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs") ]
-      out, status = Timeout.timeout(180) { Open3.capture2e(env, *command, *args, chdir: APP) }
+      out, status = Timeout.timeout(180) { Open3.capture2e(env, *command, *args, chdir: dir) }
       [ status.exitstatus, out ]
     end
 
-    def tool_run!(tool, *args)
-      status, out = tool_run(tool, *args)
+    def tool_run!(tool, *args, dir: APP)
+      status, out = tool_run(tool, *args, dir: dir)
       assert_equal 0, status, "#{tool} #{args.join(" ")}:\n#{out}"
       out
     end
