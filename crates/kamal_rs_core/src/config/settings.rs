@@ -17,6 +17,20 @@ pub const DRAIN_TIMEOUT: i64 = 30;
 /// `readiness_delay`'s default: the wait for a container without a health check.
 pub const READINESS_DELAY: i64 = 7;
 
+/// `sshkit.max_concurrent_starts`' default: SSH connections being started at once.
+pub const MAX_CONCURRENT_STARTS: i64 = 30;
+/// `sshkit.dns_retries`' default: retries of a connection whose host name did not resolve.
+pub const DNS_RETRIES: i64 = 3;
+
+/// `sshkit:` (`lib/kamal/configuration/sshkit.rb`). `pool_idle_timeout` has no meaning here: each
+/// host's one connection lives for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sshkit {
+    /// At least 1 (Kamal's semaphore of 0 would never start a connection).
+    pub max_concurrent_starts: usize,
+    pub dns_retries: u32,
+}
+
 /// `boot:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boot {
@@ -131,6 +145,22 @@ impl Configuration {
         Boot::of(self.get("boot"))
     }
 
+    pub fn sshkit(&self) -> Sshkit {
+        let section = self.get("sshkit");
+        let int = |k: &str, default: i64| {
+            section
+                .and_then(Value::as_map)
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_int)
+                .unwrap_or(default)
+        };
+        Sshkit {
+            max_concurrent_starts: int("max_concurrent_starts", MAX_CONCURRENT_STARTS).max(1)
+                as usize,
+            dns_retries: int("dns_retries", DNS_RETRIES).clamp(0, 100) as u32,
+        }
+    }
+
     pub fn timeouts(&self) -> Timeouts {
         let int = |k: &str, default: i64| self.get(k).and_then(Value::as_int).unwrap_or(default);
         Timeouts {
@@ -185,5 +215,27 @@ mod tests {
         assert_eq!(c.boot().wait, Some(2));
         assert!(c.boot().parallel_roles);
         assert_eq!(c.timeouts().deploy_timeout, 45);
+    }
+
+    #[test]
+    fn sshkit_defaults_are_kamals_and_a_zero_start_limit_still_starts() {
+        let c = config(&[base()], None, "v1");
+        assert_eq!(
+            c.sshkit(),
+            super::Sshkit {
+                max_concurrent_starts: 30,
+                dns_retries: 3
+            }
+        );
+        let mut b = base();
+        b["sshkit"] =
+            json!({"max_concurrent_starts": 8, "dns_retries": 0, "pool_idle_timeout": 60});
+        let c = config(&[b.clone()], None, "v1");
+        assert_eq!(
+            (c.sshkit().max_concurrent_starts, c.sshkit().dns_retries),
+            (8, 0)
+        );
+        b["sshkit"] = json!({"max_concurrent_starts": 0});
+        assert_eq!(config(&[b], None, "v1").sshkit().max_concurrent_starts, 1);
     }
 }

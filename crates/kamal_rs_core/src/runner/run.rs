@@ -210,18 +210,55 @@ impl<'a> Run<'a> {
     // ---- SSH ----------------------------------------------------------------------------------
 
     /// One master connection per host, all at once; a host that cannot be reached fails the step.
+    /// One host's connection; a host name that did not resolve is tried again `dns_retries` times,
+    /// 0.1 s, 0.2 s, 0.4 s... (at most 2 s) apart, as Kamal 2.12 does (`sshkit_with_ext.rb`), since
+    /// some resolvers drop lookups when many connections start at once.
+    async fn connect_host(
+        &self,
+        host: &str,
+        config_file: &std::path::Path,
+        control: &std::path::Path,
+        dns_retries: u32,
+    ) -> std::result::Result<Arc<Connection>, SshError> {
+        let mut attempt = 0;
+        loop {
+            match Connection::connect(host, config_file, control).await {
+                Err(SshError::Connect(why)) if ssh::unresolved(&why) && attempt < dns_retries => {
+                    attempt += 1;
+                    let delay = ssh::dns_retry_delay(attempt);
+                    self.output.warn_line(&format!(
+                        "Retrying DNS for {host} (attempt {attempt}/{dns_retries}) in {:.2}s: {why}",
+                        delay.as_secs_f64()
+                    ));
+                    tokio::time::sleep(delay).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     pub async fn connect_all(&self) -> Result<()> {
+        ssh::limits::ensure_open_files(self.sel.hosts.len())?;
         let config_file = self.run_dir.path.join("ssh_config");
         std::fs::write(&config_file, self.ssh.ssh_config())
             .map_err(|e| Error::runtime(e.to_string()))?;
         let control = self.run_dir.path.clone();
         let local_registry_port = self.config.registry().local_port();
+        let sshkit = self.config.sshkit();
+        // Kamal's `sshkit.max_concurrent_starts`: a bastion's sshd drops connections still
+        // authenticating beyond its MaxStartups. A host goes on as soon as its own connection is up.
+        let starts = tokio::sync::Semaphore::new(sshkit.max_concurrent_starts);
         let results = join_all(self.sel.hosts.iter().map(|h| {
-            let (config_file, control) = (config_file.clone(), control.clone());
+            let (config_file, control, starts) = (config_file.clone(), control.clone(), &starts);
             async move {
-                self.output.progress(h, "connecting");
+                self.output.progress(h, "waiting to connect");
                 let connect = async {
-                    let conn = Connection::connect(h, &config_file, &control).await?;
+                    let conn = {
+                        let _start = starts.acquire().await.expect("semaphore never closed");
+                        self.output.progress(h, "connecting");
+                        self.connect_host(h, &config_file, &control, sshkit.dns_retries)
+                            .await?
+                    };
                     // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
                     if let Some(port) = local_registry_port.filter(|_| self.is_app_host(h)) {
                         conn.forward_remote_port(port).await?;

@@ -14,6 +14,7 @@ use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{watch, Semaphore};
 
+pub mod limits;
 mod settings;
 pub use settings::{valid_host, SshSettings};
 
@@ -263,6 +264,20 @@ fn timed_out() -> String {
 }
 
 /// Why ssh could not connect, in the words a user acts on; ssh's own message otherwise.
+/// What `connect_reason` says when the host name did not resolve.
+const UNRESOLVED: &str = "could not resolve the host name";
+
+/// A connection failed because its host name did not resolve (worth trying again).
+pub fn unresolved(reason: &str) -> bool {
+    reason == UNRESOLVED
+}
+
+/// Before DNS retry `attempt` (1, 2, ...): 0.1 s doubling, at most 2 s.
+pub fn dns_retry_delay(attempt: u32) -> Duration {
+    let secs = 0.1 * 2f64.powi(attempt.saturating_sub(1).min(16) as i32);
+    Duration::from_secs_f64(secs.min(2.0))
+}
+
 pub fn connect_reason(ssh_text: &str) -> String {
     let lower = ssh_text.to_ascii_lowercase();
     let reason = if lower.contains("connection refused") {
@@ -276,7 +291,7 @@ pub fn connect_reason(ssh_text: &str) -> String {
     } else if lower.contains("permission denied") {
         "authentication failed (permission denied)".into()
     } else if lower.contains("could not resolve") {
-        "could not resolve the host name".into()
+        UNRESOLVED.into()
     } else if lower.contains("no route to host") || lower.contains("network is unreachable") {
         "no route to host".into()
     } else if lower.contains("connection closed") || lower.contains("connection reset") {
@@ -321,6 +336,18 @@ impl Drop for RunDir {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dns_retries_wait_0_1_s_doubling_up_to_2_s() {
+        let waits: Vec<u128> = (1..=7).map(|a| dns_retry_delay(a).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000]);
+        assert!(unresolved(&connect_reason(
+            "ssh: Could not resolve hostname web-9: Temporary failure in name resolution"
+        )));
+        assert!(!unresolved(&connect_reason(
+            "ssh: connect to host 10.0.0.1 port 22: Connection refused"
+        )));
+    }
+
     use super::*;
 
     #[test]

@@ -163,7 +163,13 @@ impl SshSettings {
     /// The `ssh_config` text. First values win in ssh_config, so Kamal's own settings come before the
     /// user's files, as Net::SSH lets explicit options win.
     pub fn ssh_config(&self) -> String {
-        let mut c = String::from("Host *\n");
+        let mut c = String::new();
+        if let Some(jump) = &self.jump {
+            // The jump host itself is reached directly: `Host *` below would send its connection
+            // through itself (Net::SSH's Proxy::Jump applies to the target alone).
+            c.push_str(&format!("Host {}\n  ProxyJump none\n", jump_hostname(jump)));
+        }
+        c.push_str("Host *\n");
         c.push_str(&format!("  User {}\n  Port {}\n", self.user, self.port));
         for key in &self.keys {
             c.push_str(&format!("  IdentityFile \"{key}\"\n"));
@@ -224,6 +230,19 @@ fn jump_host(proxy: String) -> Result<String> {
         return Err(bad());
     }
     Ok(with_user)
+}
+
+/// The host name of a jump host `[user@]host[:port]` (`[addr]:port` for IPv6), as ssh_config's
+/// `Host` matches it.
+fn jump_hostname(jump: &str) -> &str {
+    let host = jump.rsplit_once('@').map_or(jump, |(_, h)| h);
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.matches(':').count() {
+        1 => host.split(':').next().unwrap_or(host),
+        _ => host,
+    }
 }
 
 fn expand_home(path: &str, home: &str) -> String {
@@ -288,6 +307,13 @@ mod tests {
         assert!(text.contains("  User deploy\n  Port 2222\n"));
         assert!(text.contains("  IdentityFile \"/keys/100%%.pem\"\n"));
         assert!(text.contains("  ProxyJump root@bastion.example.com:2200\n"));
+        assert!(
+            text.starts_with("Host bastion.example.com\n  ProxyJump none\nHost *\n"),
+            "the jump host is reached directly: {text}"
+        );
+        assert_eq!(jump_hostname("root@[2001:db8::1]:22"), "2001:db8::1");
+        assert_eq!(jump_hostname("deploy@10.0.0.9"), "10.0.0.9");
+        assert_eq!(jump_hostname("root@2001:db8::1"), "2001:db8::1");
         assert!(text.contains("  ProxyCommand ssh -W %h:%p jump\n"));
         assert!(text.contains("  LogLevel ERROR\n"));
         assert!(text.contains("  ServerAliveInterval 5\n  ServerAliveCountMax 3\n"));

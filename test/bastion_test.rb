@@ -1,0 +1,94 @@
+require "test_helper"
+require "open3"
+require "timeout"
+require "tmpdir"
+require_relative "lab_helpers"
+
+# Eight app hosts reached only through a bastion (lab host h0: the others refuse SSH from this machine),
+# whose sshd drops connections still authenticating beyond two (`MaxStartups 2:100:2`), at 50 ms RTT.
+# `sshkit.max_concurrent_starts` (Kamal's key) keeps the connection starts within what it accepts.
+class BastionTest < Minitest::Test
+  include LabHelpers
+  i_suck_and_my_tests_are_order_dependent!
+
+  BASTION = "10.213.0.11".freeze
+  HOSTS = (12..19).map { |i| "10.213.0.#{i}" }.freeze
+
+  def self.app
+    @app ||= begin
+      LabHelpers.fresh_lab(9, rtt: 50)
+      bastion = Lab.hosts.find { |h| h["ip"] == BASTION }
+      sshd_config = File.join(Lab::STATE, "hosts", bastion["name"], "sshd_config")
+      File.write(sshd_config, File.read(sshd_config) + "MaxStartups 2:100:2\n")
+      system("pkill", "-HUP", "-f", "sshd -D -f #{sshd_config}", exception: true)
+      Lab.hosts.each do |h|
+        next if h["ip"] == BASTION
+        Lab.exec_in(h["name"], "iptables -I INPUT -s #{Lab::GATEWAY} -p tcp --dport 22 -j REJECT")
+      end
+      dir = Dir.mktmpdir("bastion-app")
+      Minitest.after_run { FileUtils.rm_rf(dir) }
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      dir
+    end
+  end
+
+  def setup
+    skip "the lab needs root" unless Process.uid.zero?
+    @app = self.class.app
+  end
+
+  def test_01_the_hosts_refuse_direct_ssh_and_the_bastion_limits_starts
+    _, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", HOSTS[0], "true")
+    refute status.success?, "#{HOSTS[0]} answers SSH directly"
+    out, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", "-J", "root@#{BASTION}", HOSTS[0], "true")
+    assert status.success?, out
+  end
+
+  def test_02_deploy_and_redeploy_through_the_bastion_start_eight_at_most_two_at_a_time
+    write_config(max_concurrent_starts: 2)
+    status, out = kamal_rs("deploy", "-P", "--version", "v1")
+    assert_equal 0, status, out
+    HOSTS.each { |ip| assert_equal "app v1\n", http_get(ip) }
+    status, out = kamal_rs("redeploy", "-P", "--version", "v2")
+    assert_equal 0, status, out
+    HOSTS.each { |ip| assert_equal "app v2\n", http_get(ip) }
+  end
+
+  # Kamal's default (30) lets all eight start at once: the bastion drops most, and the run stops before
+  # it changed anything.
+  def test_03_without_the_limit_the_bastion_drops_starts_and_nothing_changes
+    write_config(max_concurrent_starts: nil)
+    status, out = kamal_rs("redeploy", "-P", "--version", "v1")
+    assert_equal 1, status, out
+    assert_match(/could not connect/, out)
+    HOSTS.each { |ip| assert_equal "app v2\n", http_get(ip) }
+  end
+
+  private
+    def write_config(max_concurrent_starts:)
+      sshkit = max_concurrent_starts ? "sshkit:\n  max_concurrent_starts: #{max_concurrent_starts}\n" : ""
+      File.write(File.join(@app, "config", "deploy.yml"), <<~YAML + sshkit)
+        service: app
+        image: app
+        servers:
+        #{HOSTS.map { |h| "  - #{h}" }.join("\n")}
+        registry:
+          server: #{Lab::REGISTRY}
+          username: lab
+          password: lab
+        builder:
+          arch: amd64
+        ssh:
+          keys: [ #{Lab::KEY} ]
+          config: #{Lab::SSH_CONFIG}
+          proxy: root@#{BASTION}
+      YAML
+    end
+
+    def kamal_rs(*args)
+      out, status = Timeout.timeout(180) do
+        Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: @app)
+      end
+      [ status.exitstatus, out ]
+    end
+end
