@@ -153,6 +153,19 @@ module Lab
     entries
   end
 
+  # Makes `bastion` (an IP) the fleet's only way in: its sshd drops connections still authenticating
+  # beyond `max_startups` (sshd's MaxStartups), and every other host refuses SSH from this machine.
+  def make_bastion(bastion, max_startups:)
+    host = hosts.find { |h| h["ip"] == bastion } or raise "no lab host #{bastion}"
+    sshd_config = File.join(host["dir"], "sshd_config")
+    File.write(sshd_config, File.read(sshd_config) + "MaxStartups #{max_startups}\n")
+    sh("pkill", "-HUP", "-f", "sshd -D -f #{sshd_config}")
+    hosts.each do |h|
+      next if h["ip"] == bastion
+      exec_in(h["name"], "iptables -I INPUT -s #{GATEWAY} -p tcp --dport 22 -j REJECT")
+    end
+  end
+
   def reset_transcripts
     (load["hosts"] || []).each { |h| File.write(File.join(h["dir"], "transcript.log"), "") }
   end
