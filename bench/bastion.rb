@@ -25,8 +25,7 @@ begin
   Lab.make_bastion(bastion, max_startups: starts)
   Dir.mktmpdir do |dir|
     FileUtils.mkdir_p(File.join(dir, "config"))
-    config = config_for(hosts).sub("  config: #{Lab::SSH_CONFIG}\n", "  config: #{Lab::SSH_CONFIG}\n  proxy: root@#{bastion}\n")
-    File.write(File.join(dir, "config", "deploy.yml"), config + "sshkit:\n  max_concurrent_starts: #{starts}\n")
+    File.write(File.join(dir, "config", "deploy.yml"), Lab.app_config(hosts, proxy: bastion, max_concurrent_starts: starts))
     system("git init -q && git -c user.email=b@b -c user.name=b commit -q --allow-empty -m app", chdir: dir) or abort "git"
     cold, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
     ours, theirs = [], []

@@ -7,22 +7,7 @@ ROOT = File.expand_path("..", __dir__)
 KAMAL_RS_ROOT = ENV.fetch("KAMAL_RS_ROOT", ROOT)
 
 def config_for(hosts)
-  <<~YAML
-    service: app
-    image: app
-    servers:
-      web:
-    #{hosts.map { |h| "    - #{h}" }.join("\n")}
-    registry:
-      server: #{Lab::REGISTRY}
-      username: lab
-      password: lab
-    builder:
-      arch: amd64
-    ssh:
-      keys: [ #{Lab::KEY} ]
-      config: #{Lab::SSH_CONFIG}
-  YAML
+  Lab.app_config(hosts)
 end
 
 def median(values)

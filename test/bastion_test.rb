@@ -61,29 +61,11 @@ class BastionTest < Minitest::Test
 
   private
     def write_config(max_concurrent_starts:)
-      sshkit = max_concurrent_starts ? "sshkit:\n  max_concurrent_starts: #{max_concurrent_starts}\n" : ""
-      File.write(File.join(@app, "config", "deploy.yml"), <<~YAML + sshkit)
-        service: app
-        image: app
-        servers:
-        #{HOSTS.map { |h| "  - #{h}" }.join("\n")}
-        registry:
-          server: #{Lab::REGISTRY}
-          username: lab
-          password: lab
-        builder:
-          arch: amd64
-        ssh:
-          keys: [ #{Lab::KEY} ]
-          config: #{Lab::SSH_CONFIG}
-          proxy: root@#{BASTION}
-      YAML
+      File.write(File.join(@app, "config", "deploy.yml"),
+                 Lab.app_config(HOSTS, proxy: BASTION, max_concurrent_starts: max_concurrent_starts))
     end
 
     def kamal_rs(*args)
-      out, status = Timeout.timeout(180) do
-        Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: @app)
-      end
-      [ status.exitstatus, out ]
+      run_kamal_rs(@app, *args)
     end
 end

@@ -337,9 +337,7 @@ class DeployTest < Minitest::Test
 
   private
     def kamal_rs(*args, env: {}, dir: APP)
-      full_env = { "KAMAL_HOOK_MARKERS" => @markers, "RUBYLIB" => File.join(ROOT, "lib") }.merge(env)
-      out, status = Timeout.timeout(120) { Open3.capture2e(full_env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: dir) }
-      [ status.exitstatus, out ]
+      run_kamal_rs(dir, *args, env: { "KAMAL_HOOK_MARKERS" => @markers }.merge(env), timeout: 120)
     end
 
     def in_app

@@ -139,8 +139,6 @@ class DeployV1Test < Minitest::Test
 
   private
     def kamal_rs(*args, env: {})
-      full_env = { "RUBYLIB" => File.join(ROOT, "lib") }.merge(env)
-      out, status = Timeout.timeout(180) { Open3.capture2e(full_env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: APP) }
-      [ status.exitstatus, out ]
+      run_kamal_rs(APP, *args, env: env)
     end
 end

@@ -1,5 +1,6 @@
 require "open3"
 require "socket"
+require "timeout"
 require_relative "lab/lab"
 
 # What the lab-backed tests (deploy, build, Kamal 1.x) share: looking at a host over SSH, as a user would.
@@ -11,6 +12,15 @@ module LabHelpers
   end
 
   private
+    # `kamal-rs ARGS` from this checkout in `dir`: [exit status, output].
+    def run_kamal_rs(dir, *args, env: {}, timeout: 180)
+      full_env = { "RUBYLIB" => File.join(ROOT, "lib") }.merge(env)
+      out, status = Timeout.timeout(timeout) do
+        Open3.capture2e(full_env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: dir)
+      end
+      [ status.exitstatus, out ]
+    end
+
     def remote(ip, command)
       out, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", ip, command)
       [ out, status.exitstatus ]

@@ -202,9 +202,6 @@ class RolloutTest < Minitest::Test
 
   private
     def kamal_rs(*args)
-      out, status = Timeout.timeout(120) do
-        Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: @app)
-      end
-      [ status.exitstatus, out ]
+      run_kamal_rs(@app, *args)
     end
 end

@@ -153,6 +153,30 @@ module Lab
     entries
   end
 
+  # The lab app's config/deploy.yml for `hosts` (one web role, the lab registry, the lab's SSH files);
+  # `proxy`: a jump host for `ssh.proxy`; `max_concurrent_starts`: sshkit's key.
+  def app_config(hosts, proxy: nil, max_concurrent_starts: nil)
+    yaml = <<~YAML
+      service: app
+      image: app
+      servers:
+        web:
+      #{hosts.map { |h| "    - #{h}" }.join("\n")}
+      registry:
+        server: #{REGISTRY}
+        username: lab
+        password: lab
+      builder:
+        arch: amd64
+      ssh:
+        keys: [ #{KEY} ]
+        config: #{SSH_CONFIG}
+    YAML
+    yaml += "  proxy: root@#{proxy}\n" if proxy
+    yaml += "sshkit:\n  max_concurrent_starts: #{max_concurrent_starts}\n" if max_concurrent_starts
+    yaml
+  end
+
   # Makes `bastion` (an IP) the fleet's only way in: its sshd drops connections still authenticating
   # beyond `max_startups` (sshd's MaxStartups), and every other host refuses SSH from this machine.
   def make_bastion(bastion, max_startups:)
