@@ -31,24 +31,7 @@ end
 
 # The running container is `running`; the floor boots `version` again as a new container.
 def floor(hosts, running, version, run)
-  image = "#{Lab::REGISTRY}/app"
-  timed do
-    hosts.map do |h|
-      Thread.new do
-        name = "app-web-floor-#{run}"
-        docker_run = "docker run --detach --restart unless-stopped --name #{name} --network kamal --hostname #{h}-#{SecureRandom.hex(6)} " \
-                     "--env KAMAL_CONTAINER_NAME=\"#{name}\" --env KAMAL_VERSION=\"#{version}\" --env KAMAL_HOST=\"#{h}\" " \
-                     "--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size=\"10m\" " \
-                     "--label service=\"app\" --label role=\"web\" --label destination #{image}:#{version}"
-        deploy = "docker exec kamal-proxy kamal-proxy deploy app-web --target=\"$(echo $cid | cut -c1-12):80\" --deploy-timeout=\"30s\" " \
-                 "--drain-timeout=\"30s\" --buffer-requests --buffer-responses --log-request-header=\"Cache-Control\" " \
-                 "--log-request-header=\"Last-Modified\" --log-request-header=\"User-Agent\""
-        script = "cid=$(#{docker_run}) && #{deploy} && docker stop #{running} >/dev/null && docker tag #{image}:#{version} #{image}:latest"
-        _, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", h, script)
-        status.success?
-      end
-    end.all?(&:value)
-  end
+  floor_run(hosts, name: "app-web-floor-#{run}", version: version, stop: running)
 end
 
 abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?

@@ -58,25 +58,7 @@ end
 # `docker run` and `kamal-proxy deploy` are the redeploy's own (same options, the env file the
 # deploy left), so the floor starts the same container the same way; nothing else is done.
 def floor(hosts, from, to, run)
-  image = "#{Lab::REGISTRY}/app"
-  timed do
-    hosts.map do |h|
-      Thread.new do
-        name = "app-web-floor-#{to}-#{run}"
-        docker_run = "docker run --detach --restart unless-stopped --name #{name} --network kamal --hostname #{h}-#{SecureRandom.hex(6)} " \
-              "--env KAMAL_CONTAINER_NAME=\"#{name}\" --env KAMAL_VERSION=\"#{to}\" --env KAMAL_HOST=\"#{h}\" " \
-              "--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size=\"10m\" " \
-              "--label service=\"app\" --label role=\"web\" --label destination #{image}:#{to}"
-        deploy = "docker exec kamal-proxy kamal-proxy deploy app-web --target=\"$(echo $cid | cut -c1-12):80\" --deploy-timeout=\"30s\" " \
-                 "--drain-timeout=\"30s\" --buffer-requests --buffer-responses --log-request-header=\"Cache-Control\" " \
-                 "--log-request-header=\"Last-Modified\" --log-request-header=\"User-Agent\""
-        script = "docker pull -q #{image}:#{to} >/dev/null && cid=$(#{docker_run}) && #{deploy} && " \
-                 "docker stop app-web-#{from} >/dev/null && docker tag #{image}:#{to} #{image}:latest"
-        _, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", h, script)
-        status.success?
-      end
-    end.all?(&:value)
-  end
+  floor_run(hosts, name: "app-web-floor-#{to}-#{run}", version: to, stop: "app-web-#{from}", pull: true)
 end
 
 # A new version tag of the same image (the registry copies the manifest; no layer moves): each warm

@@ -1,5 +1,6 @@
 # What the benchmarks share: the app's config for N lab hosts, timing, running a kamal_rs checkout.
 require "open3"
+require "securerandom"
 require_relative "../test/lab/lab"
 
 ROOT = File.expand_path("..", __dir__)
@@ -33,4 +34,28 @@ end
 def per_host(hosts)
   lines = hosts.map { |h| Lab.transcript(h) }
   [ lines.map { |l| l.map { |e| e[:client] }.uniq.size }.max, lines.map(&:size).max ]
+end
+
+# The floor's work on every host at once, each over one new SSH connection: (`pull`: the image,) the
+# `docker run` and `kamal-proxy deploy` of container `name` for `version` with the deploy's own options
+# and env file, `docker stop` of container `stop`, tag latest. Nothing else.
+def floor_run(hosts, name:, version:, stop:, pull: false)
+  image = "#{Lab::REGISTRY}/app"
+  timed do
+    hosts.map do |h|
+      Thread.new do
+        docker_run = "docker run --detach --restart unless-stopped --name #{name} --network kamal --hostname #{h}-#{SecureRandom.hex(6)} " \
+                     "--env KAMAL_CONTAINER_NAME=\"#{name}\" --env KAMAL_VERSION=\"#{version}\" --env KAMAL_HOST=\"#{h}\" " \
+                     "--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size=\"10m\" " \
+                     "--label service=\"app\" --label role=\"web\" --label destination #{image}:#{version}"
+        deploy = "docker exec kamal-proxy kamal-proxy deploy app-web --target=\"$(echo $cid | cut -c1-12):80\" --deploy-timeout=\"30s\" " \
+                 "--drain-timeout=\"30s\" --buffer-requests --buffer-responses --log-request-header=\"Cache-Control\" " \
+                 "--log-request-header=\"Last-Modified\" --log-request-header=\"User-Agent\""
+        script = "cid=$(#{docker_run}) && #{deploy} && docker stop #{stop} >/dev/null && docker tag #{image}:#{version} #{image}:latest"
+        script = "docker pull -q #{image}:#{version} >/dev/null && #{script}" if pull
+        _, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", h, script)
+        status.success?
+      end
+    end.all?(&:value)
+  end
 end
