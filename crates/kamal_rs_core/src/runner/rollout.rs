@@ -293,7 +293,7 @@ pub async fn boot_host(
             host,
             &format!("{} booted, waiting for the other hosts", run.version),
         ),
-        Err(e) => run.output.progress_done(
+        Err(e) => run.output.progress_failed(
             host,
             &format!("failed: {}", e.message.lines().next().unwrap_or("")),
         ),

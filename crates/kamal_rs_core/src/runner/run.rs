@@ -282,7 +282,7 @@ impl<'a> Run<'a> {
                     let error = HostError::on_host(ErrorKind::Connection, &host, &e);
                     self.reports.host_error(&host, &error.message);
                     self.output
-                        .progress_done(&host, &format!("unreachable: {e}"));
+                        .progress_failed(&host, &format!("unreachable: {e}"));
                     errors.push(error);
                 }
             }

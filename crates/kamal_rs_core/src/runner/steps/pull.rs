@@ -121,7 +121,7 @@ pub async fn exec_interruptible(
 
 /// The pull (or its label check) failed: SSHKit's text for the failing part.
 pub fn failed(run: &Run<'_>, host: &str, out: &ssh::Output) -> HostError {
-    run.output.progress_done(host, "pull failed");
+    run.output.progress_failed(host, "pull failed");
     HostError::command_failed(host, "docker", out)
 }
 

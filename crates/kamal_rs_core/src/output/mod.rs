@@ -24,9 +24,18 @@ pub struct Output {
     lines: Mutex<()>,
 }
 
+mod fleet;
+
+/// The live view: a line per host, or for a large fleet (`fleet::PER_HOST_UP_TO`) a few lines of counts.
 struct Live {
     multi: MultiProgress,
     bars: Vec<(String, ProgressBar)>,
+    fleet: Option<Fleet>,
+}
+
+struct Fleet {
+    hosts: Mutex<Vec<fleet::HostLine>>,
+    lines: Vec<ProgressBar>,
 }
 
 const MAGENTA: &str = "\x1b[35m";
@@ -42,6 +51,9 @@ impl Output {
         let live =
             (terminal && verbosity == Verbosity::Normal && !live_hosts.is_empty()).then(|| {
                 let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+                if live_hosts.len() > fleet::PER_HOST_UP_TO {
+                    return Live::fleet(multi, live_hosts);
+                }
                 let width = live_hosts.iter().map(String::len).max().unwrap_or(0);
                 let style = ProgressStyle::with_template(&format!(
                     "  {{spinner}} {{prefix:{width}}}  {{wide_msg}}"
@@ -60,7 +72,11 @@ impl Output {
                         (h.clone(), bar)
                     })
                     .collect();
-                Live { multi, bars }
+                Live {
+                    multi,
+                    bars,
+                    fleet: None,
+                }
             });
         Output {
             verbosity,
@@ -229,17 +245,31 @@ impl Output {
 
     /// The live view's line for a host.
     pub fn progress(&self, host: &str, step: &str) {
-        if let Some(live) = &self.live {
-            if let Some((_, bar)) = live.bars.iter().find(|(h, _)| h == host) {
-                bar.set_message(self.redact(step));
-            }
-        }
+        self.set_progress(host, step, fleet::Outcome::Running);
     }
 
+    /// The host's last line: it got to the end.
     pub fn progress_done(&self, host: &str, text: &str) {
-        if let Some(live) = &self.live {
-            if let Some((_, bar)) = live.bars.iter().find(|(h, _)| h == host) {
-                bar.finish_with_message(self.redact(text));
+        self.set_progress(host, text, fleet::Outcome::Done);
+    }
+
+    /// The host's last line: it failed (named in a large fleet's view).
+    pub fn progress_failed(&self, host: &str, text: &str) {
+        self.set_progress(host, text, fleet::Outcome::Failed);
+    }
+
+    fn set_progress(&self, host: &str, text: &str, outcome: fleet::Outcome) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let text = self.redact(text);
+        if let Some(fleet) = &live.fleet {
+            return fleet.set(host, &text, outcome);
+        }
+        if let Some((_, bar)) = live.bars.iter().find(|(h, _)| h == host) {
+            match outcome {
+                fleet::Outcome::Running => bar.set_message(text),
+                _ => bar.finish_with_message(text),
             }
         }
     }
@@ -247,7 +277,8 @@ impl Output {
     /// Ends the live view (its last state stays on screen).
     pub fn finish(&self) {
         if let Some(live) = &self.live {
-            for (_, bar) in &live.bars {
+            let fleet_lines = live.fleet.iter().flat_map(|f| f.lines.iter());
+            for bar in live.bars.iter().map(|(_, b)| b).chain(fleet_lines) {
                 if !bar.is_finished() {
                     bar.finish();
                 }
@@ -260,6 +291,48 @@ impl Output {
             Verbosity::Quiet => false,
             Verbosity::Normal => !debug,
             Verbosity::Verbose => true,
+        }
+    }
+}
+
+impl Live {
+    fn fleet(multi: MultiProgress, hosts: &[String]) -> Live {
+        let first = ProgressStyle::with_template("  {spinner} {wide_msg}").expect("valid template");
+        let rest = ProgressStyle::with_template("    {wide_msg}").expect("valid template");
+        let lines: Vec<ProgressBar> = (0..fleet::LINES)
+            .map(|i| {
+                let style = if i == 0 { first.clone() } else { rest.clone() };
+                multi.add(ProgressBar::new_spinner().with_style(style))
+            })
+            .collect();
+        lines[0].enable_steady_tick(Duration::from_millis(120));
+        let now = std::time::Instant::now();
+        let fleet = Fleet {
+            hosts: Mutex::new(hosts.iter().map(|h| fleet::HostLine::new(h, now)).collect()),
+            lines,
+        };
+        fleet.draw(&fleet.hosts.lock().unwrap_or_else(|e| e.into_inner()));
+        Live {
+            multi,
+            bars: Vec::new(),
+            fleet: Some(fleet),
+        }
+    }
+}
+
+impl Fleet {
+    fn set(&self, host: &str, text: &str, outcome: fleet::Outcome) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = hosts.iter_mut().find(|h| h.host == host) {
+            h.set(text, outcome, std::time::Instant::now());
+        }
+        self.draw(&hosts);
+    }
+
+    fn draw(&self, hosts: &[fleet::HostLine]) {
+        let lines = fleet::lines(hosts, std::time::Instant::now());
+        for (i, bar) in self.lines.iter().enumerate() {
+            bar.set_message(lines.get(i).cloned().unwrap_or_default());
         }
     }
 }
