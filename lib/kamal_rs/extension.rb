@@ -14,7 +14,7 @@ module KamalRs
   # Rubies and platform it was built for; a source install (extconf.rb) or `rake compile` leaves one
   # `lib/kamal_rs/kamal_rs.<DLEXT>`, the fallback.
   module Extension
-    BUILD_INFO = File.join(__dir__, "extension.json")
+    SOURCE_BUILT = "kamal_rs/kamal_rs".freeze
 
     module_function
 
@@ -24,17 +24,14 @@ module KamalRs
       prebuilt = File.join(dir, minor, "kamal_rs.#{RbConfig::CONFIG["DLEXT"]}")
       if File.exist?(prebuilt)
         raise ExtensionLoadError, built_for(info, minor, platform) if info && !fits?(info, platform)
-        return require_extension(prebuilt) { |why| "#{info ? built_for(info, minor, platform) : rebuild(prebuilt, minor, platform)} (#{why})" }
+        return require_extension(prebuilt) { |why| "#{cannot_load(info, prebuilt, minor, platform)} (#{why})" }
       end
       # A source build: extconf.rb installed it in the gem's extension directory, `rake compile` in lib/;
       # both are on the load path.
       require_extension(SOURCE_BUILT) do |why, missing|
-        next not_built(info, minor, platform) if missing
-        info ? "#{built_for(info, minor, platform)} (#{why})" : rebuild(SOURCE_BUILT, minor, platform) + " (#{why})"
+        missing ? not_built(info, minor, platform) : "#{cannot_load(info, SOURCE_BUILT, minor, platform)} (#{why})"
       end
     end
-
-    SOURCE_BUILT = "kamal_rs/kamal_rs".freeze
 
     # Requires `feature`; a LoadError becomes an ExtensionLoadError with the block's message, given the
     # reason and whether the file was not found at all.
@@ -64,6 +61,10 @@ module KamalRs
       rubies = Array(info["rubies"]).join(", ")
       "kamal_rs was built for Ruby #{rubies} on #{info["platform"]}; this is Ruby #{minor} on #{platform}: " \
         "reinstall with `gem install kamal_rs --platform ruby` to build from source"
+    end
+
+    def cannot_load(info, path, minor, platform)
+      info ? built_for(info, minor, platform) : rebuild(path, minor, platform)
     end
 
     def rebuild(path, minor, platform)

@@ -156,10 +156,10 @@ async fn available(run: &Run<'_>) -> Result<()> {
 pub async fn check(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
     let s = available_script(run, host, false);
     let out = run.exec(host, &s, &mut |_| {}).await?;
-    match Mark::Missing.seen(&out.stdout) {
-        true => Err(not_found(host)),
-        false => Ok(()),
+    if Mark::Missing.seen(&out.stdout) {
+        return Err(not_found(host));
     }
+    Ok(())
 }
 
 /// Kamal's lines when the version is missing somewhere (`e`: which hosts), as an error.
@@ -191,13 +191,12 @@ fn available_script(run: &Run<'_>, host: &str, stop: bool) -> Script {
         let find = container_id_for(run, role, &run.version);
         let missing = Mark::Missing.echo_with(&role.name);
         s.show(Shown::info(&find));
-        s.line(match stop {
-            true => format!(
-                "[ -n \"$({find})\" ] || {{ {missing}; {}; }}",
-                Exit::Unavailable.exit()
-            ),
-            false => format!("[ -n \"$({find})\" ] || {missing}"),
-        });
+        let on_missing = if stop {
+            format!("{{ {missing}; {}; }}", Exit::Unavailable.exit())
+        } else {
+            missing
+        };
+        s.line(format!("[ -n \"$({find})\" ] || {on_missing}"));
     }
     s
 }

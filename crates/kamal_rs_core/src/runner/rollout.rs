@@ -159,19 +159,16 @@ async fn roll_out_host(
         let first = first_script(run, host, takes_lock)?;
         return boot_host(run, host, Some(first)).await;
     }
-    if run.options.command == Command::Rollback {
-        // Kamal checks under the lock.
-        if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
-            return Ok(());
-        }
-        if run.is_app_host(host) {
-            rollback::check(run, host).await?;
-        }
-    } else {
+    let rollback = run.options.command == Command::Rollback;
+    if !rollback {
         pull::pull(run, host).await?;
-        if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
-            return Ok(());
-        }
+    }
+    if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
+        return Ok(());
+    }
+    // A rollback checks for the version where a deploy pulls, but under the lock, as Kamal does.
+    if rollback && run.is_app_host(host) {
+        rollback::check(run, host).await?;
     }
     if run.options.boots_proxy() {
         proxy::boot(run, host).await?;

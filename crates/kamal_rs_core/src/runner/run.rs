@@ -209,7 +209,6 @@ impl<'a> Run<'a> {
 
     // ---- SSH ----------------------------------------------------------------------------------
 
-    /// One master connection per host, all at once; a host that cannot be reached fails the step.
     /// One host's connection; a host name that did not resolve is tried again `dns_retries` times,
     /// 0.1 s, 0.2 s, 0.4 s... (at most 2 s) apart, as Kamal 2.12 does (`sshkit_with_ext.rb`), since
     /// some resolvers drop lookups when many connections start at once.
@@ -237,6 +236,8 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// One master connection per host, at most `sshkit.max_concurrent_starts` starting at once; a host
+    /// that cannot be reached fails the step.
     pub async fn connect_all(&self) -> Result<()> {
         ssh::limits::ensure_open_files(self.sel.hosts.len())?;
         let config_file = self.run_dir.path.join("ssh_config");
