@@ -50,10 +50,14 @@ class RolloutTest < Minitest::Test
               "docker run --detach --restart unless-stopped --name app-web-staging-v1" ].map { |s| first.index(s) }
     assert steps.all?, first
     assert_equal steps.sort, steps, "lock, pull, proxy, boot out of order"
-    # The other web host starts only after the primary's script (which took the lock) began, without the lock.
-    refute_includes other.first[:command], "lock-app"
-    assert_includes other.first[:command], "docker run --detach"
-    assert_operator other.first[:time], :>=, primary.first[:time]
+    # The other web host starts at once, without the lock: it pulls, then waits for the lock (a line on
+    # its stdin) before it lists containers or touches kamal-proxy.
+    other_first = other.first[:command]
+    refute_includes other_first, "lock-app"
+    assert_includes other_first, "docker run --detach"
+    steps = [ "docker pull 10.213.0.1:5000/app:v1", "read -r go", "docker ps -a", "kamal-rs:proxy-boot" ].map { |s| other_first.index(s) }
+    assert steps.all?, other_first
+    assert_equal steps.sort, steps, "pull, lock, list, proxy out of order"
     # The workers host pulls on its own; its boot is a later command.
     worker = Lab.transcript(WORKER)
     assert_includes worker.first[:command], "docker pull"
@@ -79,11 +83,11 @@ class RolloutTest < Minitest::Test
     assert_includes out, "Deploy lock already in place!"
     assert_includes out, "Locked by: someone at 2026-01-01T00:00:00Z"
     assert_includes out, "ERROR (Kamal::Cli::LockError): Deploy lock found. Run 'kamal lock help' for more information"
-    # The primary's script stopped at the lock (exit 77: nothing after the `mkdir` ran); the other web
-    # host neither pulled nor booted (it is only asked, afterwards, which version it runs); the workers
-    # host only pulled.
+    # The primary's script stopped at the lock (exit 77: nothing after the `mkdir` ran); the other hosts
+    # only pulled (Kamal too pulls before its `with_lock`): the web host's script stopped at its wait for
+    # the lock (exit 85), before kamal-proxy or its boot.
     assert_equal [ 77 ], Lab.transcript(WEB[0]).map { |c| c[:status] }.first(1)
-    refute Lab.transcript(WEB[1]).any? { |c| c[:command].match?(/docker (pull|run)/) }
+    assert_equal [ 85 ], Lab.transcript(WEB[1]).map { |c| c[:status] }.first(1)
     refute Lab.transcript(WORKER).any? { |c| c[:command].include?("docker run") }
     (WEB + [ WORKER ]).each do |ip|
       assert_equal "", docker(ip, "ps -a --format '{{.Names}}' --filter name=-v2"), "#{ip} booted without the lock"

@@ -19,7 +19,7 @@ use super::failure::HostError;
 use super::options::Command;
 use super::run::Run;
 use super::script::{
-    gate, guard, interruptible, no_stdin, uninterruptible, Exit, Mark, Script, Step,
+    gate, guard, interruptible, lock_gate, no_stdin, uninterruptible, Exit, Mark, Script, Step,
 };
 use super::steps::boot::{self, Boot};
 use super::steps::boot_script::list_in_background;
@@ -153,7 +153,11 @@ async fn roll_out_host(
     takes_lock: bool,
 ) -> std::result::Result<(), HostError> {
     if pulls_in_boot(run, host) {
-        if !takes_lock && (!run.lock_settled.wait().await || run.cancel.is_cancelled()) {
+        let waits_in_script = pulls_before_lock(run, takes_lock);
+        if !takes_lock
+            && !waits_in_script
+            && (!run.lock_settled.wait().await || run.cancel.is_cancelled())
+        {
             return Ok(());
         }
         let first = first_script(run, host, takes_lock)?;
@@ -198,10 +202,18 @@ fn pulls_in_boot(run: &Run<'_>, host: &str) -> bool {
         && (roles.len() == 1 || !run.config.boot().parallel_roles)
 }
 
+/// Whether a host that does not take the lock itself starts its script (its pull) at once and waits
+/// for the lock inside it (`lock_gate`), as Kamal pulls before its `with_lock`. A rollback checks for
+/// its version under the lock, as Kamal does: it starts once the lock is held.
+fn pulls_before_lock(run: &Run<'_>, takes_lock: bool) -> bool {
+    !takes_lock && run.options.command != Command::Rollback
+}
+
 /// What runs before a host's first boot in the per-host rollout: Ctrl-C's trap (until the boot, SIGTERM
 /// ends the script after its current command; from the boot on it is ignored, so a boot always
-/// finishes), the lock (primary host), the role's containers listed in the background, the pull and
-/// (deploy) kamal-proxy. None of them reads stdin, which carries the boot's env file.
+/// finishes), the lock (primary host) or the wait for it (the other hosts, after their pull), the
+/// role's containers listed in the background (under the lock), the pull and (deploy) kamal-proxy.
+/// None of them reads stdin, which carries the gates' lines and then the boot's env file.
 fn first_script(
     run: &Run<'_>,
     host: &str,
@@ -212,16 +224,21 @@ fn first_script(
     if takes_lock {
         s.append(lock::in_script(run));
     }
-    s.line(list_in_background(&App::new(
-        run.config,
-        run.roles_on(host)[0],
-    )));
+    let list = list_in_background(&App::new(run.config, run.roles_on(host)[0]));
+    let waits_in_script = pulls_before_lock(run, takes_lock);
+    if !waits_in_script {
+        s.line(list.clone());
+    }
     if run.options.command == Command::Rollback {
         // The version's image is there when its container is: nothing to pull.
         s.append(rollback::in_script(run, host));
     } else if let Some(pull) = pull::script(run, host)? {
         s.shown.extend(pull.shown.clone());
         s.line(guard(&no_stdin(&pull.text()), Exit::Pull));
+    }
+    if waits_in_script {
+        s.append(lock_gate());
+        s.line(list);
     }
     if run.options.boots_proxy() {
         s.append(proxy::in_script(run, host)?);
@@ -389,6 +406,7 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::script::Gate;
     use crate::runner::steps::tests::{golden, golden_config, sh_n};
 
     /// The primary host's first script: Ctrl-C's trap, the lock, the container list, the pull and
@@ -430,6 +448,43 @@ mod tests {
             !other.contains("lock-app"),
             "only the primary takes the lock"
         );
+    }
+
+    /// Another host's first script pulls at once (as Kamal pulls before taking the lock), then waits
+    /// for the lock before it lists the role's containers or touches kamal-proxy, then for the pull
+    /// barrier. A rollback's starts once the lock is held: no lock gate.
+    #[test]
+    fn another_hosts_first_script_pulls_then_waits_for_the_lock() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let first = first_script(&run, "10.0.0.2", false).unwrap().script;
+        let text = first.text();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
+        let order = [
+            at("echo \"kamal-rs:pid $$\""),
+            at("docker pull registry.example.com/app:v2"),
+            at("exit 78; }\nread -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }"),
+            at("ps_out=$(mktemp) || exit 78; docker ps -a"),
+            at("echo \"kamal-rs:proxy-boot\""),
+            at("echo \"kamal-rs:ready\"; read -r go"),
+            at("trap '' TERM"),
+        ];
+        let mut sorted = order;
+        sorted.sort();
+        assert_eq!(order, sorted, "{text}");
+        assert_eq!(first.gates, [Gate::Lock, Gate::Pulled]);
+        sh_n(&text);
+
+        let rollback = DeployOptions {
+            command: Command::Rollback,
+            ..DeployOptions::default()
+        };
+        let run = Run::for_test(&c, rollback);
+        let first = first_script(&run, "10.0.0.2", false).unwrap().script;
+        assert_eq!(first.gates, [Gate::Pulled], "{}", first.text());
     }
 
     /// A rollback's first script: the lock, then the check that the host has the version (its own exit

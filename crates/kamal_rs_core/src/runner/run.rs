@@ -15,7 +15,7 @@ use super::failure::{combine, HostError};
 use super::options::{Command, DeployOptions};
 use super::performer::{Clock, Performer};
 use super::report::Reports;
-use super::script::{is_marker, Script, Shown};
+use super::script::{is_marker, Gate, Script, Shown};
 use super::state::{Barrier, BeforeBoot, Latch, LockState, PullBarrier};
 use super::steps::hooks::Hooks;
 use crate::commands::auditor::Auditor;
@@ -327,9 +327,13 @@ impl<'a> Run<'a> {
                 (id, shown)
             })
             .collect();
-        let stdin = if script.gated {
+        let stdin = if !script.gates.is_empty() {
+            let gates = script.gates.iter().map(|gate| match gate {
+                Gate::Lock => self.lock_settled.subscribe(),
+                Gate::Pulled => self.pulled.subscribe(),
+            });
             Stdin::Gated {
-                gate: self.pulled.subscribe(),
+                gates: gates.collect(),
                 after: &script.stdin,
             }
         } else if script.stdin.is_empty() {

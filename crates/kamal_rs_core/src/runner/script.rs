@@ -315,14 +315,34 @@ pub fn guard(body: &str, exit: Exit) -> String {
     )
 }
 
+/// A decision taken across hosts that a script waits for, partway, as a line on stdin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// The deploy lock is held (by the primary host's script, or before the scripts started).
+    Lock,
+    /// Every host that pulls is ready: the pull barrier.
+    Pulled,
+}
+
 /// Waits for the pull barrier's line on stdin: `go` lets the script go on to its boot, anything else
 /// ends it with `Exit::Halted`. The line is written by kamal_rs once every host is ready (or one failed).
 pub fn gate() -> Script {
+    wait_for(Gate::Pulled, Some(Mark::Ready))
+}
+
+/// Waits for the lock's line on stdin: a host pulls while the primary takes the lock, as Kamal pulls
+/// before its `with_lock`, and changes nothing else before the lock is held. Written as soon as the
+/// lock is settled, usually before the script reads it: it costs no round trip.
+pub fn lock_gate() -> Script {
+    wait_for(Gate::Lock, None)
+}
+
+fn wait_for(gate: Gate, mark: Option<Mark>) -> Script {
     let mut s = Script::new();
-    s.gated = true;
+    s.gates.push(gate);
+    let say = mark.map(|m| format!("{}; ", m.echo())).unwrap_or_default();
     s.line(format!(
-        "{}; read -r go || go=stop; [ \"$go\" = go ] || {{ {}; {}; }}",
-        Mark::Ready.echo(),
+        "{say}read -r go || go=stop; [ \"$go\" = go ] || {{ {}; {}; }}",
         Mark::Halted.echo(),
         Exit::Halted.exit()
     ));
@@ -392,8 +412,8 @@ pub struct Script {
     lines: Vec<String>,
     pub shown: Vec<Shown>,
     pub stdin: Vec<u8>,
-    /// The script first reads the pull barrier's line (`gate`), then its `stdin` bytes.
-    pub gated: bool,
+    /// The script first reads a line for each of these gates, in order, then its `stdin` bytes.
+    pub gates: Vec<Gate>,
 }
 
 impl Script {
@@ -430,7 +450,7 @@ impl Script {
 
     /// `other` runs after what is already here.
     pub fn append(&mut self, other: Script) -> &mut Script {
-        self.gated |= other.gated;
+        self.gates.extend(other.gates);
         self.lines.extend(other.lines);
         self.shown.extend(other.shown);
         self.stdin.extend(other.stdin);

@@ -55,10 +55,11 @@ pub enum SshError {
 pub enum Stdin<'a> {
     None,
     Bytes(&'a [u8]),
-    /// A line written once `gate` is set (`go` when it is true, `stop` when false), then (on `go`)
-    /// `after`: for a script that waits, partway, for a decision taken across hosts.
+    /// A line for each gate in turn, written once it is set (`go` when it is true, `stop` when false,
+    /// and then nothing more), then (after the last `go`) `after`: for a script that waits, partway,
+    /// for decisions taken across hosts.
     Gated {
-        gate: watch::Receiver<Option<bool>>,
+        gates: Vec<watch::Receiver<Option<bool>>>,
         after: &'a [u8],
     },
 }
@@ -147,14 +148,21 @@ impl Connection {
                 Stdin::Bytes(data) => {
                     let _ = input.write_all(data).await;
                 }
-                Stdin::Gated { mut gate, after } => {
-                    let go = gate
-                        .wait_for(Option::is_some)
-                        .await
-                        .map(|v| *v == Some(true))
-                        .unwrap_or(false);
-                    let line: &[u8] = if go { b"go\n" } else { b"stop\n" };
-                    if input.write_all(line).await.is_ok() && go {
+                Stdin::Gated { gates, after } => {
+                    let mut go = true;
+                    for mut gate in gates {
+                        go = gate
+                            .wait_for(Option::is_some)
+                            .await
+                            .map(|v| *v == Some(true))
+                            .unwrap_or(false);
+                        let line: &[u8] = if go { b"go\n" } else { b"stop\n" };
+                        if !go || input.write_all(line).await.is_err() {
+                            go = false;
+                            break;
+                        }
+                    }
+                    if go {
                         let _ = input.write_all(after).await;
                     }
                 }

@@ -10,32 +10,37 @@ use crate::runner::script::{guard, Exit, Mark, Script, Shown};
 use crate::ssh;
 use crate::value::{Map, Value};
 
-/// One host's proxy boot as one script, run in a subshell of its own: its `exit`s end only it.
+/// One host's proxy boot as one script, run in a subshell of its own: its `exit`s end only it. Logged
+/// as Kamal's commands; on a proxy host whose kamal-proxy already runs on the `kamal` network (every
+/// redeploy) one `docker inspect` stands for the network create, the version check and the start,
+/// which would change nothing there, and a login with the credentials already stored is skipped.
 pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
     let mut s = Script::new();
     s.show(Shown::info(proxy::NETWORK_CREATE));
-    s.line(format!(
+    let network = format!(
         "out=$({} 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
         proxy::NETWORK_CREATE
-    ));
+    );
     if !run.sel.proxy_hosts.iter().any(|h| h == host) {
+        s.line(network);
         return Ok(s);
     }
+    s.line(format!(
+        "p=$({} 2>/dev/null); up=${{p%% *}}; v=${{p#* }}; v=${{v##*:}}; {}",
+        proxy::STATE,
+        Mark::ProxyVersion.echo_with("$v")
+    ));
+    s.line(format!("[ \"$up\" = {RUNNING} ] || {{ {network}; }}"));
     let server = run.config.registry().server;
     if !run.config.registry().local() {
         let (user, password) = run.credentials()?;
         s.show(Shown::info(registry::login_redacted(server.as_deref())));
         s.line(format!(
             "{} >/dev/null || exit 1",
-            registry::login(server.as_deref(), &user, &password)
+            registry::login_unless_logged_in(server.as_deref(), &user, &password)
         ));
     }
     s.show(Shown::info(proxy::VERSION));
-    s.line(format!(
-        "v=$({}); {}",
-        proxy::VERSION,
-        Mark::ProxyVersion.echo_with("$v")
-    ));
     s.line(format!(
         "if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${{v#v}}\" {min} | sort -V | head -n1)\" != {min} ]; then {}; fi",
         Exit::ProxyTooOld.exit(),
@@ -47,9 +52,15 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
     };
     s.show(Shown::info(proxy::MKDIR_APPS_CONFIG))
         .show(Shown::info(&start));
-    s.line(format!("{} && {{ {start}; }}", proxy::MKDIR_APPS_CONFIG));
+    s.line(format!(
+        "{} && {{ [ \"$up\" = {RUNNING} ] || {{ {start}; }}; }}",
+        proxy::MKDIR_APPS_CONFIG
+    ));
     Ok(s)
 }
+
+/// What `proxy::STATE` prints for a kamal-proxy that runs on the `kamal` network.
+const RUNNING: &str = "true/kamal";
 
 /// The proxy boot inside a host's first script: a failure ends the script with `Exit::ProxyBoot`.
 pub fn in_script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
@@ -139,13 +150,13 @@ mod tests {
         assert_eq!(
             s.text(),
             format!(
-                "echo \"kamal-rs:proxy-boot\"; {{ ( out=$(docker network create kamal 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac\n\
-                 docker login registry.example.com -u \"user\" -p \"pass\" >/dev/null || exit 1\n\
-                 v=$({}); echo \"kamal-rs:proxy-version $v\"\n\
+                "echo \"kamal-rs:proxy-boot\"; {{ ( p=$({} 2>/dev/null); up=${{p%% *}}; v=${{p#* }}; v=${{v##*:}}; echo \"kamal-rs:proxy-version $v\"\n\
+                 [ \"$up\" = true/kamal ] || {{ out=$(docker network create kamal 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac; }}\n\
+                 grep -A1 -F '\"registry.example.com\": {{' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"dXNlcjpwYXNz\"' || docker login registry.example.com -u \"user\" -p \"pass\" >/dev/null || exit 1\n\
                  if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${{v#v}}\" 0.9.2 | sort -V | head -n1)\" != 0.9.2 ]; then exit 90; fi\n\
-                 mkdir -p .kamal/proxy/apps-config && {{ {}; }}\n\
+                 mkdir -p .kamal/proxy/apps-config && {{ [ \"$up\" = true/kamal ] || {{ {}; }}; }}\n\
                  ) </dev/null; }} || {{ rc=$?; echo \"kamal-rs:failed $rc\"; exit 79; }}",
-                proxy::VERSION,
+                proxy::STATE,
                 proxy::start_or_run_from_boot_config()
             )
         );
