@@ -7,13 +7,18 @@
 #   ruby bench/rollout.rb [--hosts 1,4,16] [--rtt 0,50]        (as root; brings the lab up and down)
 #
 # KAMAL_RS_ROOT=/path/to/other/checkout times that checkout's kamal-rs (its lib/ with its built
-# extension) with this lab and floor: two versions measured the same way.
+# extension) with this lab and floor: two versions measured the same way. KAMAL_RS_BENCH_KAMAL naming a
+# Ruby Kamal command (say "bundle exec kamal") adds its `kamal redeploy` to each pair, on the same hosts.
+#
+#   ruby bench/rollout.rb --hosts 64,128 --rtt 50 --v1-hosts "" --repeat 3        (fleets)
 require "open3"
 require "optparse"
 require "tmpdir"
 require "securerandom"
 require "net/http"
+require "shellwords"
 require_relative "support"
+KAMAL = Shellwords.split(ENV["KAMAL_RS_BENCH_KAMAL"].to_s)
 counts = [ 1, 4, 16 ]
 rtts = [ 0, 50 ]
 v1_counts = [ 4 ]
@@ -90,13 +95,21 @@ begin
       Dir.mktmpdir do |dir|
         FileUtils.mkdir_p(File.join(dir, "config"))
         File.write(File.join(dir, "config", "deploy.yml"), config_for(hosts))
+        # An app's checkout, as where deploys are run (Kamal's lock reads the git version first).
+        system("git init -q && git -c user.email=b@b -c user.name=b commit -q --allow-empty -m app", chdir: dir) or abort "git"
         Lab.reset_transcripts
         deploy, ok1 = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+        unless ok1
+          # At 128 hosts the lab's one registry can time out a `docker login` among 128 at once (2 cores):
+          # the hosts that logged in skip it the second time.
+          warn "hosts=#{n}: the cold deploy failed (#{deploy.round(2)} s); once more"
+          deploy, ok1 = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+        end
         deploy_conns, deploy_cmds = per_host(hosts)
         first, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")
         # Warm redeploys and floors alternate, in pairs; the table shows the medians of each and of the
         # pairs' ratios (a pair runs back to back, so it shares the machine's load of the moment).
-        warms, floors, unbarred, ok3 = [], [], [], true
+        warms, floors, unbarred, theirs, ok3, kamal_failed = [], [], [], [], true, 0
         conns = cmds = nil
         repeats(n, repeat).times do |i|
           to, other = (i.even? ? %w[v1 v2] : %w[v2 v1]).map { |v| fresh_version(v) }
@@ -107,6 +120,16 @@ begin
           warms << t
           floors << ft
           ok3 &&= ok && fok
+          unless KAMAL.empty?
+            # Kamal stops the floor's container (the latest running one of the role) as it would its own.
+            k, kok = timed do
+              out, status = Open3.capture2e(*KAMAL, "redeploy", "-P", "--version", fresh_version(other), "-q", chdir: dir)
+              warn out unless status.success?
+              status.success?
+            end
+            theirs << k
+            kamal_failed += 1 unless kok
+          end
           next unless compare_barrier
 
           u, uok = kamal_rs(dir, "redeploy", "-P", "--no-pull-barrier", "--version", fresh_version(i.even? ? "v1" : "v2"))
@@ -116,9 +139,10 @@ begin
         warm, floor_time = median(warms), median(floors)
         ratio = median(warms.zip(floors).map { |w, f| w / f })
         barrier = unbarred.empty? ? nil : [ median(unbarred), median(warms.zip(unbarred).map { |w, u| w / u }) ]
-        rows << { n: n, rtt: rtt, deploy: deploy, first: first, warm: warm, floor: floor_time, ratio: ratio, conns: conns, cmds: cmds, barrier: barrier,
+        rows << { n: n, rtt: rtt, kamal: theirs.empty? ? nil : median(theirs), kamal_failed: kamal_failed, deploy: deploy, first: first, warm: warm, floor: floor_time, ratio: ratio, conns: conns, cmds: cmds, barrier: barrier,
                   deploy_conns: deploy_conns, deploy_cmds: deploy_cmds, ok: ok1 && ok2 && ok3 }
-        warn "hosts=#{n} rtt=#{rtt}: deploy #{deploy.round(2)} s, redeploys #{warms.map { |w| w.round(2) }}, floors #{floors.map { |f| f.round(2) }}"
+        warn "hosts=#{n} rtt=#{rtt}: deploy #{deploy.round(2)} s, redeploys #{warms.map { |w| w.round(2) }}, floors #{floors.map { |f| f.round(2) }}, " \
+             "kamal #{theirs.map { |k| k.round(2) }}"
       end
     end
     v1_counts.each do |n|
@@ -150,6 +174,18 @@ puts "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
 rows.each do |r|
   puts format("| %d | %d ms | %.2f s | %.2f s | %.2f s | %.2f× | %d | %d, %d | %s |", r[:n], r[:rtt], r[:deploy], r[:warm], r[:floor],
     r[:ratio], [ r[:conns], r[:deploy_conns] ].max, r[:deploy_cmds], r[:cmds], r[:ok] ? "yes" : "NO")
+end
+
+if rows.any? { |r| r[:kamal] }
+  puts
+  puts "Ruby Kamal's `kamal redeploy` (#{KAMAL.join(" ")}) in the same pairs, on the same hosts:"
+  puts
+  puts "| hosts | RTT | Kamal redeploy | kamal-rs redeploy | floor | Kamal / kamal-rs | Kamal / floor | Kamal runs failed |"
+  puts "|---:|---:|---:|---:|---:|---:|---:|---:|"
+  rows.select { |r| r[:kamal] }.each do |r|
+    puts format("| %d | %d ms | %.2f s | %.2f s | %.2f s | %.1f× | %.1f× | %d |", r[:n], r[:rtt], r[:kamal], r[:warm], r[:floor],
+      r[:kamal] / r[:warm], r[:kamal] / r[:floor], r[:kamal_failed])
+  end
 end
 
 if rows.any? { |r| r[:barrier] }
