@@ -15,7 +15,6 @@ require "open3"
 require "optparse"
 require "tmpdir"
 require "securerandom"
-require "net/http"
 require "shellwords"
 require_relative "support"
 KAMAL = Shellwords.split(ENV["KAMAL_RS_BENCH_KAMAL"].to_s)
@@ -64,23 +63,6 @@ end
 # deploy left), so the floor starts the same container the same way; nothing else is done.
 def floor(hosts, from, to, run)
   floor_run(hosts, name: "app-web-floor-#{to}-#{run}", version: to, stop: "app-web-#{from}", pull: true)
-end
-
-# A new version tag of the same image (the registry copies the manifest; no layer moves): each warm
-# redeploy and each floor deploys a version the hosts have not run yet, as a release does. (Redeploying a
-# version a host already ran adds Kamal's rename of the old container: one more docker call.)
-MANIFEST_TYPES = %w[application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json
-                    application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json].freeze
-def fresh_version(from)
-  version = "#{from}-#{SecureRandom.hex(4)}"
-  http = Net::HTTP.new(*Lab::REGISTRY.split(":").then { |h, p| [ h, p.to_i ] })
-  got = http.get("/v2/app/manifests/#{from}", "Accept" => MANIFEST_TYPES.join(", "))
-  raise "registry: #{got.code} for app:#{from}" unless got.is_a?(Net::HTTPSuccess)
-
-  put = http.put("/v2/app/manifests/#{version}", got.body, "Content-Type" => got["Content-Type"])
-  raise "registry: #{put.code} tagging app:#{version}" unless put.is_a?(Net::HTTPSuccess)
-
-  version
 end
 
 abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?

@@ -1,6 +1,7 @@
 # What the benchmarks share: the app's config for N lab hosts, timing, running a kamal_rs checkout.
 require "open3"
 require "securerandom"
+require "net/http"
 require_relative "../test/lab/lab"
 
 ROOT = File.expand_path("..", __dir__)
@@ -58,4 +59,21 @@ def floor_run(hosts, name:, version:, stop:, pull: false)
       end
     end.all?(&:value)
   end
+end
+
+# A new version tag of the same image (the registry copies the manifest; no layer moves): each warm
+# redeploy and each floor deploys a version the hosts have not run yet, as a release does. (Redeploying a
+# version a host already ran adds Kamal's rename of the old container: one more docker call.)
+MANIFEST_TYPES = %w[application/vnd.docker.distribution.manifest.v2+json application/vnd.oci.image.manifest.v1+json
+                    application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.index.v1+json].freeze
+def fresh_version(from)
+  version = "#{from}-#{SecureRandom.hex(4)}"
+  http = Net::HTTP.new(*Lab::REGISTRY.split(":").then { |h, p| [ h, p.to_i ] })
+  got = http.get("/v2/app/manifests/#{from}", "Accept" => MANIFEST_TYPES.join(", "))
+  raise "registry: #{got.code} for app:#{from}" unless got.is_a?(Net::HTTPSuccess)
+
+  put = http.put("/v2/app/manifests/#{version}", got.body, "Content-Type" => got["Content-Type"])
+  raise "registry: #{put.code} tagging app:#{version}" unless put.is_a?(Net::HTTPSuccess)
+
+  version
 end

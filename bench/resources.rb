@@ -1,0 +1,89 @@
+# Resource benchmark (not a test): what one warm `kamal-rs redeploy` costs the machine that runs it, at
+# N lab hosts. CPU (user+sys) and peak RSS come from /usr/bin/time (the ssh masters' handshakes are in
+# the CPU: each master forks into the background only once authenticated); open files, threads and ssh
+# processes are sampled every 0.1 s from /proc (the kamal-rs process and its descendants).
+#
+#   ruby bench/resources.rb [--hosts 16,64,128] [--rtt 50]        (as root; brings the lab up and down)
+require "optparse"
+require "tmpdir"
+require_relative "support"
+
+counts = [ 16, 64, 128 ]
+rtt = 50
+OptionParser.new do |o|
+  o.on("--hosts LIST") { |v| counts = v.split(",").map(&:to_i) }
+  o.on("--rtt MS", Integer) { |v| rtt = v }
+end.parse!
+
+# pid => [ppid, comm] for every process.
+def processes
+  Dir.glob("/proc/[0-9]*/stat").filter_map do |f|
+    stat = File.read(f)
+    comm = stat[/\((.*)\)/m, 1]
+    ppid = stat[(stat.rindex(")") + 2)..].split[1].to_i
+    [ File.basename(File.dirname(f)).to_i, [ ppid, comm ] ]
+  rescue Errno::ENOENT, Errno::ESRCH
+    nil
+  end.to_h
+end
+
+# Peak open files and threads of the kamal-rs (ruby) process, and peak ssh processes it started
+# (the masters run on in the background, reparented, until the run closes them: counted by command line).
+def sample(pid, run_dir_hint)
+  peak = Hash.new(0)
+  while (Process.waitpid(pid, Process::WNOHANG)).nil?
+    procs = processes
+    # /usr/bin/time's child: Ruby renames itself (`kamal-rs`), so it is found by parent, not by name.
+    ruby = procs.find { |_, (ppid, _)| ppid == pid }&.first
+    if ruby
+      fds = Dir.children("/proc/#{ruby}/fd").size rescue 0
+      threads = File.read("/proc/#{ruby}/status")[/^Threads:\s+(\d+)/, 1].to_i rescue 0
+      peak[:fds] = [ peak[:fds], fds ].max
+      peak[:threads] = [ peak[:threads], threads ].max
+    end
+    ssh = procs.count do |p, (_, comm)|
+      comm == "ssh" && (File.read("/proc/#{p}/cmdline").include?(run_dir_hint) rescue false)
+    end
+    peak[:ssh] = [ peak[:ssh], ssh ].max
+    sleep 0.1
+  end
+  [ peak, $?.success? ]
+end
+
+abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
+system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
+rows = []
+begin
+  counts.each do |n|
+    Lab.up(n, rtt: rtt)
+    hosts = Lab.hosts.map { |h| h["ip"] }
+    Dir.mktmpdir do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "deploy.yml"), config_for(hosts))
+      _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+      _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1") unless ok # see bench/rollout.rb
+      time_out = File.join(dir, "time.txt")
+      env = { "RUBYLIB" => File.join(KAMAL_RS_ROOT, "lib") }
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      pid = Process.spawn(env, "/usr/bin/time", "-o", time_out, "-f", "%U %S %M", RbConfig.ruby,
+                          File.join(KAMAL_RS_ROOT, "exe", "kamal-rs"), "redeploy", "-P", "--version", fresh_version("v2"), "-q",
+                          chdir: dir, out: File::NULL, err: File::NULL)
+      # kamal-rs's ControlPath sockets live under its run directory in the system temp dir.
+      peak, rok = sample(pid, "kamal-rs")
+      wall = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+      user, sys, rss_kb = File.read(time_out).split.last(3).map(&:to_f)
+      rows << { n: n, wall: wall, cpu: user + sys, rss: rss_kb / 1024, **peak, ok: ok && rok }
+      warn rows.last.inspect
+    end
+  end
+ensure
+  Lab.down(quiet: true)
+end
+
+puts
+puts "| hosts | RTT | redeploy | CPU (user+sys) | peak RSS | open files (peak) | ssh processes (peak) | threads | ok |"
+puts "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
+rows.each do |r|
+  puts format("| %d | %d ms | %.2f s | %.2f s | %.0f MB | %d | %d | %d | %s |", r[:n], rtt, r[:wall], r[:cpu], r[:rss], r[:fds], r[:ssh],
+    r[:threads], r[:ok] ? "yes" : "NO")
+end
