@@ -8,9 +8,11 @@ pub const MINIMUM_VERSION: &str = "v0.9.2";
 pub const NETWORK_CREATE: &str = "docker network create kamal";
 pub const VERSION: &str =
     "docker inspect kamal-proxy --format '{{.Config.Image}}' | awk -F: '{print $NF}'";
-/// kamal-proxy's state in one `docker inspect`: `true/kamal <image>` when it runs attached to the
+/// kamal-proxy's state in one `docker inspect`: `RUNNING <image>` when it runs attached to the
 /// `kamal` network, nothing when it does not exist.
 pub const STATE: &str = "docker inspect kamal-proxy --format '{{.State.Running}}/{{if index .NetworkSettings.Networks \"kamal\"}}kamal{{end}} {{.Config.Image}}'";
+/// The first word `STATE` prints for a kamal-proxy that runs on the `kamal` network.
+pub const RUNNING: &str = "true/kamal";
 pub const MKDIR_APPS_CONFIG: &str = "mkdir -p .kamal/proxy/apps-config";
 
 const RUN_BASE: &str = "docker run --name kamal-proxy --network kamal --detach --restart unless-stopped --volume kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy --volume $PWD/.kamal/proxy/apps-config:/home/kamal-proxy/.apps-config";

@@ -153,11 +153,8 @@ async fn roll_out_host(
     takes_lock: bool,
 ) -> std::result::Result<(), HostError> {
     if pulls_in_boot(run, host) {
-        let waits_in_script = pulls_before_lock(run, takes_lock);
-        if !takes_lock
-            && !waits_in_script
-            && (!run.lock_settled.wait().await || run.cancel.is_cancelled())
-        {
+        let waits_first = !takes_lock && !pulls_before_lock(run, takes_lock);
+        if waits_first && (!run.lock_settled.wait().await || run.cancel.is_cancelled()) {
             return Ok(());
         }
         let first = first_script(run, host, takes_lock)?;
@@ -409,6 +406,17 @@ mod tests {
     use crate::runner::script::Gate;
     use crate::runner::steps::tests::{golden, golden_config, sh_n};
 
+    /// Each needle is in `text`, in this order.
+    fn assert_in_order(text: &str, needles: &[&str]) {
+        let at: Vec<usize> = needles
+            .iter()
+            .map(|n| text.find(n).unwrap_or_else(|| panic!("{n} in {text}")))
+            .collect();
+        let mut sorted = at.clone();
+        sorted.sort();
+        assert_eq!(at, sorted, "{text}");
+    }
+
     /// The primary host's first script: Ctrl-C's trap, the lock, the container list, the pull and
     /// kamal-proxy, each failure with its own exit, then the boot.
     #[test]
@@ -418,26 +426,22 @@ mod tests {
         let first = first_script(&run, "10.0.0.1", true).unwrap();
         assert!(first.takes_lock);
         let text = first.script.text();
-        let at = |needle: &str| {
-            text.find(needle)
-                .unwrap_or_else(|| panic!("{needle} in {text}"))
-        };
-        let order = [
-            at("trap 'echo \"kamal-rs:interrupted\"; [ -z \"$bg\" ] || kill $bg 2>/dev/null; exit 130' TERM; echo \"kamal-rs:pid $$\""),
-            at("echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging"),
-            at("|| exit 77; echo \"kamal-rs:locked\""),
-            at("trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || exit 78; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web"),
-            at("docker pull registry.example.com/app:v2"),
-            at("</dev/null; } || { rc=$?; echo \"kamal-rs:failed $rc\"; exit 78; }"),
-            at("echo \"kamal-rs:proxy-boot\""),
-            at("exit 79; }"),
-            at("echo \"kamal-rs:ready\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }"),
-            at("trap '' TERM; echo \"kamal-rs:boot\""),
-        ];
+        assert_in_order(
+            &text,
+            &[
+                "trap 'echo \"kamal-rs:interrupted\"; [ -z \"$bg\" ] || kill $bg 2>/dev/null; exit 130' TERM; echo \"kamal-rs:pid $$\"",
+                "echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging",
+                "|| exit 77; echo \"kamal-rs:locked\"",
+                "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || exit 78; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web",
+                "docker pull registry.example.com/app:v2",
+                "</dev/null; } || { rc=$?; echo \"kamal-rs:failed $rc\"; exit 78; }",
+                "echo \"kamal-rs:proxy-boot\"",
+                "exit 79; }",
+                "echo \"kamal-rs:ready\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
+                "trap '' TERM; echo \"kamal-rs:boot\"",
+            ],
+        );
         golden("first_primary.sh", &text);
-        let mut sorted = order;
-        sorted.sort();
-        assert_eq!(order, sorted, "{text}");
         assert!(
             first.script.stdin.is_empty(),
             "the first part reads no stdin"
@@ -459,22 +463,18 @@ mod tests {
         let run = Run::for_test(&c, DeployOptions::default());
         let first = first_script(&run, "10.0.0.2", false).unwrap().script;
         let text = first.text();
-        let at = |needle: &str| {
-            text.find(needle)
-                .unwrap_or_else(|| panic!("{needle} in {text}"))
-        };
-        let order = [
-            at("echo \"kamal-rs:pid $$\""),
-            at("docker pull registry.example.com/app:v2"),
-            at("exit 78; }\nread -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }"),
-            at("ps_out=$(mktemp) || exit 78; docker ps -a"),
-            at("echo \"kamal-rs:proxy-boot\""),
-            at("echo \"kamal-rs:ready\"; read -r go"),
-            at("trap '' TERM"),
-        ];
-        let mut sorted = order;
-        sorted.sort();
-        assert_eq!(order, sorted, "{text}");
+        assert_in_order(
+            &text,
+            &[
+                "echo \"kamal-rs:pid $$\"",
+                "docker pull registry.example.com/app:v2",
+                "exit 78; }\nread -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
+                "ps_out=$(mktemp) || exit 78; docker ps -a",
+                "echo \"kamal-rs:proxy-boot\"",
+                "echo \"kamal-rs:ready\"; read -r go",
+                "trap '' TERM",
+            ],
+        );
         assert_eq!(first.gates, [Gate::Lock, Gate::Pulled]);
         sh_n(&text);
 
@@ -499,19 +499,15 @@ mod tests {
         };
         let run = Run::for_test(&c, options);
         let text = first_script(&run, "10.0.0.1", true).unwrap().script.text();
-        let at = |needle: &str| {
-            text.find(needle)
-                .unwrap_or_else(|| panic!("{needle} in {text}"))
-        };
-        let order = [
-            at("mkdir .kamal/lock-app-staging"),
-            at("[ -n \"$(docker container ls --all --filter 'name=^app-web-staging-v2$' --quiet)\" ] || { echo \"kamal-rs:missing web\"; exit 86; }"),
-            at("read -r go"),
-            at("trap '' TERM"),
-        ];
-        let mut sorted = order;
-        sorted.sort();
-        assert_eq!(order, sorted, "{text}");
+        assert_in_order(
+            &text,
+            &[
+                "mkdir .kamal/lock-app-staging",
+                "[ -n \"$(docker container ls --all --filter 'name=^app-web-staging-v2$' --quiet)\" ] || { echo \"kamal-rs:missing web\"; exit 86; }",
+                "read -r go",
+                "trap '' TERM",
+            ],
+        );
         assert!(!text.contains("docker pull"), "{text}");
         assert!(!text.contains("proxy-boot"), "{text}");
         sh_n(&text);

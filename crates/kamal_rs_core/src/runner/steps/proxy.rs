@@ -30,7 +30,10 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
         proxy::STATE,
         Mark::ProxyVersion.echo_with("$v")
     ));
-    s.line(format!("[ \"$up\" = {RUNNING} ] || {{ {network}; }}"));
+    s.line(format!(
+        "[ \"$up\" = {} ] || {{ {network}; }}",
+        proxy::RUNNING
+    ));
     let server = run.config.registry().server;
     if !run.config.registry().local() {
         let (user, password) = run.credentials()?;
@@ -53,14 +56,12 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
     s.show(Shown::info(proxy::MKDIR_APPS_CONFIG))
         .show(Shown::info(&start));
     s.line(format!(
-        "{} && {{ [ \"$up\" = {RUNNING} ] || {{ {start}; }}; }}",
-        proxy::MKDIR_APPS_CONFIG
+        "{} && {{ [ \"$up\" = {} ] || {{ {start}; }}; }}",
+        proxy::MKDIR_APPS_CONFIG,
+        proxy::RUNNING
     ));
     Ok(s)
 }
-
-/// What `proxy::STATE` prints for a kamal-proxy that runs on the `kamal` network.
-const RUNNING: &str = "true/kamal";
 
 /// The proxy boot inside a host's first script: a failure ends the script with `Exit::ProxyBoot`.
 pub fn in_script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
