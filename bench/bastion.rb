@@ -5,8 +5,6 @@
 #
 #   ruby bench/bastion.rb [--hosts 32] [--rtt 50] [--repeat 3]        (as root; brings the lab up and down)
 require "optparse"
-require "shellwords"
-require "tmpdir"
 require_relative "support"
 
 count, rtt, repeat, starts = 32, 50, 3, 8
@@ -15,7 +13,6 @@ OptionParser.new do |o|
   o.on("--rtt MS", Integer) { |v| rtt = v }
   o.on("--repeat N", Integer) { |v| repeat = v }
 end.parse!
-KAMAL = Shellwords.split(ENV["KAMAL_RS_BENCH_KAMAL"].to_s)
 
 abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
 system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
@@ -23,10 +20,7 @@ begin
   Lab.up(count + 1, rtt: rtt)
   bastion, *hosts = Lab.hosts.map { |h| h["ip"] }
   Lab.make_bastion(bastion, max_startups: starts)
-  Dir.mktmpdir do |dir|
-    FileUtils.mkdir_p(File.join(dir, "config"))
-    File.write(File.join(dir, "config", "deploy.yml"), Lab.app_config(hosts, proxy: bastion, max_concurrent_starts: starts))
-    system("git init -q && git -c user.email=b@b -c user.name=b commit -q --allow-empty -m app", chdir: dir) or abort "git"
+  with_app(hosts, Lab.app_config(hosts, proxy: bastion, max_concurrent_starts: starts)) do |dir|
     cold, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
     ours, theirs = [], []
     repeat.times do
@@ -34,11 +28,7 @@ begin
       ours << t
       ok &&= rok
       next if KAMAL.empty?
-      t, kok = timed do
-        out, status = Open3.capture2e(*KAMAL, "redeploy", "-P", "--version", "v1", "-q", chdir: dir)
-        warn out unless status.success?
-        status.success?
-      end
+      t, kok = kamal(dir, "redeploy", "-P", "--version", "v1")
       theirs << t
       ok &&= kok
     end

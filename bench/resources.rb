@@ -5,7 +5,6 @@
 #
 #   ruby bench/resources.rb [--hosts 16,64,128] [--rtt 50]        (as root; brings the lab up and down)
 require "optparse"
-require "tmpdir"
 require_relative "support"
 
 counts = [ 16, 64, 128 ]
@@ -57,11 +56,8 @@ begin
   counts.each do |n|
     Lab.up(n, rtt: rtt)
     hosts = Lab.hosts.map { |h| h["ip"] }
-    Dir.mktmpdir do |dir|
-      FileUtils.mkdir_p(File.join(dir, "config"))
-      File.write(File.join(dir, "config", "deploy.yml"), config_for(hosts))
-      _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
-      _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1") unless ok # see bench/rollout.rb
+    with_app(hosts) do |dir|
+      _, ok = cold_deploy(dir)
       time_out = File.join(dir, "time.txt")
       env = { "RUBYLIB" => File.join(KAMAL_RS_ROOT, "lib") }
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)

@@ -7,8 +7,6 @@
 #   ruby bench/rollback.rb [--hosts 4,16] [--rtt 50] [--repeat 3]        (as root; brings the lab up and down)
 require "optparse"
 require "securerandom"
-require "shellwords"
-require "tmpdir"
 require_relative "support"
 
 counts = [ 4, 16 ]
@@ -19,15 +17,6 @@ OptionParser.new do |o|
   o.on("--rtt LIST") { |v| rtts = v.split(",").map(&:to_i) }
   o.on("--repeat N", Integer, "rollbacks of each tool per cell (default 3)") { |v| repeat = v }
 end.parse!
-KAMAL = Shellwords.split(ENV["KAMAL_RS_BENCH_KAMAL"].to_s)
-
-def kamal(dir, *args)
-  timed do
-    out, status = Open3.capture2e(*KAMAL, *args, "-q", chdir: dir)
-    warn out unless status.success?
-    status.success?
-  end
-end
 
 # The running container is `running`; the floor boots `version` again as a new container.
 def floor(hosts, running, version, run)
@@ -42,11 +31,7 @@ begin
     counts.each do |n|
       Lab.up(n, rtt: rtt)
       hosts = Lab.hosts.map { |h| h["ip"] }
-      Dir.mktmpdir do |dir|
-        FileUtils.mkdir_p(File.join(dir, "config"))
-        File.write(File.join(dir, "config", "deploy.yml"), config_for(hosts))
-        # An app's checkout, as where rollbacks are run (Kamal's lock reads the git version first).
-        system("git init -q && git -c user.email=b@b -c user.name=b commit -q --allow-empty -m app", chdir: dir) or abort "git"
+      with_app(hosts) do |dir|
         _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
         _, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")
         ok &&= ok2

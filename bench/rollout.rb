@@ -13,11 +13,8 @@
 #   ruby bench/rollout.rb --hosts 64,128 --rtt 50 --v1-hosts "" --repeat 3        (fleets)
 require "open3"
 require "optparse"
-require "tmpdir"
 require "securerandom"
-require "shellwords"
 require_relative "support"
-KAMAL = Shellwords.split(ENV["KAMAL_RS_BENCH_KAMAL"].to_s)
 counts = [ 1, 4, 16 ]
 rtts = [ 0, 50 ]
 v1_counts = [ 4 ]
@@ -74,19 +71,9 @@ begin
     counts.each do |n|
       Lab.up(n, rtt: rtt)
       hosts = Lab.hosts.map { |h| h["ip"] }
-      Dir.mktmpdir do |dir|
-        FileUtils.mkdir_p(File.join(dir, "config"))
-        File.write(File.join(dir, "config", "deploy.yml"), config_for(hosts))
-        # An app's checkout, as where deploys are run (Kamal's lock reads the git version first).
-        system("git init -q && git -c user.email=b@b -c user.name=b commit -q --allow-empty -m app", chdir: dir) or abort "git"
+      with_app(hosts) do |dir|
         Lab.reset_transcripts
-        deploy, ok1 = kamal_rs(dir, "deploy", "-P", "--version", "v1")
-        unless ok1
-          # At 128 hosts the lab's one registry can time out a `docker login` among 128 at once (2 cores):
-          # the hosts that logged in skip it the second time.
-          warn "hosts=#{n}: the cold deploy failed (#{deploy.round(2)} s); once more"
-          deploy, ok1 = kamal_rs(dir, "deploy", "-P", "--version", "v1")
-        end
+        deploy, ok1 = cold_deploy(dir)
         deploy_conns, deploy_cmds = per_host(hosts)
         first, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")
         # Warm redeploys and floors alternate, in pairs; the table shows the medians of each and of the
@@ -104,11 +91,7 @@ begin
           ok3 &&= ok && fok
           unless KAMAL.empty?
             # Kamal stops the floor's container (the latest running one of the role) as it would its own.
-            k, kok = timed do
-              out, status = Open3.capture2e(*KAMAL, "redeploy", "-P", "--version", fresh_version(other), "-q", chdir: dir)
-              warn out unless status.success?
-              status.success?
-            end
+            k, kok = kamal(dir, "redeploy", "-P", "--version", fresh_version(other))
             theirs << k
             kamal_failed += 1 unless kok
           end
@@ -130,9 +113,7 @@ begin
     v1_counts.each do |n|
       Lab.up(n, rtt: rtt)
       hosts = Lab.hosts.map { |h| h["ip"] }
-      Dir.mktmpdir do |dir|
-        FileUtils.mkdir_p(File.join(dir, "config"))
-        File.write(File.join(dir, "config", "deploy.yml"), config_v1_for(hosts))
+      with_app(hosts, config_v1_for(hosts)) do |dir|
         _, ok0 = kamal_rs(dir, "env", "push")
         Lab.reset_transcripts
         deploy, ok1 = kamal_rs(dir, "deploy", "-P", "--version", "v1")

@@ -2,6 +2,9 @@
 require "open3"
 require "securerandom"
 require "net/http"
+require "shellwords"
+require "tmpdir"
+require "fileutils"
 require_relative "../test/lab/lab"
 
 ROOT = File.expand_path("..", __dir__)
@@ -10,6 +13,20 @@ KAMAL_RS_ROOT = ENV.fetch("KAMAL_RS_ROOT", ROOT)
 
 def config_for(hosts)
   Lab.app_config(hosts)
+end
+
+# A Ruby Kamal command to run beside kamal-rs (say "bundle exec kamal"); empty: none.
+KAMAL = Shellwords.split(ENV["KAMAL_RS_BENCH_KAMAL"].to_s)
+
+# An app's checkout for `hosts` in a temporary directory: config/deploy.yml (`config`, by default the
+# lab app's) in a git repository, as where deploys are run (Kamal's lock reads the git version first).
+def with_app(hosts, config = config_for(hosts))
+  Dir.mktmpdir do |dir|
+    FileUtils.mkdir_p(File.join(dir, "config"))
+    File.write(File.join(dir, "config", "deploy.yml"), config)
+    system("git init -q && git -c user.email=b@b -c user.name=b commit -q --allow-empty -m app", chdir: dir) or abort "git"
+    yield dir
+  end
 end
 
 def median(values)
@@ -29,6 +46,25 @@ def kamal_rs(dir, *args)
     warn out unless status.success?
     status.success?
   end
+end
+
+# Ruby Kamal's `args` in `dir`, timed.
+def kamal(dir, *args)
+  timed do
+    out, status = Open3.capture2e(*KAMAL, *args, "-q", chdir: dir)
+    warn out unless status.success?
+    status.success?
+  end
+end
+
+# The cold deploy of v1, once more if it failed: at 128 hosts the lab's one registry can time out a
+# `docker login` among 128 at once (2 cores); the hosts that logged in skip it the second time.
+def cold_deploy(dir)
+  time, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+  return [ time, ok ] if ok
+
+  warn "the cold deploy failed (#{time.round(2)} s); once more"
+  kamal_rs(dir, "deploy", "-P", "--version", "v1")
 end
 
 # [most SSH connections on one host, most remote commands on one host] since the transcripts were reset.
