@@ -204,7 +204,61 @@ class RolloutTest < Minitest::Test
     assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
   end
 
+  # Only the web role: every host is behind kamal-proxy, so each host's one script also tags latest
+  # (and the primary's releases the lock), after saying its boot succeeded and waiting for every
+  # host's: one remote command per host for the whole redeploy.
+  def test_08_web_only_each_host_tags_in_its_one_script_once_every_host_booted
+    Lab.reset_transcripts
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2", "-r", "web")
+    assert_equal 0, status, out
+    WEB.each do |ip|
+      commands = Lab.transcript(ip)
+      assert_equal 1, commands.size, commands.map { |c| c[:command][0, 80] }.inspect
+      script = commands.first[:command]
+      steps = [ "docker pull", "docker run --detach", "kamal-rs:booted", "docker tag 10.213.0.1:5000/app:v2 10.213.0.1:5000/app:latest-staging" ]
+      at = steps.map { |s| script.index(s) }
+      assert at.all? && at == at.sort, "#{ip}: pull, boot, gate, tag out of order"
+      assert_equal "app v2\n", http_get(ip)
+      assert_equal latest_image(ip), image_id(ip, "v2")
+    end
+    assert_includes Lab.transcript(WEB[0]).first[:command], "rm -r #{LOCK}"
+    refute_includes Lab.transcript(WEB[1]).first[:command], "rm -r #{LOCK}"
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
+    assert_equal 1, out.scan("Releasing the deploy lock...").size, out
+    assert_operator out.index("Detect stale containers..."), :<, out.index("Releasing the deploy lock...")
+    audit = remote(WEB[1], "tail -n 1 .kamal/app-staging-audit.log").first
+    assert_match(/Tagging 10.213.0.1:5000\/app:v2 as the latest image$/, audit)
+  end
+
+  # One web host's boot fails (its kamal-proxy is stopped): the other one's new version serves, but
+  # neither tags latest, and the lock is released.
+  def test_09_a_boot_failing_on_one_host_stops_the_tag_on_every_host
+    remote(WEB[1], "docker stop kamal-proxy")
+    Lab.reset_transcripts
+    status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1", "-r", "web")
+    assert_equal 1, status, out
+    assert_includes out, "Failed to boot web on #{WEB[1]}"
+    assert_equal "app v1\n", http_get(WEB[0])
+    assert_equal 85, Lab.transcript(WEB[0]).first[:status], "the booted host stopped at the gate"
+    WEB.each do |ip|
+      assert_equal image_id(ip, "v2"), latest_image(ip), "#{ip}: latest tagged after a failed boot"
+    end
+    assert_equal "", remote(WEB[0], "ls -d #{LOCK} 2>/dev/null").first, "lock released"
+    assert_equal [ "app-web-staging-v2 running" ],
+                 docker(WEB[1], "ps --format '{{.Names}} {{.State}}' --filter label=role=web").lines.map(&:strip)
+  ensure
+    remote(WEB[1], "docker start kamal-proxy") if @app
+  end
+
   private
+    def latest_image(ip)
+      docker(ip, "image inspect --format '{{.Id}}' 10.213.0.1:5000/app:latest-staging").strip
+    end
+
+    def image_id(ip, version)
+      docker(ip, "image inspect --format '{{.Id}}' 10.213.0.1:5000/app:#{version}").strip
+    end
+
     def kamal_rs(*args)
       run_kamal_rs(@app, *args)
     end

@@ -51,6 +51,7 @@ pub fn per_host(run: &Run<'_>) -> bool {
 
 /// Each host: pull, then (once the lock is held) kamal-proxy (deploy) and its boot, on its own. A host
 /// that fails before booting its primary-role container closes the barrier, as a failed boot would.
+/// With `tag::in_boot`, each host's last script then waits until every host's boots succeeded, and tags.
 pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
     run.touched.store(true, Ordering::SeqCst);
     let primary = run.sel.primary_host.as_str();
@@ -58,18 +59,13 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         && !run.options.lock_wait
         && run.sel.hosts.iter().any(|h| h == primary)
         && pulls_in_boot(run, primary);
-    let lock = async {
-        if lock_in_script {
-            run.output.say("Acquiring the deploy lock...");
-            return Ok(());
+    let tags_in_boot = tag::in_boot(run);
+    // Said once, when every host's script goes on to tag.
+    let announce = async {
+        if tags_in_boot && run.booted.wait().await {
+            let primary_tags = run.sel.hosts.iter().any(|h| h == primary);
+            tag::announce(run, primary_tags && run.lock.to_release());
         }
-        let result = if run.lock.to_take() {
-            lock::acquire_on_primary(run).await
-        } else {
-            Ok(())
-        };
-        lock::settled(run, result.is_ok());
-        result
     };
     let hosts = run.on_hosts(&run.sel.hosts, |h| async move {
         let takes_lock = lock_in_script && h == primary;
@@ -81,6 +77,9 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
             // Whatever ended the primary's script, nobody waits for a lock that never came.
             lock::settled(run, false);
         }
+        // A host that ended before saying its boots succeeded stops the tag everywhere; once every
+        // host's had, this changes nothing.
+        run.booted.halt();
         if result.is_err() {
             // A host that fails before its boot stops the others before theirs (the pull barrier).
             run.pulled.halt();
@@ -90,9 +89,25 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         }
         result
     });
-    let (lock, hosts) = tokio::join!(lock, hosts);
+    let (lock, hosts, ()) = tokio::join!(take_lock(run, lock_in_script), hosts, announce);
     lock?;
     hosts
+}
+
+/// The lock, unless the primary host's script takes it (`in_script`); the hosts waiting for it are
+/// told how it went.
+async fn take_lock(run: &Run<'_>, in_script: bool) -> Result<()> {
+    if in_script {
+        run.output.say("Acquiring the deploy lock...");
+        return Ok(());
+    }
+    let result = if run.lock.to_take() {
+        lock::acquire_on_primary(run).await
+    } else {
+        Ok(())
+    };
+    lock::settled(run, result.is_ok());
+    result
 }
 
 /// After Ctrl-C, and again every 0.1 s until the run ends (`done`): a script that had not yet said its
@@ -102,8 +117,10 @@ pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
         _ = run.cancel.cancelled() => {}
         _ = done.notified() => return,
     }
-    // Scripts waiting at the pull barrier stop there; scripts still pulling get SIGTERM.
+    // Scripts waiting at the pull barrier stop there, and scripts that booted do not tag; scripts
+    // still pulling get SIGTERM.
     run.pulled.halt();
+    run.booted.halt();
     loop {
         let pids = run.before_boot.to_terminate();
         join_all(pids.iter().map(|(host, pid)| async move {
@@ -300,10 +317,9 @@ pub async fn boot_host(
         result
     };
     match &result {
-        Ok(()) => run.output.progress(
-            host,
-            &format!("{} booted, waiting for the other hosts", run.version),
-        ),
+        // The boot's script said so, and went on to tag.
+        Ok(()) if tag::in_boot(run) => {}
+        Ok(()) => waiting_for_others(run, host),
         Err(e) => run.output.progress_failed(
             host,
             &format!("failed: {}", e.message.lines().next().unwrap_or("")),
@@ -312,8 +328,15 @@ pub async fn boot_host(
     result
 }
 
-/// One (host, role) boot: `first` before it, and (the run's only boot) the tag after it, in one
-/// script; each exit code goes to the step that owns it.
+fn waiting_for_others(run: &Run<'_>, host: &str) {
+    run.output.progress(
+        host,
+        &format!("{} booted, waiting for the other hosts", run.version),
+    );
+}
+
+/// One (host, role) boot: `first` before it, and (`tag::in_boot`, the host's last role) the tag after
+/// it, in one script; each exit code goes to the step that owns it.
 async fn boot_role(
     run: &Run<'_>,
     host: &str,
@@ -329,21 +352,8 @@ async fn boot_role(
     run.output
         .progress(host, &format!("booting {} {}", role.name, run.version));
     let boot = Boot::new(run, host, role);
-    let takes_lock = first.as_ref().is_some_and(|f| f.takes_lock);
     let listed_in_background = first.is_some();
-    let mut script = Script::new();
-    if let Some(first) = first {
-        script.append(first.script);
-    }
-    script.append(boot.script(listed_in_background)?);
-    let release = tag::releases_lock(run, host) || takes_lock;
-    let tag = tag::single_boot(run, host)
-        .then(|| tag::script(run, host, release))
-        .flatten();
-    let tags = tag.is_some();
-    if let Some(tag) = tag {
-        script.append(tag::after_boot(tag));
-    }
+    let (script, tag) = role_script(&boot, first)?;
     // Past the boot's start (a script without a first part starts there).
     let booting = AtomicBool::new(!listed_in_background);
     let mut on_line = |line: &str| {
@@ -365,8 +375,15 @@ async fn boot_role(
         Some(Step::Lock) => return Err(lock::refused(run, host, &out).await),
         Some(Step::Pull) => return Err(pull::failed(run, host, &out)),
         Some(Step::ProxyBoot) => return proxy::outcome(host, &out),
-        // Another host failed before its boot (or Ctrl-C): this one stopped at the barrier.
-        Some(Step::Halt) => return Ok(()),
+        // Another host failed (or Ctrl-C): this one stopped at the pull barrier, or after its boot
+        // without tagging.
+        Some(Step::Halt) => {
+            if Mark::Booted.seen(&out.stdout) {
+                run.output
+                    .progress_done(host, &format!("{} live, latest not tagged", run.version));
+            }
+            return Ok(());
+        }
         Some(Step::Unavailable) => return Err(rollback::not_found(host)),
         Some(Step::Interrupt) if Mark::Interrupted.seen(&out.stdout) => {
             return Err(HostError::new(
@@ -379,10 +396,36 @@ async fn boot_role(
         _ if !out.success() => return Err(boot.failed(boot.error(&out)).await),
         _ => {}
     }
-    if tags && Mark::Tagged.seen(&out.stdout) {
-        tag::done_in_boot(run, host, release);
+    if let Some(released) = tag.filter(|_| Mark::Tagged.seen(&out.stdout)) {
+        tag::done_in_boot(run, host, released);
     }
     boot.finish().await
+}
+
+/// A (host, role) boot's script: `first` before the boot, and (`tag::in_boot`, the host's last role)
+/// the tag after it; with it, whether the tag releases the lock.
+fn role_script(
+    boot: &Boot<'_, '_>,
+    first: Option<First>,
+) -> std::result::Result<(Script, Option<bool>), HostError> {
+    let (run, host) = (boot.run, boot.host);
+    let takes_lock = first.as_ref().is_some_and(|f| f.takes_lock);
+    let mut script = Script::new();
+    let listed_in_background = first.is_some();
+    if let Some(first) = first {
+        script.append(first.script);
+    }
+    script.append(boot.script(listed_in_background)?);
+    let release = tag::releases_lock(run, host) || takes_lock;
+    let last_role = run.roles_on(host).last().map(|r| &r.name) == Some(&boot.role.name);
+    let tag = (last_role && tag::in_boot(run))
+        .then(|| tag::script(run, host, release))
+        .flatten();
+    let tags = tag.is_some();
+    if let Some(tag) = tag {
+        script.append(tag::after_boot(run, tag));
+    }
+    Ok((script, tags.then_some(release)))
 }
 
 /// A line of a boot's script as it arrives: the lock's and Ctrl-C's markers here, the rest the boot's.
@@ -395,6 +438,10 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
         Mark::Ready => run.pulled.ready(),
         Mark::Pid => run.before_boot.started(boot.host, arg),
         Mark::Boot => run.before_boot.passed(boot.host),
+        Mark::Booted => {
+            run.booted.ready();
+            waiting_for_others(run, boot.host);
+        }
         _ => boot.on_mark(mark, arg),
     }
 }
@@ -403,7 +450,7 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
-    use crate::runner::script::Gate;
+    use crate::runner::script::{Gate, Input};
     use crate::runner::steps::tests::{golden, golden_config, sh_n};
 
     /// Each needle is in `text`, in this order.
@@ -443,7 +490,7 @@ mod tests {
         );
         golden("first_primary.sh", &text);
         assert!(
-            first.script.stdin.is_empty(),
+            first.script.stdin().is_empty(),
             "the first part reads no stdin"
         );
         sh_n(&text);
@@ -475,7 +522,7 @@ mod tests {
                 "trap '' TERM",
             ],
         );
-        assert_eq!(first.gates, [Gate::Lock, Gate::Pulled]);
+        assert_eq!(first.gates(), [Gate::Lock, Gate::Pulled]);
         sh_n(&text);
 
         let rollback = DeployOptions {
@@ -484,7 +531,7 @@ mod tests {
         };
         let run = Run::for_test(&c, rollback);
         let first = first_script(&run, "10.0.0.2", false).unwrap().script;
-        assert_eq!(first.gates, [Gate::Pulled], "{}", first.text());
+        assert_eq!(first.gates(), [Gate::Pulled], "{}", first.text());
     }
 
     /// A rollback's first script: the lock, then the check that the host has the version (its own exit
@@ -514,20 +561,73 @@ mod tests {
         assert_eq!(Exit::of(Some(86)).map(Exit::step), Some(Step::Unavailable));
     }
 
-    /// Every host's composed script (first part, boot, and for a single boot the tag) parses.
+    /// With only the web role (every host behind kamal-proxy), each host's one script ends with the
+    /// tag: after its boot it says so and waits for every host's boots, then tags, prunes and (the
+    /// primary host) releases the lock. It reads the lock's line, the pull barrier's, the env file,
+    /// then the booted gate's.
     #[test]
-    fn every_composed_script_parses() {
+    fn each_host_tags_at_the_end_of_its_boot_once_every_host_booted() {
+        let c = golden_config();
+        let web_only = DeployOptions {
+            roles: Some("web".into()),
+            ..DeployOptions::default()
+        };
+        let run = Run::for_test(&c, web_only);
+        assert!(tag::in_boot(&run));
+        let web = c.role("web").unwrap();
+        let first = first_script(&run, "10.0.0.1", true).unwrap();
+        let (script, tag) = role_script(&Boot::new(&run, "10.0.0.1", web), Some(first)).unwrap();
+        assert_eq!(tag, Some(true), "the primary host releases the lock");
+        let text = script.text();
+        assert_in_order(
+            &text,
+            &[
+                "echo \"kamal-rs:locked\"",
+                "docker pull registry.example.com/app:v2",
+                "echo \"kamal-rs:ready\"; read -r go",
+                "docker run --detach",
+                "echo \"kamal-rs:healthy\"",
+                "echo \"kamal-rs:booted\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
+                "docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging",
+                "docker image prune --force --filter label=service=app",
+                "rm -r .kamal/lock-app-staging; } || exit 76",
+                "echo \"kamal-rs:tagged\"",
+            ],
+        );
+        sh_n(&text);
+        let first = first_script(&run, "10.0.0.2", false).unwrap();
+        let (script, tag) = role_script(&Boot::new(&run, "10.0.0.2", web), Some(first)).unwrap();
+        assert_eq!(tag, Some(false));
+        assert!(!script.text().contains("rm -r .kamal/lock-app"));
+        assert_eq!(
+            script.input(),
+            [
+                Input::Gate(Gate::Lock),
+                Input::Gate(Gate::Pulled),
+                Input::Bytes(b"\n".to_vec()),
+                Input::Gate(Gate::Booted)
+            ]
+        );
+        sh_n(&script.text());
+    }
+
+    /// With the workers role (no kamal-proxy: its boot is waited for after its script), every host
+    /// tags in a command of its own once all have booted.
+    #[test]
+    fn a_role_without_kamal_proxy_keeps_the_tag_apart() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
+        assert!(!tag::in_boot(&run));
         for (host, role) in [
             ("10.0.0.1", "web"),
             ("10.0.0.2", "web"),
             ("10.0.0.3", "workers"),
         ] {
-            let mut script = first_script(&run, host, host == "10.0.0.1").unwrap().script;
+            let first = first_script(&run, host, host == "10.0.0.1").unwrap();
             let boot = Boot::new(&run, host, c.role(role).unwrap());
-            script.append(boot.script(true).unwrap());
-            script.append(tag::after_boot(tag::script(&run, host, true).unwrap()));
+            let (script, tag) = role_script(&boot, Some(first)).unwrap();
+            assert_eq!(tag, None);
+            assert!(!script.text().contains("docker tag"), "{host}");
             sh_n(&script.text());
         }
         assert!(

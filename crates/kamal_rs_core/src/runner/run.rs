@@ -15,14 +15,14 @@ use super::failure::{combine, HostError};
 use super::options::{Command, DeployOptions};
 use super::performer::{Clock, Performer};
 use super::report::Reports;
-use super::script::{is_marker, Gate, Script, Shown};
-use super::state::{Barrier, BeforeBoot, Latch, LockState, PullBarrier};
+use super::script::{is_marker, Gate, Input, Script, Shown};
+use super::state::{Barrier, BeforeBoot, HostsBarrier, Latch, LockState};
 use super::steps::hooks::Hooks;
 use crate::commands::auditor::Auditor;
 use crate::config::{Configuration, KamalMajor, Role};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{uuid, Output};
-use crate::ssh::{self, valid_host, Connection, RunDir, SshError, SshSettings, Stdin};
+use crate::ssh::{self, valid_host, Connection, Part, RunDir, SshError, SshSettings, Stdin};
 
 pub struct Run<'a> {
     pub config: &'a Configuration,
@@ -39,7 +39,10 @@ pub struct Run<'a> {
     pub lock: LockState,
     pub barrier: Barrier,
     /// No host boots before every app host is ready (the per-host rollout, `--pull-barrier`).
-    pub pulled: PullBarrier,
+    pub pulled: HostsBarrier,
+    /// Every host's boots succeeded (the per-host rollout with `latest` tagged in the boots' scripts):
+    /// each host's script goes on to tag, or stops.
+    pub booted: HostsBarrier,
     /// The deploy lock is held (`true`) or will not be (`false`): hosts waiting to boot go on, or stop.
     pub lock_settled: Latch<bool>,
     pub before_boot: BeforeBoot,
@@ -115,6 +118,7 @@ impl<'a> Run<'a> {
         let run_dir = RunDir::new()
             .map_err(|e| Error::runtime(format!("Could not create a temporary directory: {e}")))?;
         let run_id = clock.hex(16);
+        let hosts = sel.hosts.len();
         let pull_barrier_hosts = if options.boot_barrier() {
             sel.app_hosts.len()
         } else {
@@ -132,7 +136,8 @@ impl<'a> Run<'a> {
             reports,
             lock: LockState::new(inherited),
             barrier: Barrier::default(),
-            pulled: PullBarrier::new(pull_barrier_hosts),
+            pulled: HostsBarrier::new(pull_barrier_hosts),
+            booted: HostsBarrier::new(hosts),
             lock_settled: Latch::default(),
             before_boot: BeforeBoot::default(),
             touched: AtomicBool::new(false),
@@ -327,19 +332,20 @@ impl<'a> Run<'a> {
                 (id, shown)
             })
             .collect();
-        let stdin = if !script.gates.is_empty() {
-            let gates = script.gates.iter().map(|gate| match gate {
-                Gate::Lock => self.lock_settled.subscribe(),
-                Gate::Pulled => self.pulled.subscribe(),
-            });
-            Stdin::Gated {
-                gates: gates.collect(),
-                after: &script.stdin,
-            }
-        } else if script.stdin.is_empty() {
-            Stdin::None
-        } else {
-            Stdin::Bytes(&script.stdin)
+        let stdin = match script.input() {
+            [] => Stdin::None,
+            [Input::Bytes(bytes)] => Stdin::Bytes(bytes),
+            parts => Stdin::Parts(
+                parts
+                    .iter()
+                    .map(|part| match part {
+                        Input::Gate(Gate::Lock) => Part::Gate(self.lock_settled.subscribe()),
+                        Input::Gate(Gate::Pulled) => Part::Gate(self.pulled.subscribe()),
+                        Input::Gate(Gate::Booted) => Part::Gate(self.booted.subscribe()),
+                        Input::Bytes(bytes) => Part::Bytes(bytes),
+                    })
+                    .collect(),
+            ),
         };
         let started = Instant::now();
         let result = conn

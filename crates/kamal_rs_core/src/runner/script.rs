@@ -50,6 +50,8 @@ pub enum Mark {
     /// The boot of a proxy role finished; `Started`: a role without the proxy was started.
     Done,
     Started,
+    /// Every boot of the host succeeded; it now waits for the other hosts' before it tags latest.
+    Booted,
     /// Latest was tagged (and old containers pruned, the lock released) after the boot.
     Tagged,
     /// The exit status of the command that failed; the script then exits with its step's `Exit`.
@@ -72,7 +74,7 @@ pub enum Mark {
 }
 
 impl Mark {
-    pub const ALL: [Mark; 33] = [
+    pub const ALL: [Mark; 34] = [
         Mark::Pid,
         Mark::Ready,
         Mark::Halted,
@@ -95,6 +97,7 @@ impl Mark {
         Mark::Stopping,
         Mark::Done,
         Mark::Started,
+        Mark::Booted,
         Mark::Tagged,
         Mark::Failed,
         Mark::Interrupted,
@@ -132,6 +135,7 @@ impl Mark {
             Mark::Stopping => "stopping",
             Mark::Done => "done",
             Mark::Started => "started",
+            Mark::Booted => "booted",
             Mark::Tagged => "tagged",
             Mark::Failed => "failed",
             Mark::Interrupted => "interrupted",
@@ -322,6 +326,8 @@ pub enum Gate {
     Lock,
     /// Every host that pulls is ready: the pull barrier.
     Pulled,
+    /// Every host's boots succeeded: `latest` may be tagged.
+    Booted,
 }
 
 /// Waits for the pull barrier's line on stdin: `go` lets the script go on to its boot, anything else
@@ -337,9 +343,17 @@ pub fn lock_gate() -> Script {
     wait_for(Gate::Lock, None)
 }
 
+/// After a host's last boot: it says its boots succeeded and waits until every host's did, as Kamal
+/// tags `latest` only after the last boot; `stop` (a boot failed elsewhere, or Ctrl-C) ends it with
+/// `Exit::Halted`, its new version serving but not tagged. Nothing in a boot reads stdin (the docker
+/// CLI reads it only with `-i`), so the line waits for this read.
+pub fn booted_gate() -> Script {
+    wait_for(Gate::Booted, Some(Mark::Booted))
+}
+
 fn wait_for(gate: Gate, mark: Option<Mark>) -> Script {
     let mut s = Script::new();
-    s.gates.push(gate);
+    s.input.push(Input::Gate(gate));
     let say = mark.map(|m| format!("{}; ", m.echo())).unwrap_or_default();
     s.line(format!(
         "{say}read -r go || go=stop; [ \"$go\" = go ] || {{ {}; {}; }}",
@@ -406,14 +420,21 @@ impl Shown {
     }
 }
 
+/// A part of what a script reads on stdin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A line written once the gate is decided: `go`, or nothing more after `stop`.
+    Gate(Gate),
+    /// File contents (an env file, certificates), read with `head -c N`.
+    Bytes(Vec<u8>),
+}
+
 /// Shell lines, the Kamal commands they stand for, and what they read from stdin, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Script {
     lines: Vec<String>,
     pub shown: Vec<Shown>,
-    pub stdin: Vec<u8>,
-    /// The script first reads a line for each of these gates, in order, then its `stdin` bytes.
-    pub gates: Vec<Gate>,
+    input: Vec<Input>,
 }
 
 impl Script {
@@ -444,17 +465,55 @@ impl Script {
 
     /// Bytes the script reads from stdin (after what earlier parts read).
     pub fn feed(&mut self, bytes: &[u8]) -> &mut Script {
-        self.stdin.extend_from_slice(bytes);
+        match self.input.last_mut() {
+            Some(Input::Bytes(b)) => b.extend_from_slice(bytes),
+            _ => self.input.push(Input::Bytes(bytes.to_vec())),
+        }
         self
     }
 
     /// `other` runs after what is already here.
     pub fn append(&mut self, other: Script) -> &mut Script {
-        self.gates.extend(other.gates);
         self.lines.extend(other.lines);
         self.shown.extend(other.shown);
-        self.stdin.extend(other.stdin);
+        for part in other.input {
+            match part {
+                Input::Bytes(b) => {
+                    self.feed(&b);
+                }
+                gate => self.input.push(gate),
+            }
+        }
         self
+    }
+
+    /// What the script reads on stdin, in order.
+    pub fn input(&self) -> &[Input] {
+        &self.input
+    }
+
+    /// Every byte the script reads, gates left out.
+    pub fn stdin(&self) -> Vec<u8> {
+        self.input
+            .iter()
+            .filter_map(|p| match p {
+                Input::Bytes(b) => Some(b.as_slice()),
+                Input::Gate(_) => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// The gates the script waits at, in order.
+    pub fn gates(&self) -> Vec<Gate> {
+        self.input
+            .iter()
+            .filter_map(|p| match p {
+                Input::Gate(g) => Some(*g),
+                Input::Bytes(_) => None,
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -544,6 +603,36 @@ mod tests {
         );
         let (code, _) = run("");
         assert_eq!(code, Some(85), "stdin closed: no boot");
+    }
+
+    /// After its boot a script says so and tags only on `go`; without it, it ends with 85.
+    #[test]
+    fn the_booted_gate_tags_or_halts() {
+        let script = format!("{}\necho tagged", booted_gate().text());
+        let run = |input: &'static str| {
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+            drop(stdin);
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            (out.status.code(), stdout)
+        };
+        let (code, out) = run("go\n");
+        assert_eq!((code, out.as_str()), (Some(0), "kamal-rs:booted\ntagged\n"));
+        let (code, out) = run("");
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(85), "kamal-rs:booted\nkamal-rs:halted\n")
+        );
+        assert_eq!(Exit::of(code).map(Exit::step), Some(Step::Halt));
     }
 
     /// SIGTERM during a waited command ends the script at once, the command stopped with it.

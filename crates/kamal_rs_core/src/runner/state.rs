@@ -124,19 +124,21 @@ impl LockState {
     }
 }
 
-/// Kamal pulls on every host before any boots. kamal_rs lets each host go on by itself, but no host
-/// boots until every host that pulls is ready (pulled, kamal-proxy booted): then the barrier opens;
-/// it closes as soon as one of them fails, or the run is stopped.
-pub struct PullBarrier {
+/// A wait across hosts: it opens once every expected host is ready, and closes as soon as one of them
+/// fails, or the run is stopped. Kamal pulls on every host before any boots: kamal_rs lets each host go
+/// on by itself, but no host boots until every host that pulls is ready (pulled, kamal-proxy booted).
+/// And Kamal tags `latest` after the last boot: in the per-host rollout each host tags once every
+/// host's boots succeeded.
+pub struct HostsBarrier {
     expected: usize,
     ready: AtomicUsize,
     latch: Latch<bool>,
 }
 
-impl PullBarrier {
+impl HostsBarrier {
     /// `expected` hosts must be ready; with none (or no barrier wanted) it is open from the start.
-    pub fn new(expected: usize) -> PullBarrier {
-        let barrier = PullBarrier {
+    pub fn new(expected: usize) -> HostsBarrier {
+        let barrier = HostsBarrier {
             expected,
             ready: AtomicUsize::new(0),
             latch: Latch::default(),
@@ -154,7 +156,7 @@ impl PullBarrier {
         }
     }
 
-    /// A host failed before its boot, or the run stops: no host boots.
+    /// A host failed (or ended without being ready), or the run stops: no host goes on.
     pub fn halt(&self) {
         self.latch.set(false);
     }
@@ -238,7 +240,7 @@ mod tests {
 
     #[test]
     fn the_pull_barrier_opens_when_all_are_ready_and_closes_on_one_failure() {
-        let b = PullBarrier::new(2);
+        let b = HostsBarrier::new(2);
         b.ready();
         assert_eq!(b.latch.get(), None);
         b.ready();
@@ -249,13 +251,13 @@ mod tests {
             Some(true),
             "a boot failing later changes nothing"
         );
-        let b = PullBarrier::new(3);
+        let b = HostsBarrier::new(3);
         b.ready();
         b.halt();
         b.ready();
         b.ready();
         assert_eq!(b.latch.get(), Some(false));
-        assert_eq!(PullBarrier::new(0).latch.get(), Some(true));
+        assert_eq!(HostsBarrier::new(0).latch.get(), Some(true));
     }
 
     #[test]

@@ -55,13 +55,17 @@ pub enum SshError {
 pub enum Stdin<'a> {
     None,
     Bytes(&'a [u8]),
-    /// A line for each gate in turn, written once it is set (`go` when it is true, `stop` when false,
-    /// and then nothing more), then (after the last `go`) `after`: for a script that waits, partway,
-    /// for decisions taken across hosts.
-    Gated {
-        gates: Vec<watch::Receiver<Option<bool>>>,
-        after: &'a [u8],
-    },
+    /// Parts in turn: for a script that waits, partway, for decisions taken across hosts.
+    Parts(Vec<Part<'a>>),
+}
+
+/// A part of `Stdin::Parts`.
+#[derive(Clone)]
+pub enum Part<'a> {
+    /// A line written once the gate is set: `go` when it is true; when it is false, nothing more is
+    /// written and stdin is closed (the script reads end of file, as `stop`).
+    Gate(watch::Receiver<Option<bool>>),
+    Bytes(&'a [u8]),
 }
 
 /// A connected host.
@@ -148,22 +152,21 @@ impl Connection {
                 Stdin::Bytes(data) => {
                     let _ = input.write_all(data).await;
                 }
-                Stdin::Gated { gates, after } => {
-                    let mut go = true;
-                    for mut gate in gates {
-                        go = gate
-                            .wait_for(Option::is_some)
-                            .await
-                            .map(|v| *v == Some(true))
-                            .unwrap_or(false);
-                        let line: &[u8] = if go { b"go\n" } else { b"stop\n" };
-                        if !go || input.write_all(line).await.is_err() {
-                            go = false;
+                Stdin::Parts(parts) => {
+                    for part in parts {
+                        let written = match part {
+                            Part::Gate(mut gate) => {
+                                let go = gate
+                                    .wait_for(Option::is_some)
+                                    .await
+                                    .is_ok_and(|v| *v == Some(true));
+                                go && input.write_all(b"go\n").await.is_ok()
+                            }
+                            Part::Bytes(data) => input.write_all(data).await.is_ok(),
+                        };
+                        if !written {
                             break;
                         }
-                    }
-                    if go {
-                        let _ = input.write_all(after).await;
                     }
                 }
             }

@@ -360,7 +360,7 @@ mod tests {
             "Uploading .kamal/apps/app-staging/env/roles/web.env"
         );
         assert!(shown[6].starts_with("docker run --detach --restart unless-stopped --name app-web-staging-v2 --network kamal --hostname 10.0.0.2-0123456789ab "));
-        assert_eq!(s.stdin, b"\n", "an env file without secrets");
+        assert_eq!(s.stdin(), b"\n", "an env file without secrets");
     }
 
     #[test]
@@ -403,7 +403,7 @@ mod tests {
             "web_boot_assets_tls_pages.sh",
             &text.replace(&dir.to_string_lossy().to_string(), "DIR"),
         );
-        assert_eq!(s.stdin, b"DB_PASSWORD=hunter22\ncertdatakeydata");
+        assert_eq!(s.stdin(), b"DB_PASSWORD=hunter22\ncertdatakeydata");
         assert!(
             !text.contains("hunter22") && !text.contains("keydata"),
             "secrets only on stdin"

@@ -236,7 +236,7 @@ mod tests {
                 "docker inspect -f '{{ .Config.Labels.service }}' registry.example.com/app:v2 | grep -x app || (echo \"Image registry.example.com/app:v2 is missing the 'service' label\" && exit 1)",
             ]
         );
-        assert!(s.stdin.is_empty());
+        assert!(s.stdin().is_empty());
         sh_n(&s.text());
         assert_eq!(run.output.redact("-p pass"), "-p [REDACTED]");
         assert!(

@@ -1,15 +1,18 @@
 //! After every boot: `latest` tagged on the app hosts (`lib/kamal/cli/app.rb#boot`), old containers and
 //! images pruned (deploy; `lib/kamal/cli/prune.rb`), and the lock released, Kamal 2.12.0. Each host's
-//! part is one command; every host tags at once, and the primary host's command also releases the lock.
+//! part is one command, or (`in_boot`) the end of its last boot's script, once every host's boots
+//! succeeded; every host tags at once, and the primary host's part also releases the lock.
 
 use std::sync::atomic::Ordering;
 
 use super::lock;
 use crate::commands::{app, prune};
+use crate::config::KamalMajor;
 use crate::error::Result;
 use crate::runner::failure::HostError;
+use crate::runner::rollout;
 use crate::runner::run::Run;
-use crate::runner::script::{or_exit, Exit, Mark, Script, Shown};
+use crate::runner::script::{booted_gate, or_exit, Exit, Mark, Script, Shown};
 use crate::ssh;
 
 /// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`), as one line; `None` when
@@ -58,24 +61,36 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
     (!s.is_empty()).then(|| s.chain())
 }
 
-/// The tag run at the end of the run's only boot script: a failure there ends it with `Exit::Tag`.
-pub fn after_boot(tag: Script) -> Script {
+/// The tag at the end of a host's last boot script: with several hosts it first waits until every
+/// host's boots succeeded (`booted_gate`), as Kamal tags after the last boot; a failure in the tag, the
+/// prune or the release ends it with `Exit::Tag`.
+pub fn after_boot(run: &Run<'_>, tag: Script) -> Script {
     let mut s = Script::new();
+    if run.sel.hosts.len() > 1 {
+        s.append(booted_gate());
+    } else {
+        s.line(Mark::Booted.echo());
+    }
     s.shown = tag.shown.clone();
     s.line(or_exit(&tag.text(), Exit::Tag));
     s.line(Mark::Tagged.echo());
     s
 }
 
-/// Whether the run boots exactly one (host, proxy role) and touches no other host: then the tag (prune,
-/// lock release) can follow in the boot's own script, since "latest only after every host booted"
-/// holds as soon as that boot succeeded.
-pub fn single_boot(run: &Run<'_>, host: &str) -> bool {
-    let roles = run.roles_on(host);
-    run.sel.hosts.len() == 1
-        && run.sel.app_hosts.len() == 1
-        && roles.len() == 1
-        && roles[0].running_proxy()
+/// Whether each host tags `latest` (prunes, releases the lock) at the end of its last boot's script
+/// instead of in a command of its own, saving an SSH session per host: in the per-host rollout of a
+/// Kamal 2 config whose every host is an app host booting its roles one by one, the last one behind
+/// kamal-proxy (its script ends with the new version serving; a role without the proxy is waited for
+/// after its script).
+pub fn in_boot(run: &Run<'_>) -> bool {
+    run.config.major == KamalMajor::V2
+        && rollout::per_host(run)
+        && run.sel.hosts.iter().all(|h| {
+            let roles = run.roles_on(h);
+            run.is_app_host(h)
+                && roles.last().is_some_and(|r| r.running_proxy())
+                && (roles.len() == 1 || !run.config.boot().parallel_roles)
+        })
 }
 
 /// Whether this host's tag command releases the lock: the primary host, while this run holds it.
@@ -83,14 +98,20 @@ pub fn releases_lock(run: &Run<'_>, host: &str) -> bool {
     host == run.sel.primary_host && run.lock.to_release()
 }
 
-/// The boot's script also tagged (and pruned, and released the lock).
-pub fn done_in_boot(run: &Run<'_>, host: &str, released: bool) {
-    run.tagged_in_boot.store(true, Ordering::SeqCst);
+/// Kamal's headings for what follows the boots; `release`: the lock is released with the tags.
+pub fn announce(run: &Run<'_>, release: bool) {
     if run.options.prunes() {
         run.output.say("Prune old containers and images...");
     }
-    if released {
+    if release {
         run.output.say("Releasing the deploy lock...");
+    }
+}
+
+/// A boot's script also tagged (and pruned, and released the lock).
+pub fn done_in_boot(run: &Run<'_>, host: &str, released: bool) {
+    run.tagged_in_boot.store(true, Ordering::SeqCst);
+    if released {
         run.lock.released();
     }
     run.output
@@ -106,13 +127,8 @@ pub fn failed(host: &str, out: &ssh::Output) -> HostError {
 /// every tag; here the release may come while another host's `docker tag` is still finishing, which a
 /// second deploy, whose first change is seconds away, cannot tell apart.
 pub async fn tag_all(run: &Run<'_>) -> Result<()> {
-    if run.options.prunes() {
-        run.output.say("Prune old containers and images...");
-    }
     let release = run.lock.to_release();
-    if release {
-        run.output.say("Releasing the deploy lock...");
-    }
+    announce(run, release);
     let primary = run.sel.primary_host.as_str();
     run.on_hosts(&run.sel.hosts, |h| {
         tag_and_prune(run, h, release && h == primary)
@@ -149,6 +165,7 @@ async fn tag_and_prune(
 mod tests {
     use super::*;
     use crate::runner::options::{Command, DeployOptions};
+    use crate::runner::script::Gate;
     use crate::runner::steps::tests::{golden_config, sh_n};
 
     #[test]
@@ -162,11 +179,15 @@ mod tests {
         );
         assert_eq!(s.shown.len(), 8);
         sh_n(&s.text());
-        let folded = after_boot(s);
-        assert!(folded
-            .text()
-            .ends_with("|| exit 76\necho \"kamal-rs:tagged\""));
-        sh_n(&folded.text());
+        let folded = after_boot(&run, s);
+        let text = folded.text();
+        assert!(
+            text.starts_with("echo \"kamal-rs:booted\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("|| exit 76\necho \"kamal-rs:tagged\""));
+        assert_eq!(folded.gates(), [Gate::Booted]);
+        sh_n(&text);
     }
 
     #[test]
@@ -183,6 +204,9 @@ mod tests {
             "docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging"
         ));
         assert!(script(&run, "10.0.0.9", false).is_none());
-        assert!(!single_boot(&run, "10.0.0.1"));
+        assert!(
+            !in_boot(&run),
+            "the workers role boots without kamal-proxy: tagged on its own"
+        );
     }
 }

@@ -88,7 +88,7 @@ mod tests {
             s.text(),
             "mkdir -p .kamal/env/roles && rm -f .kamal/env/roles/app-web.env && (umask 277 && head -c 9 > .kamal/env/roles/app-web.env) && chmod 400 .kamal/env/roles/app-web.env && mkdir -p .kamal/env/traefik && rm -f .kamal/env/traefik/traefik.env && (umask 277 && head -c 1 > .kamal/env/traefik/traefik.env) && chmod 400 .kamal/env/traefik/traefik.env"
         );
-        assert_eq!(s.stdin, b"SECRET=x\n\n");
+        assert_eq!(s.stdin(), b"SECRET=x\n\n");
         assert!(
             !s.text().contains("SECRET=x"),
             "secrets never on a command line"
