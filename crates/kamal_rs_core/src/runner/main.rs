@@ -88,7 +88,12 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         _ => {}
     }
     run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
-    if run.options.skip_push {
+    if run.options.skip_push && rollout::per_host(run) {
+        // Each host connects and goes on to its script at once: a host that cannot be reached stops
+        // every boot at the pull barrier, as a failed pull does.
+        run.output.say("Pull app image...");
+        run.prepare_connections()?;
+    } else if run.options.skip_push {
         run.output.say("Pull app image...");
         run.connect_all().await?;
     } else {

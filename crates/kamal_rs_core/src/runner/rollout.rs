@@ -69,8 +69,12 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
     };
     let hosts = run.on_hosts(&run.sel.hosts, |h| async move {
         let takes_lock = lock_in_script && h == primary;
+        let go = async {
+            run.connection(h).await?;
+            roll_out_host(run, h, takes_lock).await
+        };
         let result = tokio::select! {
-            r = roll_out_host(run, h, takes_lock) => r,
+            r = go => r,
             e = unresponsive_after_interrupt(run, h) => Err(e),
         };
         if takes_lock {

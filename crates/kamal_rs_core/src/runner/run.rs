@@ -3,8 +3,9 @@
 //! The steps (`steps/`) take a `&Run`; none of them holds state of its own across hosts.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use futures::future::join_all;
@@ -23,6 +24,9 @@ use crate::config::{Configuration, KamalMajor, Role};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{uuid, Output};
 use crate::ssh::{self, valid_host, Connection, Part, RunDir, SshError, SshSettings, Stdin};
+
+/// A host's connection once opened, or why it could not be (kept: the host is not tried again).
+type Slot = Arc<tokio::sync::OnceCell<std::result::Result<Arc<Connection>, HostError>>>;
 
 pub struct Run<'a> {
     pub config: &'a Configuration,
@@ -55,7 +59,12 @@ pub struct Run<'a> {
     /// `S[-D]`.
     sd: String,
     ssh: SshSettings,
-    conns: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Each host's connection, opened on first use (or by `connect_all`).
+    conns: Mutex<HashMap<String, Slot>>,
+    /// `sshkit.max_concurrent_starts`: connections starting at once.
+    starts: tokio::sync::Semaphore,
+    /// The ssh_config file, written once.
+    ssh_config_file: OnceLock<PathBuf>,
     run_dir: RunDir,
 }
 
@@ -119,6 +128,11 @@ impl<'a> Run<'a> {
             .map_err(|e| Error::runtime(format!("Could not create a temporary directory: {e}")))?;
         let run_id = clock.hex(16);
         let hosts = sel.hosts.len();
+        let slots = sel
+            .hosts
+            .iter()
+            .map(|h| (h.clone(), Slot::default()))
+            .collect();
         let pull_barrier_hosts = if options.boot_barrier() {
             sel.app_hosts.len()
         } else {
@@ -145,7 +159,9 @@ impl<'a> Run<'a> {
             run_id,
             sd: config.service_and_destination(),
             ssh,
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::new(slots),
+            starts: tokio::sync::Semaphore::new(config.sshkit().max_concurrent_starts),
+            ssh_config_file: OnceLock::new(),
             run_dir,
             config,
             options,
@@ -241,77 +257,93 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// One master connection per host, at most `sshkit.max_concurrent_starts` starting at once; a host
-    /// that cannot be reached fails the step.
-    pub async fn connect_all(&self) -> Result<()> {
+    /// Checks that this process may open enough files for every host's connection, and writes the
+    /// ssh_config file: before any host is touched.
+    pub fn prepare_connections(&self) -> Result<()> {
         ssh::limits::ensure_open_files(self.sel.hosts.len())?;
-        let config_file = self.run_dir.path.join("ssh_config");
-        std::fs::write(&config_file, self.ssh.ssh_config())
-            .map_err(|e| Error::runtime(e.to_string()))?;
-        let control = self.run_dir.path.clone();
-        let local_registry_port = self.config.registry().local_port();
-        let sshkit = self.config.sshkit();
-        // Kamal's `sshkit.max_concurrent_starts`: a bastion's sshd drops connections still
-        // authenticating beyond its MaxStartups. A host goes on as soon as its own connection is up.
-        let starts = tokio::sync::Semaphore::new(sshkit.max_concurrent_starts);
-        let results = join_all(self.sel.hosts.iter().map(|h| {
-            let (config_file, control, starts) = (config_file.clone(), control.clone(), &starts);
-            async move {
-                self.output.progress(h, "waiting to connect");
-                let connect = async {
-                    let conn = {
-                        let _start = starts.acquire().await.expect("semaphore never closed");
-                        self.output.progress(h, "connecting");
-                        self.connect_host(h, &config_file, &control, sshkit.dns_retries)
-                            .await?
-                    };
-                    // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
-                    if let Some(port) = local_registry_port.filter(|_| self.is_app_host(h)) {
-                        conn.forward_remote_port(port).await?;
-                    }
-                    Ok(conn)
-                };
-                tokio::select! {
-                    r = connect => (h.clone(), r),
-                    _ = self.cancel.cancelled() => (h.clone(), Err(SshError::Connect("interrupted".into()))),
-                }
-            }
-        }))
-        .await;
-        let mut errors = Vec::new();
-        for (host, r) in results {
-            match r {
-                Ok(conn) => {
-                    self.conns.lock().unwrap().insert(host, conn);
-                }
-                Err(e) => {
-                    let error = HostError::on_host(ErrorKind::Connection, &host, &e);
-                    self.reports.host_error(&host, &error.message);
-                    self.output
-                        .progress_failed(&host, &format!("unreachable: {e}"));
-                    errors.push(error);
-                }
-            }
+        self.ssh_config_file().map(|_| ())
+    }
+
+    fn ssh_config_file(&self) -> Result<PathBuf> {
+        if let Some(path) = self.ssh_config_file.get() {
+            return Ok(path.clone());
         }
+        let path = self.run_dir.path.join("ssh_config");
+        std::fs::write(&path, self.ssh.ssh_config()).map_err(|e| Error::runtime(e.to_string()))?;
+        Ok(self.ssh_config_file.get_or_init(|| path).clone())
+    }
+
+    /// Every host's connection, before anything runs: a host that cannot be reached fails the step.
+    pub async fn connect_all(&self) -> Result<()> {
+        self.prepare_connections()?;
+        let results = join_all(self.sel.hosts.iter().map(|h| self.connection(h))).await;
         self.checkpoint()?;
-        combine(errors)
+        combine(results.into_iter().filter_map(|r| r.err()).collect())
+    }
+
+    /// The host's connection, opened on first use; every later use gets the same one, or the same
+    /// error.
+    pub async fn connection(&self, host: &str) -> std::result::Result<Arc<Connection>, HostError> {
+        let slot = self.conns.lock().unwrap().get(host).cloned();
+        let Some(slot) = slot else {
+            return Err(HostError::new(
+                ErrorKind::Connection,
+                format!("no connection to {host}"),
+            ));
+        };
+        slot.get_or_init(|| self.open(host)).await.clone()
+    }
+
+    /// Opens a host's master connection, at most `sshkit.max_concurrent_starts` starting at once (a
+    /// bastion's sshd drops connections still authenticating beyond its MaxStartups); the host goes
+    /// on as soon as its own is up. A failure is reported on the host's line.
+    async fn open(&self, host: &str) -> std::result::Result<Arc<Connection>, HostError> {
+        let config_file = self
+            .ssh_config_file()
+            .map_err(|e| HostError::on_host(ErrorKind::Connection, host, e.message))?;
+        let control = self.run_dir.path.clone();
+        let sshkit = self.config.sshkit();
+        self.output.progress(host, "waiting to connect");
+        let connect = async {
+            let conn = {
+                let _start = self.starts.acquire().await.expect("semaphore never closed");
+                self.output.progress(host, "connecting");
+                self.connect_host(host, &config_file, &control, sshkit.dns_retries)
+                    .await?
+            };
+            // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
+            let local_registry = self.config.registry().local_port();
+            if let Some(port) = local_registry.filter(|_| self.is_app_host(host)) {
+                conn.forward_remote_port(port).await?;
+            }
+            Ok(conn)
+        };
+        let result = tokio::select! {
+            r = connect => r,
+            _ = self.cancel.cancelled() => Err(SshError::Connect("interrupted".into())),
+        };
+        result.map_err(|e| {
+            let error = HostError::on_host(ErrorKind::Connection, host, &e);
+            self.reports.host_error(host, &error.message);
+            for role in self.roles_on(host) {
+                self.reports
+                    .set_unchecked(host, &role.name, "could not check: unreachable");
+            }
+            self.output
+                .progress_failed(host, &format!("unreachable: {e}"));
+            error
+        })
     }
 
     /// Every host's connection is open.
     pub fn connected(&self) -> bool {
         let conns = self.conns.lock().unwrap();
-        self.sel.hosts.iter().all(|h| conns.contains_key(h))
-    }
-
-    fn conn(&self, host: &str) -> std::result::Result<Arc<Connection>, HostError> {
-        self.conns
-            .lock()
-            .unwrap()
-            .get(host)
-            .cloned()
-            .ok_or_else(|| {
-                HostError::new(ErrorKind::Connection, format!("no connection to {host}"))
-            })
+        self.sel.hosts.iter().all(|h| {
+            conns
+                .get(h)
+                .and_then(|slot| slot.get())
+                .is_some_and(|c| c.is_ok())
+        })
     }
 
     /// Runs a script on a host, logged as the Kamal commands it stands for; `on_line` sees each
@@ -322,7 +354,7 @@ impl<'a> Run<'a> {
         script: &Script,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> std::result::Result<ssh::Output, HostError> {
-        let conn = self.conn(host)?;
+        let conn = self.connection(host).await?;
         let ids: Vec<(String, &Shown)> = script
             .shown
             .iter()
@@ -401,8 +433,13 @@ impl<'a> Run<'a> {
 
     /// Closes every connection (their masters exit).
     pub async fn close(&self) {
-        let conns: Vec<Arc<Connection>> =
-            self.conns.lock().unwrap().drain().map(|(_, c)| c).collect();
-        join_all(conns.into_iter().map(Connection::close)).await;
+        let slots: Vec<Slot> = self.conns.lock().unwrap().drain().map(|(_, c)| c).collect();
+        let conns = slots.into_iter().filter_map(|slot| {
+            Arc::try_unwrap(slot)
+                .ok()
+                .and_then(|cell| cell.into_inner())
+                .and_then(|c| c.ok())
+        });
+        join_all(conns.map(Connection::close)).await;
     }
 }
