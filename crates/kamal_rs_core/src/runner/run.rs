@@ -325,9 +325,13 @@ impl<'a> Run<'a> {
         result.map_err(|e| {
             let error = HostError::on_host(ErrorKind::Connection, host, &e);
             self.reports.host_error(host, &error.message);
+            let why = if self.cancel.is_cancelled() {
+                "could not check: Ctrl-C before it was connected"
+            } else {
+                "could not check: unreachable"
+            };
             for role in self.roles_on(host) {
-                self.reports
-                    .set_unchecked(host, &role.name, "could not check: unreachable");
+                self.reports.set_unchecked(host, &role.name, why);
             }
             self.output
                 .progress_failed(host, &format!("unreachable: {e}"));
