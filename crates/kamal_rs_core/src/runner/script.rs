@@ -570,38 +570,35 @@ mod tests {
         assert_eq!(Exit::of(None), None);
     }
 
+    /// Runs `script` with `sh -c`, `input` on its stdin: (exit status, stdout).
+    fn sh_with_stdin(script: &str, input: &str) -> (Option<i32>, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.code(), stdout)
+    }
+
     #[test]
     fn the_gate_goes_on_or_halts() {
         let script = format!("{}\necho booted", gate().text());
-        let run = |input: &str| {
-            let mut child = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).to_string(),
-            )
-        };
-        let (code, out) = run("go\nENV=1\n");
+        let (code, out) = sh_with_stdin(&script, "go\nENV=1\n");
         assert_eq!((code, out.as_str()), (Some(0), "kamal-rs:ready\nbooted\n"));
-        let (code, out) = run("stop\n");
+        let (code, out) = sh_with_stdin(&script, "stop\n");
         assert_eq!(
             (code, out.as_str()),
             (Some(85), "kamal-rs:ready\nkamal-rs:halted\n")
         );
-        let (code, _) = run("");
+        let (code, _) = sh_with_stdin(&script, "");
         assert_eq!(code, Some(85), "stdin closed: no boot");
     }
 
@@ -609,25 +606,9 @@ mod tests {
     #[test]
     fn the_booted_gate_tags_or_halts() {
         let script = format!("{}\necho tagged", booted_gate().text());
-        let run = |input: &'static str| {
-            let mut child = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(input.as_bytes()).unwrap();
-            drop(stdin);
-            let out = child.wait_with_output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-            (out.status.code(), stdout)
-        };
-        let (code, out) = run("go\n");
+        let (code, out) = sh_with_stdin(&script, "go\n");
         assert_eq!((code, out.as_str()), (Some(0), "kamal-rs:booted\ntagged\n"));
-        let (code, out) = run("");
+        let (code, out) = sh_with_stdin(&script, "");
         assert_eq!(
             (code, out.as_str()),
             (Some(85), "kamal-rs:booted\nkamal-rs:halted\n")
