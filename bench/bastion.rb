@@ -14,11 +14,9 @@ OptionParser.new do |o|
   o.on("--repeat N", Integer) { |v| repeat = v }
 end.parse!
 
-abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
-system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
+prepare_bench!
 begin
-  Lab.up(count + 1, rtt: rtt)
-  bastion, *hosts = Lab.hosts.map { |h| h["ip"] }
+  bastion, *hosts = lab_hosts(count + 1, rtt)
   Lab.make_bastion(bastion, max_startups: starts)
   with_app(hosts, Lab.app_config(hosts, proxy: bastion, max_concurrent_starts: starts)) do |dir|
     cold, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")

@@ -49,13 +49,11 @@ def sample(pid, run_dir_hint)
   [ peak, $?.success? ]
 end
 
-abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
-system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
+prepare_bench!
 rows = []
 begin
   counts.each do |n|
-    Lab.up(n, rtt: rtt)
-    hosts = Lab.hosts.map { |h| h["ip"] }
+    hosts = lab_hosts(n, rtt)
     with_app(hosts) do |dir|
       _, ok = cold_deploy(dir)
       time_out = File.join(dir, "time.txt")

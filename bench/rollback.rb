@@ -23,14 +23,12 @@ def floor(hosts, running, version, run)
   floor_run(hosts, name: "app-web-floor-#{run}", version: version, stop: running)
 end
 
-abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
-system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
+prepare_bench!
 rows = []
 begin
   rtts.each do |rtt|
     counts.each do |n|
-      Lab.up(n, rtt: rtt)
-      hosts = Lab.hosts.map { |h| h["ip"] }
+      hosts = lab_hosts(n, rtt)
       with_app(hosts) do |dir|
         _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
         _, ok2 = kamal_rs(dir, "redeploy", "-P", "--version", "v2")

@@ -62,15 +62,13 @@ def floor(hosts, from, to, run)
   floor_run(hosts, name: "app-web-floor-#{to}-#{run}", version: to, stop: "app-web-#{from}", pull: true)
 end
 
-abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
-system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
+prepare_bench!
 rows = []
 v1_rows = []
 begin
   rtts.each do |rtt|
     counts.each do |n|
-      Lab.up(n, rtt: rtt)
-      hosts = Lab.hosts.map { |h| h["ip"] }
+      hosts = lab_hosts(n, rtt)
       with_app(hosts) do |dir|
         Lab.reset_transcripts
         deploy, ok1 = cold_deploy(dir)
@@ -111,8 +109,7 @@ begin
       end
     end
     v1_counts.each do |n|
-      Lab.up(n, rtt: rtt)
-      hosts = Lab.hosts.map { |h| h["ip"] }
+      hosts = lab_hosts(n, rtt)
       with_app(hosts, config_v1_for(hosts)) do |dir|
         _, ok0 = kamal_rs(dir, "env", "push")
         Lab.reset_transcripts

@@ -29,6 +29,18 @@ def with_app(hosts, config = config_for(hosts))
   end
 end
 
+# Every bench: root (it runs the lab) and the extension built from this checkout.
+def prepare_bench!
+  abort "the benchmark needs root (it runs the lab)" unless Process.uid.zero?
+  system("rake", "compile", chdir: KAMAL_RS_ROOT, out: File::NULL) or abort "rake compile failed"
+end
+
+# The lab with `count` hosts at `rtt` ms: their addresses.
+def lab_hosts(count, rtt)
+  Lab.up(count, rtt: rtt)
+  Lab.hosts.map { |h| h["ip"] }
+end
+
 def median(values)
   values.sort[values.size / 2]
 end
