@@ -125,7 +125,8 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         rollout::in_groups(run).await?;
     }
     run.checkpoint()?;
-    if run.tagged_in_boot.load(Ordering::SeqCst) {
+    // Each host's boot script tagged (the run would have failed otherwise).
+    if tag::in_boot(run) {
         return Ok(());
     }
     tag::tag_all(run).await

@@ -101,7 +101,7 @@ async fn per_host(run: &Run<'_>) -> Result<()> {
         result => result?,
     }
     run.checkpoint()?;
-    if run.tagged_in_boot.load(Ordering::SeqCst) {
+    if tag::in_boot(run) {
         return Ok(());
     }
     tag::tag_all(run).await

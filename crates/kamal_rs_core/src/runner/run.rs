@@ -52,8 +52,9 @@ pub struct Run<'a> {
     pub before_boot: BeforeBoot,
     /// A remote command has been sent (from the pull on).
     pub touched: AtomicBool,
-    /// The run's only boot also tagged latest (and pruned, and released the lock).
-    pub tagged_in_boot: AtomicBool,
+    /// Whether the boots' scripts also tag latest (prune, release the lock): `tag::in_boot`, decided
+    /// once.
+    pub tags_in_boot: OnceLock<bool>,
     /// Kamal 1.x: 32 hex digits naming this run's cord directories.
     pub run_id: String,
     /// `S[-D]`.
@@ -155,7 +156,7 @@ impl<'a> Run<'a> {
             lock_settled: Latch::default(),
             before_boot: BeforeBoot::default(),
             touched: AtomicBool::new(false),
-            tagged_in_boot: AtomicBool::new(false),
+            tags_in_boot: OnceLock::new(),
             run_id,
             sd: config.service_and_destination(),
             ssh,

@@ -3,8 +3,6 @@
 //! part is one command, or (`in_boot`) the end of its last boot's script, once every host's boots
 //! succeeded; every host tags at once, and the primary host's part also releases the lock.
 
-use std::sync::atomic::Ordering;
-
 use super::lock;
 use crate::commands::{app, prune};
 use crate::config::KamalMajor;
@@ -83,6 +81,10 @@ pub fn after_boot(run: &Run<'_>, tag: Script) -> Script {
 /// kamal-proxy (its script ends with the new version serving; a role without the proxy is waited for
 /// after its script).
 pub fn in_boot(run: &Run<'_>) -> bool {
+    *run.tags_in_boot.get_or_init(|| decide_in_boot(run))
+}
+
+fn decide_in_boot(run: &Run<'_>) -> bool {
     run.config.major == KamalMajor::V2
         && rollout::per_host(run)
         && run.sel.hosts.iter().all(|h| {
@@ -110,7 +112,6 @@ pub fn announce(run: &Run<'_>, release: bool) {
 
 /// A boot's script also tagged (and pruned, and released the lock).
 pub fn done_in_boot(run: &Run<'_>, host: &str, released: bool) {
-    run.tagged_in_boot.store(true, Ordering::SeqCst);
     if released {
         run.lock.released();
     }
