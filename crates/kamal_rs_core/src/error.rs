@@ -52,6 +52,43 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Configuration,
+        ErrorKind::Argument,
+        ErrorKind::Runtime,
+        ErrorKind::Hook,
+        ErrorKind::Lock,
+        ErrorKind::Boot,
+        ErrorKind::Healthcheck,
+        ErrorKind::CommandFailed,
+        ErrorKind::Connection,
+        ErrorKind::Interrupted,
+        ErrorKind::Dependency,
+        ErrorKind::Build,
+    ];
+
+    /// The class Kamal raises for the same failure: what `kamal-rs` prints (`ERROR (<class>): ...`)
+    /// and what the run's logs name (`# FAILED: <class>: ...`). Ruby's `KamalRs::*.kamal_name` says
+    /// the same (checked by `test/cli_test.rb`).
+    pub fn kamal_class(self) -> &'static str {
+        match self {
+            ErrorKind::Configuration => "Kamal::ConfigurationError",
+            ErrorKind::Argument => "ArgumentError",
+            ErrorKind::Runtime => "RuntimeError",
+            ErrorKind::Hook => "Kamal::Cli::HookError",
+            ErrorKind::Lock => "Kamal::Cli::LockError",
+            ErrorKind::Boot => "Kamal::Cli::BootError",
+            ErrorKind::Healthcheck => "Kamal::Cli::Healthcheck::Error",
+            ErrorKind::CommandFailed => "SSHKit::Command::Failed",
+            ErrorKind::Connection => "KamalRs::ConnectionError",
+            ErrorKind::Interrupted => "Interrupt",
+            ErrorKind::Dependency => "Kamal::Cli::DependencyError",
+            ErrorKind::Build => "Kamal::Cli::Build::BuildError",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error("{message}")]
 pub struct Error {

@@ -17,6 +17,16 @@ pub fn utc_iso8601(at: SystemTime) -> String {
     )
 }
 
+/// `2024-05-01T12:00:00.123Z`: the events file's times.
+pub fn utc_rfc3339_millis(at: SystemTime) -> String {
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    let seconds = utc_iso8601(at);
+    format!("{}.{millis:03}Z", seconds.trim_end_matches('Z'))
+}
+
 pub fn now() -> String {
     utc_iso8601(SystemTime::now())
 }
@@ -49,6 +59,10 @@ mod tests {
         assert_eq!(
             utc_iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            utc_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(951_782_400_042)),
+            "2000-02-29T00:00:00.042Z"
         );
     }
 }

@@ -1,10 +1,12 @@
 //! What a run prints: Kamal's lines (magenta step lines, SSHKit-style `INFO [uuid] Running ... on HOST`),
 //! `-q` and `-v` as in Kamal, colours only on a terminal. On a terminal (and without `-v`) a live view
 //! shows one line per host instead of the scrolling log. Every line passes through the redactor, so a
-//! secret value never reaches the screen.
+//! secret value never reaches the screen, and every line also goes to the run's sinks (Kamal's
+//! `output:` loggers, the GitHub Actions summary), whatever `-q`/`-v` say, as Kamal's formatter hands
+//! every message to its loggers.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,15 +18,73 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// SSHKit's log levels, as a line carries them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// Which stream of a command a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of the run's log, redacted and without colours, with what Kamal's loggers know of it:
+/// its level (none for a step line, Kamal's `say`), the host of the command it belongs to, and the
+/// stream of a command's output line.
+#[derive(Clone, Copy, Debug)]
+pub struct LogLine<'a> {
+    pub level: Option<Level>,
+    pub text: &'a str,
+    pub host: Option<&'a str>,
+    pub stream: Option<Stream>,
+}
+
+/// Receives every line of the log.
+pub trait Sink: Send + Sync {
+    fn line(&self, line: &LogLine<'_>);
+}
+
 pub struct Output {
     verbosity: Verbosity,
     color: bool,
     secrets: Mutex<Vec<String>>,
     live: Option<Live>,
     lines: Mutex<()>,
+    sinks: RwLock<Vec<Arc<dyn Sink>>>,
 }
 
+pub mod events;
+pub mod file_log;
 mod fleet;
+pub mod otel;
+pub mod svg;
+pub mod timeline;
 
 /// The live view: a line per host, or for a large fleet (`fleet::PER_HOST_UP_TO`) a few lines of counts.
 struct Live {
@@ -84,11 +144,17 @@ impl Output {
             secrets: Mutex::new(Vec::new()),
             live,
             lines: Mutex::new(()),
+            sinks: RwLock::new(Vec::new()),
         }
     }
 
     pub fn verbosity(&self) -> Verbosity {
         self.verbosity
+    }
+
+    /// From now on every line also goes to `sink`.
+    pub fn add_sink(&self, sink: Arc<dyn Sink>) {
+        self.sinks.write().unwrap().push(sink);
     }
 
     /// Values that must never be printed (secrets, registry credentials).
@@ -119,8 +185,23 @@ impl Output {
         }
     }
 
-    fn emit(&self, line: &str) {
-        let line = self.redact(line);
+    /// One line: to every sink (redacted, plain), and to the terminal when `shown`. `painted` colours
+    /// the redacted line's parts for a terminal.
+    fn deliver(&self, line: &LogLine<'_>, shown: bool, painted: Option<String>) {
+        let text = self.redact(line.text);
+        for sink in self.sinks.read().unwrap().iter() {
+            sink.line(&LogLine {
+                text: &text,
+                ..*line
+            });
+        }
+        if shown {
+            let out = painted.map(|p| self.redact(&p)).unwrap_or(text);
+            self.print(&out);
+        }
+    }
+
+    fn print(&self, line: &str) {
         let _guard = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         match &self.live {
             Some(live) => {
@@ -134,113 +215,262 @@ impl Output {
         }
     }
 
+    /// A line Kamal `puts` (the runtime, where the logs went): on the terminal whatever `-q` says, and
+    /// not in the logs.
+    pub fn console(&self, text: &str) {
+        self.print(&self.redact(text));
+    }
+
+    /// Prints lines on stderr from another thread (the OTel shipper's warning), above the live view.
+    pub fn stderr_writer(&self) -> Box<dyn Fn(&str) + Send> {
+        let multi = self.live.as_ref().map(|l| l.multi.clone());
+        Box::new(move |text| match &multi {
+            Some(m) => m.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        })
+    }
+
+    /// A line on stderr (a logger's own trouble), above the live view; not logged.
+    pub fn stderr(&self, text: &str) {
+        let text = self.redact(text);
+        let _guard = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        match &self.live {
+            Some(live) => live.multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn plain_line(&self, level: Option<Level>, text: &str, shown: bool, painted: Option<String>) {
+        let line = LogLine {
+            level,
+            text,
+            host: None,
+            stream: None,
+        };
+        self.deliver(&line, shown, painted);
+    }
+
     /// A step line (Kamal's `say`, magenta).
     pub fn say(&self, text: &str) {
-        if self.verbosity > Verbosity::Quiet {
-            self.emit(&self.paint(MAGENTA, text));
-        }
+        let painted = self.paint(MAGENTA, text);
+        self.plain_line(None, text, self.verbosity > Verbosity::Quiet, Some(painted));
     }
 
-    /// `  INFO [uuid] Running <command> on <host>`.
-    pub fn running(&self, uuid: &str, command: &str, host: &str, debug: bool) {
-        if self.shows(debug) && self.live.is_none() {
-            self.emit_running(uuid, command, host, debug);
-        }
-    }
-
-    fn emit_running(&self, uuid: &str, command: &str, host: &str, debug: bool) {
-        self.emit(&format!(
-            "  {} [{}] Running {} on {}",
-            self.paint(BLUE, level(debug)),
-            self.paint(GREEN, uuid),
-            command,
-            self.paint(BLUE, host)
-        ));
-    }
-
-    /// `  INFO [uuid] Finished in 0.123 seconds with exit status 0 (successful) on <host>.`
-    pub fn finished(&self, uuid: &str, seconds: f64, status: Option<i32>, host: &str, debug: bool) {
-        if self.shows(debug) && self.live.is_none() {
-            self.emit_finished(uuid, seconds, status, host, debug);
-        }
-    }
-
-    fn emit_finished(
+    /// SSHKit's `[uuid] message` line of a command on `host`, at `level`.
+    fn command_line(
         &self,
+        level: Level,
         uuid: &str,
-        seconds: f64,
-        status: Option<i32>,
         host: &str,
-        debug: bool,
+        stream: Option<Stream>,
+        message: &str,
+        painted: impl FnOnce() -> String,
+        shown: bool,
     ) {
+        let text = format!("{:>6} [{uuid}] {message}", level.name());
+        let painted = shown.then(|| {
+            format!(
+                "{} [{}] {}",
+                self.paint(BLUE, &format!("{:>6}", level.name())),
+                self.paint(GREEN, uuid),
+                painted()
+            )
+        });
+        let line = LogLine {
+            level: Some(level),
+            text: &text,
+            host: Some(host),
+            stream,
+        };
+        self.deliver(&line, shown, painted);
+    }
+
+    /// `  INFO [uuid] Running <command> on <host>`, then (debug) `Command: <command>`.
+    pub fn running(&self, uuid: &str, command: &str, host: &str, debug: bool) {
+        let level = if debug { Level::Debug } else { Level::Info };
+        let shown = self.shows(debug) && self.live.is_none();
+        let command = self.redact(command);
+        self.command_line(
+            level,
+            uuid,
+            host,
+            None,
+            &format!("Running {command} on {host}"),
+            || {
+                format!(
+                    "Running {} on {}",
+                    self.paint("\x1b[33;1m", &command),
+                    self.paint(BLUE, host)
+                )
+            },
+            shown,
+        );
+        let verbose = self.verbosity == Verbosity::Verbose;
+        let message = format!("Command: {command}");
+        self.command_line(
+            Level::Debug,
+            uuid,
+            host,
+            None,
+            &message,
+            || format!("Command: {}", self.paint(BLUE, &command)),
+            verbose,
+        );
+    }
+
+    /// `  INFO [uuid] Finished in 0.123 seconds with exit status 0 (successful).`
+    pub fn finished(&self, uuid: &str, seconds: f64, status: Option<i32>, host: &str, debug: bool) {
+        let level = if debug { Level::Debug } else { Level::Info };
+        let shown = self.shows(debug) && self.live.is_none();
         let code = status.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
         let verdict = if status == Some(0) {
-            self.paint(GREEN, "successful")
+            "successful"
         } else {
-            self.paint(RED, "failed")
+            "failed"
         };
-        self.emit(&format!(
-            "  {} [{}] Finished in {seconds:.3} seconds with exit status {code} ({verdict}) on {host}.",
-            self.paint(BLUE, level(debug)),
-            self.paint(GREEN, uuid)
-        ));
+        let message =
+            format!("Finished in {seconds:.3} seconds with exit status {code} ({verdict}).");
+        let painted = || {
+            let colour = if status == Some(0) { GREEN } else { RED };
+            format!(
+                "Finished in {seconds:.3} seconds with exit status {code} ({}).",
+                self.paint(colour, verdict)
+            )
+        };
+        self.command_line(level, uuid, host, None, &message, painted, shown);
+    }
+
+    /// A line a command printed (`DEBUG [uuid] \t<line>`), shown with `-v`.
+    pub fn command_output(&self, uuid: &str, host: &str, stream: Stream, text: &str) {
+        let verbose = self.verbosity == Verbosity::Verbose;
+        for line in text.lines() {
+            let message = format!("\t{line}");
+            let colour = if stream == Stream::Stdout { GREEN } else { RED };
+            let painted = || self.paint(colour, &message);
+            self.command_line(
+                Level::Debug,
+                uuid,
+                host,
+                Some(stream),
+                &message,
+                painted,
+                verbose,
+            );
+        }
     }
 
     /// The build runs under Kamal's `with_verbosity(:debug)`: its command, each output line as it
     /// arrives and its result show whatever `-q`/`-v` say, and above the live view.
     pub fn build_running(&self, uuid: &str, command: &str) {
-        self.emit_running(uuid, command, "localhost", false);
+        let command = self.redact(command);
+        let message = format!("Running {command} on localhost");
+        self.command_line(
+            Level::Info,
+            uuid,
+            "localhost",
+            None,
+            &message,
+            || message.clone(),
+            true,
+        );
     }
 
     pub fn build_line(&self, uuid: &str, line: &str) {
-        self.emit(&format!("  DEBUG [{}] \t{line}", self.paint(GREEN, uuid)));
+        let message = format!("\t{line}");
+        self.command_line(
+            Level::Debug,
+            uuid,
+            "localhost",
+            Some(Stream::Stdout),
+            &message,
+            || message.clone(),
+            true,
+        );
     }
 
     pub fn build_finished(&self, uuid: &str, seconds: f64, status: Option<i32>) {
-        self.emit_finished(uuid, seconds, status, "localhost", false);
+        let verdict = if status == Some(0) {
+            "successful"
+        } else {
+            "failed"
+        };
+        let code = status.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+        let message =
+            format!("Finished in {seconds:.3} seconds with exit status {code} ({verdict}).");
+        self.command_line(
+            Level::Info,
+            uuid,
+            "localhost",
+            None,
+            &message,
+            || message.clone(),
+            true,
+        );
     }
 
-    /// Command output lines, shown with `-v`.
-    pub fn debug(&self, uuid: &str, text: &str) {
-        if self.verbosity == Verbosity::Verbose {
-            for line in text.lines() {
-                self.emit(&format!("  DEBUG [{}] \t{line}", self.paint(GREEN, uuid)));
-            }
-        }
-    }
-
+    /// SSHKit's `info` inside a step: `  INFO <text>`.
     pub fn info(&self, text: &str) {
-        if self.verbosity > Verbosity::Quiet {
-            self.emit(&format!("  {} {text}", self.paint(BLUE, "INFO")));
-        }
+        self.level_line(Level::Info, BLUE, text, None);
+    }
+
+    /// `  INFO <text>` about one host.
+    pub fn info_on(&self, host: &str, text: &str) {
+        self.level_line(Level::Info, BLUE, text, Some(host));
+    }
+
+    fn level_line(&self, level: Level, colour: &str, text: &str, host: Option<&str>) {
+        let shown = level == Level::Error || self.verbosity > Verbosity::Quiet;
+        let plain = format!("{:>6} {text}", level.name());
+        let painted = format!(
+            "{} {text}",
+            self.paint(colour, &format!("{:>6}", level.name()))
+        );
+        let line = LogLine {
+            level: Some(level),
+            text: &plain,
+            host,
+            stream: None,
+        };
+        self.deliver(&line, shown, Some(painted));
     }
 
     pub fn plain(&self, text: &str) {
-        if self.verbosity > Verbosity::Quiet {
-            self.emit(text);
-        }
+        self.plain_line(
+            Some(Level::Info),
+            text,
+            self.verbosity > Verbosity::Quiet,
+            None,
+        );
     }
 
     pub fn warn(&self, text: &str) {
-        if self.verbosity > Verbosity::Quiet {
-            self.emit(&self.paint(YELLOW, text));
-        }
+        let painted = self.paint(YELLOW, text);
+        self.plain_line(
+            Some(Level::Warn),
+            text,
+            self.verbosity > Verbosity::Quiet,
+            Some(painted),
+        );
     }
 
     /// SSHKit's `warn` inside a step: `  WARN <text>`.
     pub fn warn_line(&self, text: &str) {
-        if self.verbosity > Verbosity::Quiet {
-            self.emit(&format!("  {} {text}", self.paint(YELLOW, "WARN")));
-        }
+        self.level_line(Level::Warn, YELLOW, text, None);
     }
 
     /// Shown even with `-q`.
     pub fn error(&self, text: &str) {
-        self.emit(&format!("  {} {text}", self.paint(RED, "ERROR")));
+        self.level_line(Level::Error, RED, text, None);
+    }
+
+    /// `  ERROR <text>` about one host, shown even with `-q`.
+    pub fn error_on(&self, host: &str, text: &str) {
+        self.level_line(Level::Error, RED, text, Some(host));
     }
 
     pub fn red(&self, text: &str) {
-        self.emit(&self.paint(RED, text));
+        let painted = self.paint(RED, text);
+        self.plain_line(Some(Level::Error), text, true, Some(painted));
     }
 
     /// The live view's line for a host.
@@ -359,14 +589,6 @@ fn replace_words(text: &str, word: &str, with: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn level(debug: bool) -> &'static str {
-    if debug {
-        " DEBUG"
-    } else {
-        "INFO"
-    }
 }
 
 /// SSHKit's command uuid: 8 hex digits.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::loggers::Loggers;
 use super::options::Command;
 use super::report::{DeployReport, LockOutcome};
 use super::run::Run;
@@ -20,18 +21,20 @@ use super::{rollback, rollout};
 use crate::commands::app::App;
 use crate::config::KamalMajor;
 use crate::error::{Error, ErrorKind, Result};
+use crate::output::timeline::Phase;
 
 /// Runs the command to its end; the lock is released whatever happened (Kamal releases it on failure;
 /// kamal_rs also on Ctrl-C, where Kamal leaves it held).
 pub async fn run(mut run: Run<'_>) -> DeployReport {
+    let loggers = Loggers::start(&run);
     if run.options.command == Command::Rollback && run.version.is_empty() {
         match interruptible(&run, rollback::choose(&run)).await {
             Ok(version) => run.version = version,
-            Err(e) => return finish(&run, Err(e)).await,
+            Err(e) => return finish(&run, &loggers, Err(e)).await,
         }
     }
     let result = interruptible(&run, steps(&run)).await;
-    finish(&run, result).await
+    finish(&run, &loggers, result).await
 }
 
 /// Runs `work`, and on Ctrl-C stops the hosts that have not booted yet; an interrupted run is an error
@@ -53,9 +56,9 @@ async fn interruptible<T>(run: &Run<'_>, work: impl Future<Output = Result<T>>) 
 
 /// What every run does at its end: the lock released, the runtime, `post-deploy` after a run that
 /// changed what it set out to change, the report.
-async fn finish(run: &Run<'_>, result: Result<()>) -> DeployReport {
+async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployReport {
     if run.lock.to_release() {
-        run.output.say("Releasing the deploy lock...");
+        run.header(Phase::Release);
         if let Err(e) = lock::release(run).await {
             run.output
                 .red(&format!("Error releasing the deploy lock: {}", e.message));
@@ -64,7 +67,7 @@ async fn finish(run: &Run<'_>, result: Result<()>) -> DeployReport {
     let runtime = run.started.elapsed().as_secs_f64();
     run.output.finish();
     run.output
-        .plain(&format!("  Finished all in {runtime:.1} seconds"));
+        .console(&format!("  Finished all in {runtime:.1} seconds"));
     let error = match result {
         Ok(()) => {
             let env = [(
@@ -77,7 +80,7 @@ async fn finish(run: &Run<'_>, result: Result<()>) -> DeployReport {
         }
         Err(e) => Some(e),
     };
-    report(run, runtime, error).await
+    report(run, loggers, runtime, error).await
 }
 
 async fn steps(run: &Run<'_>) -> Result<()> {
@@ -91,15 +94,15 @@ async fn steps(run: &Run<'_>) -> Result<()> {
     if run.options.skip_push && rollout::per_host(run) {
         // Each host connects and goes on to its script at once: a host that cannot be reached stops
         // every boot at the pull barrier, as a failed pull does.
-        run.output.say("Pull app image...");
+        run.header(Phase::Pull);
         run.prepare_connections()?;
     } else if run.options.skip_push {
-        run.output.say("Pull app image...");
+        run.header(Phase::Pull);
         run.connect_all().await?;
     } else {
         // Connecting touches nothing on the servers, so it overlaps the build; a failed build still
         // stops before the first remote command.
-        run.output.say("Build and push app image...");
+        run.say_step(Phase::Pull, "Build and push app image...");
         let build = Build::new(run);
         let (built, connected) = tokio::join!(build.push(), run.connect_all());
         built?;
@@ -112,16 +115,13 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         run.checkpoint()?;
         run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
         if run.options.boots_proxy() {
-            run.output.say("Ensure kamal-proxy is running...");
+            run.header(Phase::Proxy);
             run.on_hosts(&run.sel.hosts, |h| proxy::boot(run, h))
                 .await?;
             run.checkpoint()?;
         }
-        run.output.say("Detect stale containers...");
-        run.output.say(&format!(
-            "Start container with version {} (or reboot if already running)...",
-            run.version
-        ));
+        run.header(Phase::Stale);
+        run.header(Phase::Boot);
         rollout::in_groups(run).await?;
     }
     run.checkpoint()?;
@@ -149,7 +149,12 @@ async fn pull_then_lock(run: &Run<'_>) -> Result<()> {
 
 /// The run's report; after a failure, each host's line is printed (what the roles that never booted
 /// still run is read only then, so a successful run pays nothing for it).
-async fn report(run: &Run<'_>, runtime: f64, error: Option<Error>) -> DeployReport {
+async fn report(
+    run: &Run<'_>,
+    loggers: &Loggers,
+    runtime: f64,
+    error: Option<Error>,
+) -> DeployReport {
     let touched = run.touched.load(Ordering::SeqCst);
     if error.is_some() && touched {
         probe_unbooted(run).await;
@@ -174,6 +179,7 @@ async fn report(run: &Run<'_>, runtime: f64, error: Option<Error>) -> DeployRepo
             run.output.red(&format!("  {line}"));
         }
     }
+    loggers.finish(run, &report);
     report
 }
 

@@ -20,6 +20,8 @@
 pub mod cancel;
 pub mod commander;
 mod failure;
+mod github;
+mod loggers;
 mod main;
 pub mod options;
 mod performer;

@@ -69,6 +69,10 @@ pub struct DeployOptions {
     pub lock_wait_interval: f64,
     /// Seconds.
     pub command_timeout: f64,
+    /// Where to write the run's events as JSON lines (else `KAMAL_RS_EVENTS`).
+    pub events: Option<String>,
+    /// Where to draw the run's timeline as SVG (else `KAMAL_RS_TIMELINE`).
+    pub timeline: Option<String>,
 }
 
 impl Default for DeployOptions {
@@ -89,6 +93,8 @@ impl Default for DeployOptions {
             lock_wait_timeout: LOCK_WAIT_TIMEOUT,
             lock_wait_interval: LOCK_WAIT_INTERVAL,
             command_timeout: COMMAND_TIMEOUT,
+            events: None,
+            timeline: None,
         }
     }
 }
@@ -143,6 +149,23 @@ impl DeployOptions {
     pub fn roles(&self) -> Option<&str> {
         self.roles.as_deref().filter(|s| !s.is_empty())
     }
+
+    /// `--events`, else `KAMAL_RS_EVENTS` (for Rake tasks and the Ruby API too).
+    pub fn events_file(&self) -> Option<String> {
+        given_or_env(&self.events, "KAMAL_RS_EVENTS")
+    }
+
+    /// `--timeline`, else `KAMAL_RS_TIMELINE`.
+    pub fn timeline_file(&self) -> Option<String> {
+        given_or_env(&self.timeline, "KAMAL_RS_TIMELINE")
+    }
+}
+
+fn given_or_env(given: &Option<String>, var: &str) -> Option<String> {
+    given
+        .clone()
+        .or_else(|| std::env::var(var).ok())
+        .filter(|s| !s.is_empty())
 }
 
 /// Where an option is offered.
@@ -357,6 +380,24 @@ pub const OPTIONS: &[OptionSpec] = &[
         Deploy,
         Some(DefaultValue::Flag(true)),
         "Boot no host before every host has pulled the image, as Kamal (--no-pull-barrier: each host boots once its own pull is done)",
+    ),
+    spec(
+        "events",
+        None,
+        Some("FILE"),
+        Text,
+        Global,
+        None,
+        "Write the run's events (each host's steps, the outcome) to FILE as JSON lines (or KAMAL_RS_EVENTS)",
+    ),
+    spec(
+        "timeline",
+        None,
+        Some("FILE.svg"),
+        Text,
+        Global,
+        None,
+        "Draw where the run's time went, host by host, to FILE.svg (or KAMAL_RS_TIMELINE)",
     ),
     spec(
         "command_timeout",

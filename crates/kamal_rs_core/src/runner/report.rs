@@ -121,7 +121,7 @@ impl DeployReport {
     }
 
     /// What is known of a role: "could not check" is not "none".
-    fn role_line(&self, r: &RoleReport) -> String {
+    pub fn role_line(&self, r: &RoleReport) -> String {
         let old = match (&r.old_version, &r.unchecked) {
             (Some(v), _) => format!("old version {v} still serving"),
             (None, Some(why)) => format!("running version unknown ({why})"),
@@ -143,6 +143,7 @@ impl Serialize for DeployReport {
         #[derive(Serialize)]
         struct ErrorOut<'e> {
             class: &'static str,
+            kamal_class: &'static str,
             message: &'e str,
         }
         let mut s = serializer.serialize_struct("DeployReport", 7)?;
@@ -154,6 +155,7 @@ impl Serialize for DeployReport {
         s.serialize_field("primary_host", &self.primary_host)?;
         let error = self.error.as_ref().map(|e| ErrorOut {
             class: e.kind.ruby_class(),
+            kamal_class: e.kind.kamal_class(),
             message: &e.message,
         });
         s.serialize_field("error", &error)?;

@@ -24,6 +24,7 @@ use crate::commands::app::App;
 use crate::commands::v1::AppV1;
 use crate::config::{KamalMajor, Role};
 use crate::error::{Error, ErrorKind, Result};
+use crate::output::timeline::Phase;
 
 /// The commands a rollback sends for one role, in the config's Kamal major.
 struct RoleCommands {
@@ -76,10 +77,7 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
     run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
     match run.config.major {
         KamalMajor::V1 => v1::say_start(run),
-        KamalMajor::V2 => run.output.say(&format!(
-            "Start container with version {} (or reboot if already running)...",
-            run.version
-        )),
+        KamalMajor::V2 => run.header(Phase::Boot),
     }
     rollout::in_groups(run).await?;
     run.checkpoint()?;
@@ -190,13 +188,13 @@ fn available_script(run: &Run<'_>, host: &str, stop: bool) -> Script {
     for role in run.roles_on(host) {
         let find = container_id_for(run, role, &run.version);
         let missing = Mark::Missing.echo_with(&role.name);
-        s.show(Shown::info(&find));
+        let found = s.marked(Shown::info(Phase::Check, &find), &format!("c=$({find})"));
         let on_missing = if stop {
             format!("{{ {missing}; {}; }}", Exit::Unavailable.exit())
         } else {
             missing
         };
-        s.line(format!("[ -n \"$({find})\" ] || {on_missing}"));
+        s.line(format!("{found}; [ -n \"$c\" ] || {on_missing}"));
     }
     s
 }

@@ -30,6 +30,7 @@ use crate::commands::app::App;
 use crate::commands::server;
 use crate::config::{KamalMajor, Role};
 use crate::error::{ErrorKind, Result};
+use crate::output::timeline::Phase;
 
 /// The part of a host's first script that comes before its first boot.
 pub struct First {
@@ -59,14 +60,6 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         && !run.options.lock_wait
         && run.sel.hosts.iter().any(|h| h == primary)
         && pulls_in_boot(run, primary);
-    let tags_in_boot = tag::in_boot(run);
-    // Said once, when every host's script goes on to tag.
-    let announce = async {
-        if tags_in_boot && run.booted.wait().await {
-            let primary_tags = run.sel.hosts.iter().any(|h| h == primary);
-            tag::announce(run, primary_tags && run.lock.to_release());
-        }
-    };
     let hosts = run.on_hosts(&run.sel.hosts, |h| async move {
         let takes_lock = lock_in_script && h == primary;
         let go = async {
@@ -93,7 +86,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         }
         result
     });
-    let (lock, hosts, ()) = tokio::join!(take_lock(run, lock_in_script), hosts, announce);
+    let (lock, hosts) = tokio::join!(take_lock(run, lock_in_script), hosts);
     lock?;
     hosts
 }
@@ -102,7 +95,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
 /// told how it went.
 async fn take_lock(run: &Run<'_>, in_script: bool) -> Result<()> {
     if in_script {
-        run.output.say("Acquiring the deploy lock...");
+        // Its heading comes with the script's lock command.
         return Ok(());
     }
     let result = if run.lock.to_take() {
@@ -129,7 +122,7 @@ pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
         let pids = run.before_boot.to_terminate();
         join_all(pids.iter().map(|(host, pid)| async move {
             let kill = server::terminate(pid);
-            let sent = run.exec_one(host, &kill, true);
+            let sent = run.exec_one(host, Phase::Other, &kill, true);
             let _ = tokio::time::timeout(Duration::from_secs(5), sent).await;
         }))
         .await;
@@ -242,25 +235,23 @@ fn first_script(
     if takes_lock {
         s.append(lock::in_script(run));
     }
-    let list = list_in_background(&App::new(run.config, run.roles_on(host)[0]));
-    let waits_in_script = pulls_before_lock(run, takes_lock);
-    if !waits_in_script {
-        s.line(list.clone());
-    }
-    if run.options.command == Command::Rollback {
+    let rollback = run.options.command == Command::Rollback;
+    if rollback {
         // The version's image is there when its container is: nothing to pull.
         s.append(rollback::in_script(run, host));
     } else if let Some(pull) = pull::script(run, host)? {
-        s.shown.extend(pull.shown.clone());
-        s.line(guard(&no_stdin(&pull.text()), Exit::Pull));
+        s.append(pull.map(|text| guard(&no_stdin(text), Exit::Pull)));
     }
-    if waits_in_script {
+    if pulls_before_lock(run, takes_lock) {
         s.append(lock_gate());
-        s.line(list);
     }
     if run.options.boots_proxy() {
         s.append(proxy::in_script(run, host)?);
     }
+    // Under the lock, read while the host waits for the others at the pull barrier.
+    let app = App::new(run.config, run.roles_on(host)[0]);
+    let phase = if rollback { Phase::Check } else { Phase::Stale };
+    s.append(list_in_background(&app, phase));
     if run.options.boot_barrier() {
         s.append(gate());
     }
@@ -414,7 +405,7 @@ fn role_script(
 ) -> std::result::Result<(Script, Option<bool>), HostError> {
     let (run, host) = (boot.run, boot.host);
     let takes_lock = first.as_ref().is_some_and(|f| f.takes_lock);
-    let mut script = Script::new();
+    let mut script = Script::new().for_role(&boot.role.name);
     let listed_in_background = first.is_some();
     if let Some(first) = first {
         script.append(first.script);
@@ -457,8 +448,9 @@ mod tests {
     use crate::runner::script::{Gate, Input};
     use crate::runner::steps::tests::{golden, golden_config, sh_n};
 
-    /// Each needle is in `text`, in this order.
+    /// Each needle is in `text` (its markers left out), in this order.
     fn assert_in_order(text: &str, needles: &[&str]) {
+        let text = &crate::runner::script::unmarked(text);
         let at: Vec<usize> = needles
             .iter()
             .map(|n| text.find(n).unwrap_or_else(|| panic!("{n} in {text}")))
@@ -483,12 +475,12 @@ mod tests {
                 "trap 'echo \"kamal-rs:interrupted\"; [ -z \"$bg\" ] || kill $bg 2>/dev/null; exit 130' TERM; echo \"kamal-rs:pid $$\"",
                 "echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging",
                 "|| exit 77; echo \"kamal-rs:locked\"",
-                "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || exit 78; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web",
                 "docker pull registry.example.com/app:v2",
                 "</dev/null; } || { rc=$?; echo \"kamal-rs:failed $rc\"; exit 78; }",
                 "echo \"kamal-rs:proxy-boot\"",
                 "exit 79; }",
-                "echo \"kamal-rs:ready\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
+                "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || exit 78; docker ps -a --filter label=service=app --filter label=destination=staging --filter label=role=web",
+                "echo \"kamal-rs:ready\"; echo \"kamal-rs:wait pull-barrier\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
                 "trap '' TERM; echo \"kamal-rs:boot\"",
             ],
         );
@@ -519,10 +511,10 @@ mod tests {
             &[
                 "echo \"kamal-rs:pid $$\"",
                 "docker pull registry.example.com/app:v2",
-                "exit 78; }\nread -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
-                "ps_out=$(mktemp) || exit 78; docker ps -a",
+                "exit 78; }\necho \"kamal-rs:wait lock-wait\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
                 "echo \"kamal-rs:proxy-boot\"",
-                "echo \"kamal-rs:ready\"; read -r go",
+                "ps_out=$(mktemp) || exit 78; docker ps -a",
+                "echo \"kamal-rs:ready\"; echo \"kamal-rs:wait pull-barrier\"; read -r go",
                 "trap '' TERM",
             ],
         );
@@ -554,7 +546,7 @@ mod tests {
             &text,
             &[
                 "mkdir .kamal/lock-app-staging",
-                "[ -n \"$(docker container ls --all --filter 'name=^app-web-staging-v2$' --quiet)\" ] || { echo \"kamal-rs:missing web\"; exit 86; }",
+                "c=$(docker container ls --all --filter 'name=^app-web-staging-v2$' --quiet); [ -n \"$c\" ] || { echo \"kamal-rs:missing web\"; exit 86; }",
                 "read -r go",
                 "trap '' TERM",
             ],
@@ -588,10 +580,10 @@ mod tests {
             &[
                 "echo \"kamal-rs:locked\"",
                 "docker pull registry.example.com/app:v2",
-                "echo \"kamal-rs:ready\"; read -r go",
+                "echo \"kamal-rs:ready\"; echo \"kamal-rs:wait pull-barrier\"; read -r go",
                 "docker run --detach",
                 "echo \"kamal-rs:healthy\"",
-                "echo \"kamal-rs:booted\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
+                "echo \"kamal-rs:booted\"; echo \"kamal-rs:wait tag-wait\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
                 "docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging",
                 "docker image prune --force --filter label=service=app",
                 "rm -r .kamal/lock-app-staging; } || exit 76",

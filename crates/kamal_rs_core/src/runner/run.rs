@@ -2,7 +2,7 @@
 //! the hosts and roles it acts on, one SSH connection per host, the log, and the state the steps share.
 //! The steps (`steps/`) take a `&Run`; none of them holds state of its own across hosts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,13 +16,14 @@ use super::failure::{combine, HostError};
 use super::options::{Command, DeployOptions};
 use super::performer::{Clock, Performer};
 use super::report::Reports;
-use super::script::{is_marker, Gate, Input, Script, Shown};
+use super::script::{is_marker, Exit, Gate, Input, Mark, Script, Shown, Step};
 use super::state::{Barrier, BeforeBoot, HostsBarrier, Latch, LockState};
 use super::steps::hooks::Hooks;
 use crate::commands::auditor::Auditor;
 use crate::config::{Configuration, KamalMajor, Role};
 use crate::error::{Error, ErrorKind, Result};
-use crate::output::{uuid, Output};
+use crate::output::timeline::{Phase, Status, Steps, Timeline};
+use crate::output::{uuid, Output, Stream};
 use crate::ssh::{self, valid_host, Connection, Part, RunDir, SshError, SshSettings, Stdin};
 
 /// A host's connection once opened, or why it could not be (kept: the host is not tried again).
@@ -57,6 +58,10 @@ pub struct Run<'a> {
     pub tags_in_boot: OnceLock<bool>,
     /// Kamal 1.x: 32 hex digits naming this run's cord directories.
     pub run_id: String,
+    /// Each host's steps, as they happen.
+    pub timeline: Timeline,
+    /// The steps whose heading was printed.
+    said: Mutex<HashSet<Phase>>,
     /// `S[-D]`.
     sd: String,
     ssh: SshSettings,
@@ -158,6 +163,8 @@ impl<'a> Run<'a> {
             touched: AtomicBool::new(false),
             tags_in_boot: OnceLock::new(),
             run_id,
+            timeline: Timeline::new(started),
+            said: Mutex::new(HashSet::new()),
             sd: config.service_and_destination(),
             ssh,
             conns: Mutex::new(slots),
@@ -309,8 +316,18 @@ impl<'a> Run<'a> {
             let conn = {
                 let _start = self.starts.acquire().await.expect("semaphore never closed");
                 self.output.progress(host, "connecting");
-                self.connect_host(host, &config_file, &control, sshkit.dns_retries)
-                    .await?
+                let from = Instant::now();
+                let conn = self
+                    .connect_host(host, &config_file, &control, sshkit.dns_retries)
+                    .await;
+                let status = if conn.is_ok() {
+                    Status::Ok
+                } else {
+                    Status::Failed
+                };
+                self.timeline
+                    .record(host, None, Phase::Connect, from, Instant::now(), status);
+                conn?
             };
             // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
             let local_registry = self.config.registry().local_port();
@@ -351,8 +368,10 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Runs a script on a host, logged as the Kamal commands it stands for; `on_line` sees each
-    /// stdout line as it arrives.
+    /// Runs a script on a host. Each shown command is logged as its markers arrive: `Running` when it
+    /// starts, its output lines, `Finished` with its own time and exit status when it ends (a command
+    /// the script never reached is not logged); the host's steps are recorded the same way. `on_line`
+    /// sees each stdout line as it arrives.
     pub async fn exec(
         &self,
         host: &str,
@@ -360,15 +379,6 @@ impl<'a> Run<'a> {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> std::result::Result<ssh::Output, HostError> {
         let conn = self.connection(host).await?;
-        let ids: Vec<(String, &Shown)> = script
-            .shown
-            .iter()
-            .map(|shown| {
-                let id = uuid();
-                self.output.running(&id, &shown.command, host, shown.debug);
-                (id, shown)
-            })
-            .collect();
         let stdin = match script.input() {
             [] => Stdin::None,
             [Input::Bytes(bytes)] => Stdin::Bytes(bytes),
@@ -384,44 +394,84 @@ impl<'a> Run<'a> {
                     .collect(),
             ),
         };
-        let started = Instant::now();
+        let mut log = CommandLog::new(self, host, script);
+        let mut lines = |stream: Stream, line: &str| {
+            if stream == Stream::Stdout && is_marker(line) {
+                log.mark(line);
+                on_line(line);
+            } else {
+                log.output(stream, line);
+                if stream == Stream::Stdout {
+                    on_line(line);
+                }
+            }
+        };
         let result = conn
             .run(
                 &script.text(),
                 stdin,
                 self.options.command_timeout(),
-                on_line,
+                &mut lines,
             )
             .await;
-        let secs = started.elapsed().as_secs_f64();
         let out = result.map_err(|e| {
             let kind = match e {
                 SshError::Connect(_) | SshError::Lost(_) => ErrorKind::Connection,
                 _ => ErrorKind::CommandFailed,
             };
+            log.ended(None);
             HostError::on_host(kind, host, &e)
         })?;
-        for (id, shown) in &ids {
-            self.output
-                .finished(id, secs, out.status, host, shown.debug);
-        }
-        if let Some((id, _)) = ids.first() {
-            let own: Vec<&str> = out.stdout.lines().filter(|l| !is_marker(l)).collect();
-            self.output.debug(id, &own.join("\n"));
-            self.output.debug(id, &out.stderr);
-        }
+        log.ended(Some(out.status));
         Ok(out)
     }
 
-    /// One Kamal command on its own, shown as itself.
+    /// One command on its own, shown as itself.
     pub async fn exec_one(
         &self,
         host: &str,
+        phase: Phase,
         command: &str,
         debug: bool,
     ) -> std::result::Result<ssh::Output, HostError> {
-        self.exec(host, &Script::command(command, debug), &mut |_| {})
-            .await
+        let shown = if debug {
+            Shown::debug(phase, command)
+        } else {
+            Shown::info(phase, command)
+        };
+        self.exec(host, &Script::command(shown), &mut |_| {}).await
+    }
+
+    /// Kamal's heading for a step (`Detect stale containers...`), printed once, when the step first
+    /// begins on any host.
+    pub fn header(&self, phase: Phase) {
+        let text = match (phase, self.config.major) {
+            (Phase::Pull, _) if self.options.skip_push => "Pull app image...".to_string(),
+            (Phase::Lock, _) => "Acquiring the deploy lock...".into(),
+            (Phase::Proxy, KamalMajor::V2) => "Ensure kamal-proxy is running...".into(),
+            (Phase::Proxy, KamalMajor::V1) => "Ensure Traefik is running...".into(),
+            (Phase::Stale, _) => "Detect stale containers...".into(),
+            (Phase::Boot, KamalMajor::V2) => format!(
+                "Start container with version {} (or reboot if already running)...",
+                self.version
+            ),
+            (Phase::Boot, KamalMajor::V1) => format!(
+                "Start container with version {} using a {}s readiness delay (or reboot if already running)...",
+                self.version,
+                self.config.timeouts().readiness_delay
+            ),
+            (Phase::Prune, _) => "Prune old containers and images...".into(),
+            (Phase::Release, _) => "Releasing the deploy lock...".into(),
+            _ => return,
+        };
+        self.say_step(phase, &text);
+    }
+
+    /// `text` as the heading of `phase`, unless it was said already.
+    pub fn say_step(&self, phase: Phase, text: &str) {
+        if self.said.lock().unwrap().insert(phase) {
+            self.output.say(text);
+        }
     }
 
     /// Runs `step` on every host at once; every host finishes, then the errors are raised together.
@@ -446,5 +496,119 @@ impl<'a> Run<'a> {
                 .and_then(|c| c.ok())
         });
         join_all(conns.map(Connection::close)).await;
+    }
+}
+
+/// One script's log: each shown command's `Running` and `Finished` lines as its markers arrive, its
+/// output lines under its id, and the host's steps.
+struct CommandLog<'r, 'a> {
+    run: &'r Run<'a>,
+    host: &'r str,
+    script: &'r Script,
+    /// Shown commands started and not yet ended: their log id and start.
+    running: HashMap<usize, (String, Instant)>,
+    /// The last command that started: output lines belong to it.
+    last: Option<String>,
+    steps: Steps<'r>,
+}
+
+impl<'r, 'a> CommandLog<'r, 'a> {
+    fn new(run: &'r Run<'a>, host: &'r str, script: &'r Script) -> Self {
+        let mut steps = Steps::new(&run.timeline, host, script.role.as_deref());
+        // Until its first command starts, the script's session is opening (a step of the rollout
+        // only for scripts that have one).
+        if script.shown.iter().any(|s| s.phase != Phase::Other) {
+            steps.enter(Phase::Session, Instant::now());
+        }
+        CommandLog {
+            run,
+            host,
+            script,
+            running: HashMap::new(),
+            last: None,
+            steps,
+        }
+    }
+
+    fn mark(&mut self, line: &str) {
+        let Some((mark, arg)) = Mark::parse(line) else {
+            return;
+        };
+        let now = Instant::now();
+        match mark {
+            Mark::Start => {
+                let (id, value) = arg.split_once(' ').unwrap_or((arg, ""));
+                let Some((id, shown)) = self.shown(id) else {
+                    return;
+                };
+                self.run.header(shown.phase);
+                self.steps.enter(shown.phase, now);
+                let uuid = uuid();
+                if !shown.upload {
+                    let command = shown.text(value);
+                    self.run
+                        .output
+                        .running(&uuid, &command, self.host, shown.debug);
+                    self.last = Some(uuid.clone());
+                }
+                self.running.insert(id, (uuid, now));
+            }
+            Mark::End => {
+                let (id, status) = arg.split_once(' ').unwrap_or((arg, ""));
+                let Some((id, shown)) = self.shown(id) else {
+                    return;
+                };
+                if let Some((uuid, at)) = self.running.remove(&id) {
+                    let secs = now.duration_since(at).as_secs_f64();
+                    let status = status.parse().ok();
+                    if shown.upload && status == Some(0) {
+                        let line = format!("Uploading {} 100.0%", shown.command);
+                        self.run.output.info_on(self.host, &line);
+                    } else if shown.upload {
+                        let code = status.map_or("?".to_string(), |c: i32| c.to_string());
+                        let line =
+                            format!("Uploading {} failed with exit status {code}", shown.command);
+                        self.run.output.error_on(self.host, &line);
+                    } else {
+                        self.run
+                            .output
+                            .finished(&uuid, secs, status, self.host, shown.debug);
+                    }
+                }
+            }
+            Mark::Wait => {
+                if let Some(phase) = Phase::ALL.into_iter().find(|p| p.name() == arg) {
+                    self.steps.enter(phase, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn shown(&self, id: &str) -> Option<(usize, &'r Shown)> {
+        let id: usize = id.parse().ok()?;
+        self.script.shown.get(id).map(|s| (id, s))
+    }
+
+    /// A line a command printed, under the id of the command that last started.
+    fn output(&self, stream: Stream, line: &str) {
+        if let Some(uuid) = &self.last {
+            self.run
+                .output
+                .command_output(uuid, self.host, stream, line);
+        }
+    }
+
+    /// The script ended (`None`: its connection failed): its last step with it.
+    fn ended(&mut self, status: Option<Option<i32>>) {
+        let step_status = match status {
+            None => Status::Unknown,
+            Some(Some(0)) => Status::Ok,
+            Some(code) => match Exit::of(code).map(Exit::step) {
+                Some(Step::Halt | Step::Interrupt) => Status::Stopped,
+                _ => Status::Failed,
+            },
+        };
+        self.steps.close(Instant::now(), step_status);
     }
 }

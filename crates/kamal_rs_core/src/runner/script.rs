@@ -5,8 +5,17 @@
 //! an exit code naming the step that failed. Both are enums here, used to print and to read, so a
 //! marker or code renamed on one side is renamed on the other (or fails to compile).
 //!
-//! A `Script` is a list of shell lines, the Kamal commands they stand for (`Shown`, as the log prints
-//! them) and the bytes they read from stdin, in order. Steps return one; the rollout appends them.
+//! A `Script` is a list of shell lines, the commands the log shows (`Shown`) and the bytes they read
+//! from stdin, in order. Steps return one; the rollout appends them. Each shown command runs between a
+//! start and an end marker (`kamal-rs:start <id>`, `kamal-rs:end <id> <status>`), so the log prints
+//! its `Running` line when it starts and its `Finished` line, with its own time and exit status, when
+//! it ends, however many commands share the script's one round trip.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::output::timeline::Phase;
 
 /// Every marker line starts with this.
 pub const PREFIX: &str = "kamal-rs:";
@@ -71,10 +80,15 @@ pub enum Mark {
     /// Kamal 1.x health waits: the budget is spent (the last status).
     TimeoutReady,
     TimeoutUnhealthy,
+    /// A shown command starts (its id); ends (its id and exit status).
+    Start,
+    End,
+    /// The script waits for a gate (the step it waits in: `lock-wait`, `pull-barrier`, `tag-wait`).
+    Wait,
 }
 
 impl Mark {
-    pub const ALL: [Mark; 34] = [
+    pub const ALL: [Mark; 37] = [
         Mark::Pid,
         Mark::Ready,
         Mark::Halted,
@@ -109,6 +123,9 @@ impl Mark {
         Mark::RetryUnhealthy,
         Mark::TimeoutReady,
         Mark::TimeoutUnhealthy,
+        Mark::Start,
+        Mark::End,
+        Mark::Wait,
     ];
 
     pub fn name(self) -> &'static str {
@@ -147,6 +164,9 @@ impl Mark {
             Mark::RetryUnhealthy => "retry-unhealthy",
             Mark::TimeoutReady => "timeout-ready",
             Mark::TimeoutUnhealthy => "timeout-unhealthy",
+            Mark::Start => "start",
+            Mark::End => "end",
+            Mark::Wait => "wait",
         }
     }
 
@@ -333,14 +353,14 @@ pub enum Gate {
 /// Waits for the pull barrier's line on stdin: `go` lets the script go on to its boot, anything else
 /// ends it with `Exit::Halted`. The line is written by kamal_rs once every host is ready (or one failed).
 pub fn gate() -> Script {
-    wait_for(Gate::Pulled, Some(Mark::Ready))
+    wait_for(Gate::Pulled, Some(Mark::Ready), Phase::PullBarrier)
 }
 
 /// Waits for the lock's line on stdin: a host pulls while the primary takes the lock, as Kamal pulls
 /// before its `with_lock`, and changes nothing else before the lock is held. Written as soon as the
 /// lock is settled, usually before the script reads it: it costs no round trip.
 pub fn lock_gate() -> Script {
-    wait_for(Gate::Lock, None)
+    wait_for(Gate::Lock, None, Phase::LockWait)
 }
 
 /// After a host's last boot: it says its boots succeeded and waits until every host's did, as Kamal
@@ -348,13 +368,15 @@ pub fn lock_gate() -> Script {
 /// `Exit::Halted`, its new version serving but not tagged. Nothing in a boot reads stdin (the docker
 /// CLI reads it only with `-i`), so the line waits for this read.
 pub fn booted_gate() -> Script {
-    wait_for(Gate::Booted, Some(Mark::Booted))
+    wait_for(Gate::Booted, Some(Mark::Booted), Phase::TagWait)
 }
 
-fn wait_for(gate: Gate, mark: Option<Mark>) -> Script {
+/// Says `mark` (if any) and that it waits in `step`, then reads the gate's line.
+fn wait_for(gate: Gate, mark: Option<Mark>, step: Phase) -> Script {
     let mut s = Script::new();
     s.input.push(Input::Gate(gate));
     let say = mark.map(|m| format!("{}; ", m.echo())).unwrap_or_default();
+    let say = format!("{say}{}; ", Mark::Wait.echo_with(step.name()));
     s.line(format!(
         "{say}read -r go || go=stop; [ \"$go\" = go ] || {{ {}; {}; }}",
         Mark::Halted.echo(),
@@ -396,28 +418,79 @@ pub fn or_exit(body: &str, exit: Exit) -> String {
     format!("{{ {body}; }} || {}", exit.exit())
 }
 
-/// A Kamal command as the log shows it (`INFO [uuid] Running <command> on <host>`). A `debug` one
-/// (audit lines, the lock) shows only with `-v`, as Kamal runs those at `verbosity: :debug`.
+/// A command as the log shows it (`INFO [uuid] Running <command> on <host>`), and the step it belongs
+/// to. A `debug` one (audit lines, the lock) shows only with `-v`, as Kamal runs those at
+/// `verbosity: :debug`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shown {
     pub command: String,
     pub debug: bool,
+    pub phase: Phase,
+    /// A shell variable the command uses whose value only the host knows (`${cid}`): its start
+    /// marker carries the value, and the log shows the command with it in place.
+    pub var: Option<&'static str>,
+    /// A file written through stdin: logged as Kamal logs an upload (`Uploading <path> 100.0%`)
+    /// once it is written, not as a command.
+    pub upload: bool,
 }
 
 impl Shown {
-    pub fn info(command: impl Into<String>) -> Shown {
+    pub fn info(phase: Phase, command: impl Into<String>) -> Shown {
         Shown {
             command: command.into(),
             debug: false,
+            phase,
+            var: None,
+            upload: false,
         }
     }
 
-    pub fn debug(command: impl Into<String>) -> Shown {
+    pub fn debug(phase: Phase, command: impl Into<String>) -> Shown {
         Shown {
-            command: command.into(),
             debug: true,
+            ..Shown::info(phase, command)
         }
     }
+
+    /// The upload of `path`.
+    pub fn upload(phase: Phase, path: &str) -> Shown {
+        Shown {
+            upload: true,
+            ..Shown::info(phase, path)
+        }
+    }
+
+    /// The command uses `var` (`${old}`), whose value its start marker carries.
+    pub fn with_var(mut self, var: &'static str) -> Shown {
+        self.var = Some(var);
+        self
+    }
+
+    /// The command as the log shows it, `value` in place of its variable.
+    pub fn text(&self, value: &str) -> String {
+        match self.var {
+            Some(var) if !value.is_empty() => self.command.replace(var, value),
+            _ => self.command.clone(),
+        }
+    }
+}
+
+/// Defines the end marker's function: it says the command's id and status, and keeps the status.
+const PROLOGUE: &str = "kamal_rs_end() { echo \"kamal-rs:end $1 $2\"; return $2; }";
+
+/// The ids in a part's marked commands, moved up by `by` (the part follows `by` shown commands).
+fn shift_ids(line: &str, by: usize) -> String {
+    static IDS: OnceLock<Regex> = OnceLock::new();
+    if by == 0 {
+        return line.to_string();
+    }
+    let ids =
+        IDS.get_or_init(|| Regex::new(r"(kamal-rs:start |kamal_rs_end )(\d+)\b").expect("regex"));
+    ids.replace_all(line, |c: &regex::Captures<'_>| {
+        let id: usize = c[2].parse().unwrap_or(0);
+        format!("{}{}", &c[1], id + by)
+    })
+    .into_owned()
 }
 
 /// A part of what a script reads on stdin.
@@ -435,6 +508,8 @@ pub struct Script {
     lines: Vec<String>,
     pub shown: Vec<Shown>,
     input: Vec<Input>,
+    /// The role whose boot this is: its steps carry the role's name.
+    pub role: Option<String>,
 }
 
 impl Script {
@@ -442,14 +517,11 @@ impl Script {
         Script::default()
     }
 
-    /// A script that is one Kamal command, shown as itself.
-    pub fn command(command: &str, debug: bool) -> Script {
+    /// A script that is one command, shown as itself.
+    pub fn command(shown: Shown) -> Script {
         let mut s = Script::new();
-        s.show(Shown {
-            command: command.to_string(),
-            debug,
-        });
-        s.line(command);
+        let command = shown.command.clone();
+        s.run(shown, &command);
         s
     }
 
@@ -458,9 +530,20 @@ impl Script {
         self
     }
 
-    pub fn show(&mut self, shown: Shown) -> &mut Script {
+    /// The shell text that runs `body` as `shown`: its start marker, `body`, its end marker with
+    /// `body`'s exit status, which the text keeps (a guard around it still sees the command's own).
+    /// `body` may assign (`cid=$(docker run ...)`): the markers stay outside the substitution.
+    pub fn marked(&mut self, shown: Shown, body: &str) -> String {
+        let id = self.shown.len();
+        let value = shown.var.map(|v| format!(" {v}")).unwrap_or_default();
         self.shown.push(shown);
-        self
+        format!("{{ echo \"{PREFIX}start {id}{value}\"; {body}; kamal_rs_end {id} $?; }}")
+    }
+
+    /// A line that is `body`, shown as `shown`.
+    pub fn run(&mut self, shown: Shown, body: &str) -> &mut Script {
+        let text = self.marked(shown, body);
+        self.line(text)
     }
 
     /// Bytes the script reads from stdin (after what earlier parts read).
@@ -474,7 +557,9 @@ impl Script {
 
     /// `other` runs after what is already here.
     pub fn append(&mut self, other: Script) -> &mut Script {
-        self.lines.extend(other.lines);
+        let by = self.shown.len();
+        self.lines
+            .extend(other.lines.iter().map(|line| shift_ids(line, by)));
         self.shown.extend(other.shown);
         for part in other.input {
             match part {
@@ -484,6 +569,12 @@ impl Script {
                 gate => self.input.push(gate),
             }
         }
+        self
+    }
+
+    /// The script boots `role`: its steps carry the role's name.
+    pub fn for_role(mut self, role: &str) -> Script {
+        self.role = Some(role.to_string());
         self
     }
 
@@ -520,8 +611,17 @@ impl Script {
         self.lines.is_empty()
     }
 
-    /// The script's text, one part a line.
+    /// The script's text, one part a line, after the end marker's function when it shows commands.
     pub fn text(&self) -> String {
+        if self.shown.is_empty() {
+            self.body()
+        } else {
+            format!("{PROLOGUE}\n{}", self.body())
+        }
+    }
+
+    /// The lines alone, to place inside another script's line (`map`).
+    fn body(&self) -> String {
         self.lines.join("\n")
     }
 
@@ -532,6 +632,26 @@ impl Script {
         self.lines = vec![line];
         self
     }
+
+    /// The same script as one line, `wrap` applied to its lines (a guard, a subshell), its shown
+    /// commands and input kept.
+    pub fn map(mut self, wrap: impl FnOnce(&str) -> String) -> Script {
+        let line = wrap(&self.body());
+        self.lines = vec![line];
+        self
+    }
+}
+
+/// A script's text without its markers: the commands as they run (for tests that compare them).
+#[cfg(test)]
+pub fn unmarked(text: &str) -> String {
+    let start = Regex::new(r#"\{ echo "kamal-rs:start \d+[^"]*"; "#).unwrap();
+    let end = Regex::new(r"; kamal_rs_end \d+ \$\?; \}").unwrap();
+    let text = text
+        .strip_prefix(PROLOGUE)
+        .map_or(text, |t| t.trim_start_matches('\n'));
+    end.replace_all(&start.replace_all(text, ""), "")
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -592,12 +712,10 @@ mod tests {
     fn the_gate_goes_on_or_halts() {
         let script = format!("{}\necho booted", gate().text());
         let (code, out) = sh_with_stdin(&script, "go\nENV=1\n");
-        assert_eq!((code, out.as_str()), (Some(0), "kamal-rs:ready\nbooted\n"));
+        let waits = "kamal-rs:ready\nkamal-rs:wait pull-barrier\n";
+        assert_eq!((code, out), (Some(0), format!("{waits}booted\n")));
         let (code, out) = sh_with_stdin(&script, "stop\n");
-        assert_eq!(
-            (code, out.as_str()),
-            (Some(85), "kamal-rs:ready\nkamal-rs:halted\n")
-        );
+        assert_eq!((code, out), (Some(85), format!("{waits}kamal-rs:halted\n")));
         let (code, _) = sh_with_stdin(&script, "");
         assert_eq!(code, Some(85), "stdin closed: no boot");
     }
@@ -607,12 +725,10 @@ mod tests {
     fn the_booted_gate_tags_or_halts() {
         let script = format!("{}\necho tagged", booted_gate().text());
         let (code, out) = sh_with_stdin(&script, "go\n");
-        assert_eq!((code, out.as_str()), (Some(0), "kamal-rs:booted\ntagged\n"));
+        let waits = "kamal-rs:booted\nkamal-rs:wait tag-wait\n";
+        assert_eq!((code, out), (Some(0), format!("{waits}tagged\n")));
         let (code, out) = sh_with_stdin(&script, "");
-        assert_eq!(
-            (code, out.as_str()),
-            (Some(85), "kamal-rs:booted\nkamal-rs:halted\n")
-        );
+        assert_eq!((code, out), (Some(85), format!("{waits}kamal-rs:halted\n")));
         assert_eq!(Exit::of(code).map(Exit::step), Some(Step::Halt));
     }
 
@@ -643,6 +759,44 @@ mod tests {
             started.elapsed() < std::time::Duration::from_secs(5),
             "not waiting for the command"
         );
+    }
+
+    /// Each shown command says when it starts and how it ended, ids stay right when parts are
+    /// appended or wrapped, a guard still sees the command's own status, and a command after the one
+    /// that failed never says it started.
+    #[test]
+    fn shown_commands_mark_their_start_and_end() {
+        let mut first = Script::new();
+        first.run(Shown::info(Phase::Pull, "echo one"), "echo one");
+        let mut second = Script::new();
+        let failing = second.marked(Shown::info(Phase::Boot, "sh -c 'exit 3'"), "sh -c 'exit 3'");
+        second.line(guard(&failing, Exit::Run));
+        second.run(Shown::info(Phase::Boot, "echo never"), "echo never");
+        let mut s = Script::new();
+        s.append(first.map(|t| format!("( {t} )")));
+        s.append(second);
+        assert_eq!(s.shown.len(), 3);
+        let text = s.text();
+        assert!(text.starts_with(PROLOGUE), "{text}");
+        assert!(
+            text.contains("kamal-rs:start 1\"; sh -c 'exit 3'; kamal_rs_end 1 $?"),
+            "{text}"
+        );
+        let (code, out) = sh_with_stdin(&text, "");
+        assert_eq!(code, Some(72));
+        let marks: Vec<(Mark, &str)> = out.lines().filter_map(Mark::parse).collect();
+        assert_eq!(
+            marks,
+            [
+                (Mark::Start, "0"),
+                (Mark::End, "0 0"),
+                (Mark::Start, "1"),
+                (Mark::End, "1 3"),
+                (Mark::Failed, "3"),
+            ],
+            "{out}"
+        );
+        assert!(out.contains("one\n"));
     }
 
     #[test]

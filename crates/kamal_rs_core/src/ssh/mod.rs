@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+pub use crate::output::Stream;
 use tokio::sync::{watch, Semaphore};
 
 pub mod limits;
@@ -108,7 +110,7 @@ impl Connection {
         command: &str,
         stdin: Stdin<'_>,
         timeout: Duration,
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(Stream, &str) + Send),
     ) -> Result<Output, SshError> {
         let _slot = self.slots.acquire().await.expect("semaphore never closed");
         let mut attempt = 0;
@@ -130,7 +132,7 @@ impl Connection {
         &self,
         command: &str,
         stdin: Stdin<'_>,
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(Stream, &str) + Send),
     ) -> Result<Output, SshError> {
         let mut cmd = self.session.raw_command(command);
         cmd.stdin(if matches!(stdin, Stdin::None) {
@@ -172,29 +174,31 @@ impl Connection {
             }
             let _ = input.shutdown().await;
         };
-        let errors = async move {
-            let mut buf = String::new();
-            if let Some(mut e) = stderr {
-                let _ = e.read_to_string(&mut buf).await;
-            }
-            buf
-        };
+        // stdout and stderr line by line as they arrive, in the order they arrive.
         let reader = async {
-            let mut out = String::new();
-            if let Some(stdout) = stdout {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    on_line(&line);
-                    out.push_str(&line);
-                    out.push('\n');
+            let (mut out, mut err) = (String::new(), String::new());
+            let mut so = stdout.map(BufReader::new);
+            let mut se = stderr.map(BufReader::new);
+            let (mut bo, mut be) = (Vec::new(), Vec::new());
+            loop {
+                tokio::select! {
+                    line = next_line(&mut so, &mut bo), if so.is_some() => match line {
+                        Some(l) => { on_line(Stream::Stdout, &l); out.push_str(&l); out.push('\n'); }
+                        None => so = None,
+                    },
+                    line = next_line(&mut se, &mut be), if se.is_some() => match line {
+                        Some(l) => { on_line(Stream::Stderr, &l); err.push_str(&l); err.push('\n'); }
+                        None => se = None,
+                    },
+                    else => break,
                 }
             }
-            out
+            (out, err)
         };
         // The writer may wait on a gate the remote script never reaches (it ended before): once the
         // script's output is closed, what is still unwritten is dropped.
         let mut writer = std::pin::pin!(writer);
-        let mut io = std::pin::pin!(async { tokio::join!(reader, errors) });
+        let mut io = std::pin::pin!(reader);
         let mut written = false;
         let (stdout, stderr) = loop {
             tokio::select! {
@@ -228,6 +232,29 @@ impl Connection {
             let _ = conn.session.close().await;
         }
     }
+}
+
+/// The next line of a stream (without its line end, invalid UTF-8 replaced), or `None` at its end.
+/// Safe to cancel (a `select!` branch that lost): bytes already read stay in `buf` for the next call.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    reader: &mut Option<R>,
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    let r = reader.as_mut()?;
+    let n = r.read_until(b'\n', buf).await.unwrap_or(0);
+    if n == 0 && buf.is_empty() {
+        return None;
+    }
+    let mut end = buf.len();
+    if buf[..end].ends_with(b"\n") {
+        end -= 1;
+    }
+    if buf[..end].ends_with(b"\r") {
+        end -= 1;
+    }
+    let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.clear();
+    Some(line)
 }
 
 fn refused_channel(e: &SshError) -> bool {

@@ -18,12 +18,22 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     // The run's options, declared once in the core: the CLI, `KamalRs.deploy` and the Rake tasks are
     // built from this table.
     native.define_singleton_method("options", function!(options, 0))?;
+    // Each error's Ruby class and the class Kamal raises for it: the core names the latter in the
+    // run's logs, the command line prints it.
+    native.define_singleton_method("error_classes", function!(error_classes, 0))?;
     config::init(ruby, &native)?;
     Ok(())
 }
 
 fn options(ruby: &Ruby) -> Result<magnus::Value, Error> {
     serde_magnus::serialize(ruby, &kamal_rs_core::runner::OPTIONS)
+}
+
+fn error_classes() -> Vec<(&'static str, &'static str)> {
+    kamal_rs_core::error::ErrorKind::ALL
+        .iter()
+        .map(|k| (k.ruby_class(), k.kamal_class()))
+        .collect()
 }
 
 fn parse_dotenv(ruby: &Ruby, text: String) -> Result<Vec<(String, String)>, Error> {

@@ -3,19 +3,16 @@
 //! gatekeeper opens the barrier, or closes it with the logs shown; a failed boot stops its new
 //! container; the old one stops once the new one serves.
 
-use std::sync::Mutex;
-use std::time::Instant;
-
 use super::boot_script::BootScript;
 use super::poller;
 use crate::commands::app::{container_hostname, App};
 use crate::config::Role;
 use crate::error::{ErrorKind, Result};
-use crate::output::uuid;
+use crate::output::timeline::{Phase, Status};
 use crate::runner::failure::HostError;
 use crate::runner::report::RoleState;
 use crate::runner::run::Run;
-use crate::runner::script::{Exit, Mark, Script};
+use crate::runner::script::{Exit, Mark, Script, Shown};
 use crate::ssh;
 use crate::value::Value;
 
@@ -24,8 +21,6 @@ pub struct Boot<'r, 'a> {
     pub host: &'r str,
     pub role: &'a Role,
     pub app: App<'a>,
-    /// The `kamal-proxy deploy` line shown while it runs: its log id and start.
-    proxy_line: Mutex<Option<(String, Instant)>>,
 }
 
 impl<'r, 'a> Boot<'r, 'a> {
@@ -35,7 +30,6 @@ impl<'r, 'a> Boot<'r, 'a> {
             host,
             role,
             app: App::new(run.config, role),
-            proxy_line: Mutex::new(None),
         }
     }
 
@@ -88,6 +82,10 @@ impl<'r, 'a> Boot<'r, 'a> {
     pub fn on_mark(&self, mark: Mark, arg: &str) {
         let (run, host, role) = (self.run, self.host, self.role.name.as_str());
         let version = &run.version;
+        if mark == Mark::Renamed {
+            // Kamal says it under the boot's heading.
+            run.header(Phase::Boot);
+        }
         match mark {
             Mark::Label => run
                 .output
@@ -95,27 +93,17 @@ impl<'r, 'a> Boot<'r, 'a> {
             Mark::Stale => run.output.plain(&format!(
                 "App Host: {host}\nStopping stale container for role {role} with version {arg}"
             )),
-            Mark::Renamed => run.output.info(&format!(
-                "Renaming container {version} to {arg} as already deployed on {host}"
-            )),
+            Mark::Renamed => run.output.info_on(
+                host,
+                &format!("Renaming container {version} to {arg} as already deployed on {host}"),
+            ),
             Mark::Old => run
                 .reports
                 .set_old_version(host, role, Some(arg.to_string())),
-            Mark::Container => {
-                run.output
-                    .progress(host, &format!("kamal-proxy deploying {role} {version}"));
-                let id = uuid();
-                let deploy = self.app.proxy_deploy(arg, version);
-                run.output.running(&id, &deploy, host, false);
-                *self.proxy_line.lock().unwrap() = Some((id, Instant::now()));
-            }
-            Mark::Healthy => {
-                if let Some((id, at)) = self.proxy_line.lock().unwrap().take() {
-                    let secs = at.elapsed().as_secs_f64();
-                    run.output.finished(&id, secs, Some(0), host, false);
-                }
-                self.live();
-            }
+            Mark::Container => run
+                .output
+                .progress(host, &format!("kamal-proxy deploying {role} {version}")),
+            Mark::Healthy => self.live(),
             Mark::Stopping => run.output.progress(host, &format!("stopping {role} {arg}")),
             _ => {}
         }
@@ -151,26 +139,26 @@ impl<'r, 'a> Boot<'r, 'a> {
     pub async fn failed(&self, error: HostError) -> HostError {
         let (run, host, role) = (self.run, self.host, self.role.name.as_str());
         run.output
-            .error(&format!("Failed to boot {role} on {host}"));
+            .error_on(host, &format!("Failed to boot {role} on {host}"));
         run.reports
             .set_state(host, role, RoleState::Failed(error.message.clone()));
         if self.gatekeeper() && close_barrier(run, host) {
             match run
-                .exec_one(host, &self.app.logs(&run.version), false)
+                .exec_one(host, Phase::Other, &self.app.logs(&run.version), false)
                 .await
             {
-                Ok(out) => out.stdout.lines().for_each(|l| run.output.info(l)),
+                Ok(out) => out.stdout.lines().for_each(|l| run.output.info_on(host, l)),
                 Err(_) => run
                     .output
-                    .info(&format!("Could not fetch logs for {}", run.version)),
+                    .info_on(host, &format!("Could not fetch logs for {}", run.version)),
             }
             let health = self.app.health_json(&run.version);
-            if let Ok(out) = run.exec_one(host, &health, false).await {
-                run.output.info(out.stdout.trim());
+            if let Ok(out) = run.exec_one(host, Phase::Other, &health, false).await {
+                run.output.info_on(host, out.stdout.trim());
             }
         }
         let _ = run
-            .exec_one(host, &self.app.stop(&run.version), false)
+            .exec_one(host, Phase::Other, &self.app.stop(&run.version), false)
             .await;
         error
     }
@@ -181,9 +169,10 @@ impl<'r, 'a> Boot<'r, 'a> {
     pub fn lost(&self, error: HostError, booting: bool) -> HostError {
         let (run, host, role) = (self.run, self.host, self.role.name.as_str());
         if booting {
-            run.output.error(&format!(
-                "Lost the connection to {host} during the boot of {role}"
-            ));
+            run.output.error_on(
+                host,
+                &format!("Lost the connection to {host} during the boot of {role}"),
+            );
             run.reports.set_state(
                 host,
                 role,
@@ -214,10 +203,9 @@ impl<'r, 'a> Boot<'r, 'a> {
         self.live();
         let old = self.run.reports.old_version(self.host, &self.role.name);
         if let Some(old) = old {
-            let _ = self
-                .run
-                .exec_one(self.host, &self.app.stop(&old), false)
-                .await;
+            let stop = Script::command(Shown::info(Phase::Stop, self.app.stop(&old)))
+                .for_role(&self.role.name);
+            let _ = self.run.exec(self.host, &stop, &mut |_| {}).await;
         }
         Ok(())
     }
@@ -238,6 +226,7 @@ pub async fn wait_at_barrier(
         return Ok(true);
     }
     let primary = &run.sel.primary_role;
+    let waiting_since = std::time::Instant::now();
     if !run.barrier.is_set() {
         run.output.info(&format!(
             "Waiting for the first healthy {primary} container before booting {} on {host}...",
@@ -252,6 +241,15 @@ pub async fn wait_at_barrier(
         open = run.barrier.wait() => open,
         _ = run.cancel.cancelled() => return Ok(false),
     };
+    let status = if opened { Status::Ok } else { Status::Stopped };
+    run.timeline.record(
+        host,
+        Some(&role.name),
+        Phase::Barrier,
+        waiting_since,
+        std::time::Instant::now(),
+        status,
+    );
     if !opened {
         run.output.info(&format!(
             "First {primary} container is unhealthy, not booting {} on {host}",
@@ -354,12 +352,19 @@ mod tests {
             .unwrap();
         golden("web_boot.sh", &s.text());
         sh_n(&s.text());
-        let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
+        let upload = s.shown.iter().position(|s| s.upload).unwrap();
         assert_eq!(
-            shown[5],
-            "Uploading .kamal/apps/app-staging/env/roles/web.env"
+            s.shown[upload].command,
+            ".kamal/apps/app-staging/env/roles/web.env"
         );
-        assert!(shown[6].starts_with("docker run --detach --restart unless-stopped --name app-web-staging-v2 --network kamal --hostname 10.0.0.2-0123456789ab "));
+        let run_cmd = &s.shown[upload + 1];
+        assert!(run_cmd.command.starts_with("docker run --detach --restart unless-stopped --name app-web-staging-v2 --network kamal --hostname 10.0.0.2-0123456789ab "));
+        assert_eq!(run_cmd.phase, Phase::Boot);
+        let deploy = s.shown.iter().find(|s| s.phase == Phase::Health).unwrap();
+        assert_eq!(deploy.var, Some("${cid}"));
+        assert!(deploy
+            .text("0123abcd")
+            .contains("--target=\"0123abcd:3000\""));
         assert_eq!(s.stdin(), b"\n", "an env file without secrets");
     }
 

@@ -15,6 +15,7 @@ use base64::Engine;
 use crate::commands::app::App;
 use crate::commands::auditor::Auditor;
 use crate::commands::single_quote;
+use crate::output::timeline::Phase;
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
 
 /// Stands for the container ID in `kamal-proxy deploy --target`, which only the host knows.
@@ -42,31 +43,29 @@ pub struct BootScript<'a> {
     pub stop_stale: bool,
 }
 
-/// Starts reading the role's containers (`docker ps -a`) into a temporary file, in the background: the
-/// list does not depend on the pull, and the lock is already held, so the two overlap. The file is
-/// removed when it has been read, or when the script ends: the trap is set first, so that Ctrl-C's
-/// SIGTERM arriving while `mktemp` runs still finds it.
-pub fn list_in_background(app: &App<'_>) -> String {
-    format!(
-        "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || {}; {} >\"$ps_out\" </dev/null & ps_pid=$!",
+/// Starts reading the role's containers (`docker ps -a`) into a temporary file, in the background:
+/// the list does not depend on what the script does next (kamal-proxy, the wait at the pull barrier),
+/// so the two overlap. The file is removed when it has been read, or when the script ends: the trap
+/// is set first, so that Ctrl-C's SIGTERM arriving while `mktemp` runs still finds it. `phase`: the
+/// step it is shown in (stale containers; a rollback's check).
+pub fn list_in_background(app: &App<'_>, phase: Phase) -> Script {
+    let mut s = Script::new();
+    let list = app.containers_with_state();
+    let marked = s.marked(Shown::info(phase, &list), &format!("{list} >\"$ps_out\""));
+    s.line(format!(
+        "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || {}; {marked} </dev/null & ps_pid=$!",
         Exit::Pull.exit(),
-        app.containers_with_state()
-    )
+    ));
+    s
 }
 
 impl BootScript<'_> {
     pub fn build(&self) -> Script {
         let app = self.app;
-        let v = self.version;
         let mut s = Script::new();
-        if self.stop_stale {
-            s.show(Shown::info(app.list_versions()));
-        }
-        s.show(Shown::info(app.current_running_version()))
-            .show(Shown::info(app.container_id_for(v)));
         self.old_version(&mut s);
         if let Some(asset_path) = app.asset_path() {
-            s.line(self.assets(asset_path.split(':').next().unwrap_or(&asset_path)));
+            self.assets(&mut s, asset_path.split(':').next().unwrap_or(&asset_path));
         }
         self.start(&mut s);
         if app.running_proxy() {
@@ -77,17 +76,31 @@ impl BootScript<'_> {
         s
     }
 
+    /// The step of the role's own containers: stale ones (deploy, redeploy) or a rollback's boot.
+    fn list_phase(&self) -> Phase {
+        if self.stop_stale {
+            Phase::Stale
+        } else {
+            Phase::Boot
+        }
+    }
+
     /// Steps 1–3: the role's containers, stale ones stopped, a clashing name renamed, `$old` set.
     fn old_version(&self, s: &mut Script) {
         let app = self.app;
         let (role, v, prefix) = (app.role.name.as_str(), self.version, app.container_prefix());
         let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
-        let current = app.current_version_into_old();
-        s.line(if self.listed_in_background {
-            "wait $ps_pid; containers=$(cat \"$ps_out\"); rm -f \"$ps_out\"; ps_out=".to_string()
+        let phase = self.list_phase();
+        if self.listed_in_background {
+            s.line("wait $ps_pid; containers=$(cat \"$ps_out\"); rm -f \"$ps_out\"; ps_out=");
         } else {
-            format!("containers=$({})", app.containers_with_state())
-        });
+            let list = app.containers_with_state();
+            s.run(Shown::info(phase, &list), &format!("containers=$({list})"));
+        }
+        let current = s.marked(
+            Shown::info(phase, app.current_running_version()),
+            &app.current_version_into_old(),
+        );
         // With exactly one running (or restarting) container, that one is the current version whatever
         // its image, as both of Kamal's queries return it; with none, there is none. Only several
         // running containers need the `latest`-image preference.
@@ -98,11 +111,14 @@ impl BootScript<'_> {
         // Running versions other than the current one are stale (Kamal's `docker ps` without `-a`
         // lists running, restarting and paused containers).
         if self.stop_stale {
+            let stop = s.marked(
+                Shown::info(Phase::Stale, self.stop("stale")).with_var("${stale}"),
+                &format!("{} >/dev/null 2>&1", self.stop("stale")),
+            );
             s.line(format!(
-            "for stale in $(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting|paused) echo \"${{n#{prefix}-}}\";; esac; done); do [ \"$stale\" = \"$old\" ] && continue; {}; {} >/dev/null 2>&1; done",
-            Mark::Stale.echo_with("$stale"),
-            self.stop("stale")
-        ));
+                "for stale in $(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting|paused) echo \"${{n#{prefix}-}}\";; esac; done); do [ \"$stale\" = \"$old\" ] && continue; {}; {stop}; done",
+                Mark::Stale.echo_with("$stale"),
+            ));
         }
         // After a rename the current version is read again only where Kamal's queries could answer
         // differently: with one running container it is still that one, under its new name if renamed.
@@ -111,11 +127,18 @@ impl BootScript<'_> {
             Some(role),
             &format!("Renaming container {v} to {replaced}"),
         );
+        let audit = s.marked(Shown::debug(Phase::Boot, &audit), &audit);
+        let rename = app.rename(v, &replaced);
+        let rename = s.marked(Shown::info(Phase::Boot, &rename), &rename);
+        let current = s.marked(
+            Shown::info(Phase::Boot, app.current_running_version()),
+            &app.current_version_into_old(),
+        );
         s.line(format!(
             "if echo \"$containers\" | grep -q \"^{prefix}-{v} \"; then {}; {} && \
              if [ \"$nlive\" -gt 1 ]; then {current}; elif [ \"$old\" = \"{v}\" ]; then old={replaced}; fi; fi",
             Mark::Renamed.echo_with(&replaced),
-            guard(&format!("{audit} && {}", app.rename(v, &replaced)), Exit::Rename),
+            guard(&format!("{audit} && {rename}"), Exit::Rename),
         ));
         s.line(Mark::Old.echo_with("$old"));
     }
@@ -129,28 +152,32 @@ impl BootScript<'_> {
             Some(role),
             &format!("Booted app version {v}"),
         );
-        s.show(Shown::debug(&audit))
-            .show(Shown::info(app.ensure_env_directory()))
-            .show(Shown::info(format!("Uploading {}", app.env_file_path())));
+        let audit = s.marked(Shown::debug(Phase::Boot, &audit), &audit);
         s.line(guard(&audit, Exit::Audit));
         // stdin carries the env file, then the TLS certificate and key: `head -c N` never reads past N.
         let env_file = app.env_file_path();
-        s.line(guard(
+        let mkdir = app.ensure_env_directory();
+        let mkdir = s.marked(Shown::info(Phase::Boot, &mkdir), &mkdir);
+        let upload = s.marked(
+            Shown::upload(Phase::Boot, &env_file),
             &format!(
-                "{} && (umask 077 && head -c {} > {env_file}) && chmod 600 {env_file}",
-                app.ensure_env_directory(),
+                "(umask 077 && head -c {} > {env_file}) && chmod 600 {env_file}",
                 self.env_file.len()
             ),
-            Exit::Files,
-        ));
+        );
+        s.line(guard(&format!("{mkdir} && {upload}"), Exit::Files));
         s.feed(self.env_file.as_bytes());
         let sd = app.config.service_and_destination();
         if let Some((cert, key)) = self.tls {
             let dir = format!(".kamal/proxy/apps-config/{sd}/tls/{role}");
+            let write = s.marked(
+                Shown::upload(Phase::Boot, &format!("{dir}/cert.pem {dir}/key.pem")),
+                &format!("mkdir -p {dir} && head -c {} > {dir}/cert.pem && head -c {} > {dir}/key.pem && chmod 644 {dir}/cert.pem {dir}/key.pem", cert.len(), key.len()),
+            );
             s.line(format!(
                 "{}; {}",
                 Mark::Tls.echo(),
-                guard(&format!("mkdir -p {dir} && head -c {} > {dir}/cert.pem && head -c {} > {dir}/key.pem && chmod 644 {dir}/cert.pem {dir}/key.pem", cert.len(), key.len()), Exit::Files)
+                guard(&write, Exit::Files)
             ));
             s.feed(cert.as_bytes()).feed(key.as_bytes());
         }
@@ -164,14 +191,18 @@ impl BootScript<'_> {
                 ));
             }
             w.push(format!("chmod -R 700 {dir}/{v}"));
-            s.line(guard(&w.join(" && "), Exit::Files));
+            let write = s.marked(
+                Shown::upload(Phase::Boot, &format!("{dir}/{v}")),
+                &w.join(" && "),
+            );
+            s.line(guard(&write, Exit::Files));
         }
-        let run = app.run(self.host, v, self.hostname);
-        s.show(Shown::info(&run));
         // `docker run --detach` prints the new container's ID: its first 12 characters are what Kamal
         // reads back with `docker container ls --all --filter 'name=^NAME$' --quiet`.
+        let run = app.run(self.host, v, self.hostname);
+        let run = s.marked(Shown::info(Phase::Boot, &run), &format!("cid=$({run})"));
         s.line(format!(
-            "{}; cid=$({run}) || {{ rc=$?; {}; {}; }}; cid=$(printf %.12s \"$cid\")",
+            "{}; {run} || {{ rc=$?; {}; {}; }}; cid=$(printf %.12s \"$cid\")",
             Mark::Run.echo(),
             Mark::Failed.echo_with("$rc"),
             Exit::Run.exit()
@@ -188,21 +219,30 @@ impl BootScript<'_> {
         ));
         // The container ID is only known on the host: Kamal's `--target="<id>:<port>"`, filled in there.
         let deploy = app.proxy_deploy(CID, v).replace(CID, "${cid}");
+        let deploy = s.marked(
+            Shown::info(Phase::Health, &deploy).with_var("${cid}"),
+            &deploy,
+        );
         s.line(guard(&deploy, Exit::ProxyDeploy));
         s.line(Mark::Healthy.echo());
+        let stop = s.marked(
+            Shown::info(Phase::Stop, self.stop("old")).with_var("${old}"),
+            &format!("{} >/dev/null 2>&1", self.stop("old")),
+        );
         s.line(format!(
-            "[ -z \"$old\" ] || {{ {}; {} >/dev/null 2>&1; }}",
+            "[ -z \"$old\" ] || {{ {}; {stop}; }}",
             Mark::Stopping.echo_with("$old"),
-            self.stop("old")
         ));
         if app.asset_path().is_some() {
-            s.line(self.assets_cleanup());
+            let cleanup = self.assets_cleanup();
+            s.run(Shown::info(Phase::Stop, &cleanup), &cleanup);
         }
         if app.config.get("error_pages_path").is_some() {
-            s.line(format!(
+            let cleanup = format!(
                 "find .kamal/proxy/apps-config/{}/error_pages -mindepth 1 -maxdepth 1 ! -name {v} -exec rm -rf {{}} +",
                 app.config.service_and_destination()
-            ));
+            );
+            s.run(Shown::info(Phase::Stop, &cleanup), &cleanup);
         }
         s.line(Mark::Done.echo());
     }
@@ -222,7 +262,7 @@ impl BootScript<'_> {
     }
 
     /// Extract the new version's assets from its image, and cross-copy with the old version's.
-    fn assets(&self, path: &str) -> String {
+    fn assets(&self, s: &mut Script, path: &str) {
         let app = self.app;
         let (role, v) = (app.role.name.as_str(), self.version);
         let base = format!(
@@ -232,14 +272,22 @@ impl BootScript<'_> {
         let helper = format!("{}-assets", app.container_prefix());
         let image = format!("{}:{v}", app.config.repository());
         let extract = format!(
-            "{{ mkdir -p {base}/extracted/{role}-{v} && docker container rm {helper} 2> /dev/null || true && docker container create --name {helper} {image} && docker container cp -L {helper}:{path}/. {base}/extracted/{role}-{v} && docker container rm {helper}; }} >/dev/null"
+            "mkdir -p {base}/extracted/{role}-{v} && docker container rm {helper} 2> /dev/null || true && docker container create --name {helper} {image} && docker container cp -L {helper}:{path}/. {base}/extracted/{role}-{v} && docker container rm {helper}"
         );
-        format!(
-            "{}\n\
-             mkdir -p {base}/volumes/{role}-{v} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-{v}\n\
-             [ -z \"$old\" ] || {{ cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-$old || true ; cp -rnT {base}/extracted/{role}-$old {base}/volumes/{role}-{v} || true ; }}",
-            guard(&extract, Exit::Assets)
-        )
+        let extract = s.marked(
+            Shown::info(Phase::Boot, &extract),
+            &format!("{{ {extract}; }} >/dev/null"),
+        );
+        s.line(guard(&extract, Exit::Assets));
+        let sync = format!(
+            "mkdir -p {base}/volumes/{role}-{v} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-{v}"
+        );
+        s.run(Shown::info(Phase::Boot, &sync), &sync);
+        let cross = format!(
+            "cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-${{old}} || true ; cp -rnT {base}/extracted/{role}-${{old}} {base}/volumes/{role}-{v} || true"
+        );
+        let cross = s.marked(Shown::info(Phase::Boot, &cross).with_var("${old}"), &cross);
+        s.line(format!("[ -z \"$old\" ] || {cross}"));
     }
 
     fn assets_cleanup(&self) -> String {

@@ -17,7 +17,7 @@ use crate::commands::builder::{
 use crate::commands::builder_v1::BuilderV1;
 use crate::commands::registry;
 use crate::error::{Error, ErrorKind, Result};
-use crate::output::uuid;
+use crate::output::{uuid, Stream};
 use crate::runner::failure::failure_text;
 use crate::runner::run::Run;
 
@@ -134,13 +134,10 @@ impl<'r, 'a> Build<'r, 'a> {
         if o.streamed {
             self.run.output.build_finished(&id, secs, status);
         } else {
-            self.run
-                .output
-                .finished(&id, secs, status, "localhost", o.debug);
-            if !o.debug || self.run.output.verbosity() == crate::output::Verbosity::Verbose {
-                self.run.output.debug(&id, &stdout);
-                self.run.output.debug(&id, &stderr);
-            }
+            let output = &self.run.output;
+            output.command_output(&id, "localhost", Stream::Stdout, &stdout);
+            output.command_output(&id, "localhost", Stream::Stderr, &stderr);
+            output.finished(&id, secs, status, "localhost", o.debug);
         }
         Ok(Local {
             status,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::commands::{lock, v1};
 use crate::config::KamalMajor;
 use crate::error::{Error, ErrorKind, Result};
+use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
 use crate::runner::script::{Exit, Mark, Script, Shown};
@@ -42,25 +43,22 @@ pub fn acquire(run: &Run<'_>) -> Script {
     );
     let take = lock::acquire_at(&dir, &details);
     let mut s = Script::new();
-    s.show(Shown::info(&prep)).show(Shown::debug(&take));
-    s.line(format!("{prep} && {take}"));
-    s
+    s.run(Shown::info(Phase::Lock, &prep), &prep)
+        .run(Shown::debug(Phase::Lock, &take), &take);
+    s.chain()
 }
 
 /// The lock taken at the start of the primary host's first script: a held lock ends the script there.
 /// It reads nothing from stdin (which carries the boot's env file).
 pub fn in_script(run: &Run<'_>) -> Script {
-    let take = acquire(run);
-    let mut s = Script::new();
-    s.shown = take.shown.clone();
-    s.line(format!(
-        "{}; {{ {}; }} </dev/null || {}; {}",
-        Mark::Lock.echo(),
-        take.text(),
-        Exit::Locked.exit(),
-        Mark::Locked.echo()
-    ));
-    s
+    acquire(run).map(|take| {
+        format!(
+            "{}; {{ {take}; }} </dev/null || {}; {}",
+            Mark::Lock.echo(),
+            Exit::Locked.exit(),
+            Mark::Locked.echo()
+        )
+    })
 }
 
 pub fn release_command(run: &Run<'_>) -> String {
@@ -72,12 +70,15 @@ pub async fn acquire_on_primary(run: &Run<'_>) -> Result<()> {
     let host = run.sel.primary_host.clone();
     let (wait, timeout) = (run.options.lock_wait, run.options.lock_wait_timeout);
     if wait {
-        run.output.say(&format!(
-            "Acquiring the deploy lock (waiting up to {}s)...",
-            secs(timeout)
-        ));
+        run.say_step(
+            Phase::Lock,
+            &format!(
+                "Acquiring the deploy lock (waiting up to {}s)...",
+                secs(timeout)
+            ),
+        );
     } else {
-        run.output.say("Acquiring the deploy lock...");
+        run.header(Phase::Lock);
     }
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let mut told = false;
@@ -133,7 +134,10 @@ async fn status_after(run: &Run<'_>, host: &str, out: &ssh::Output) -> Result<St
         return Err(HostError::command_failed(host, "mkdir", out).into());
     }
     let status = lock::status_at(&dir(run));
-    Ok(run.exec_one(host, &status, false).await?.stdout)
+    Ok(run
+        .exec_one(host, Phase::Lock, &status, false)
+        .await?
+        .stdout)
 }
 
 /// Kamal's words for a lock someone else holds.
@@ -155,36 +159,25 @@ pub async fn refused(run: &Run<'_>, host: &str, out: &ssh::Output) -> HostError 
     error.into()
 }
 
-/// The lock is held (or will not be): hosts waiting to boot go on. Kamal's step lines follow, in its
-/// order, once the steps may start.
+/// The lock is held (or will not be): hosts waiting to boot go on (the steps' headings follow as
+/// each step first begins).
 pub fn settled(run: &Run<'_>, held: bool) {
     if held {
         run.lock.taken();
     }
-    if !run.lock_settled.set(held) {
-        return;
-    }
-    if !held {
+    if run.lock_settled.set(held) && !held {
         // No lock, no boot anywhere.
         run.pulled.halt();
-    } else {
-        if run.options.boots_proxy() {
-            run.output.say("Ensure kamal-proxy is running...");
-        }
-        if run.options.stops_stale() {
-            run.output.say("Detect stale containers...");
-        }
-        run.output.say(&format!(
-            "Start container with version {} (or reboot if already running)...",
-            run.version
-        ));
     }
 }
 
 /// Releases the lock (when this run holds it).
 pub async fn release(run: &Run<'_>) -> Result<()> {
     let host = run.sel.primary_host.clone();
-    let out = run.exec_one(&host, &release_command(run), true).await?;
+    run.header(Phase::Release);
+    let out = run
+        .exec_one(&host, Phase::Release, &release_command(run), true)
+        .await?;
     if !out.success() {
         return Err(HostError::command_failed(&host, "rm", &out).into());
     }
@@ -205,6 +198,7 @@ fn secs(s: f64) -> String {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::script::unmarked;
     use crate::runner::steps::tests::{golden_config, sh_n};
 
     #[test]
@@ -213,18 +207,15 @@ mod tests {
         let run = Run::for_test(&c, DeployOptions::default());
         let s = acquire(&run);
         assert_eq!(
-            s.text(),
+            unmarked(&s.text()),
             "mkdir -p .kamal && mkdir .kamal/lock-app-staging && echo \"TG9ja2VkIGJ5OiBEZXBsb3llciBhdCAyMDI2LTEyLTAxVDEwOjAwOjAwWgpW\nZXJzaW9uOiB2MgpNZXNzYWdlOiBBdXRvbWF0aWMgZGVwbG95IGxvY2s=\n\" > .kamal/lock-app-staging/details"
         );
-        assert_eq!(s.shown[0], Shown::info("mkdir -p .kamal"));
+        assert_eq!(s.shown[0], Shown::info(Phase::Lock, "mkdir -p .kamal"));
         assert!(s.shown[1].debug);
         let first = in_script(&run);
-        assert!(first
-            .text()
-            .starts_with("echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir "));
-        assert!(first
-            .text()
-            .ends_with("} </dev/null || exit 77; echo \"kamal-rs:locked\""));
+        let text = unmarked(&first.text());
+        assert!(text.starts_with("echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir "));
+        assert!(text.ends_with("} </dev/null || exit 77; echo \"kamal-rs:locked\""));
         sh_n(&first.text());
         assert_eq!(
             release_command(&run),

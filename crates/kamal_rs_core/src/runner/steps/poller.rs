@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::commands::app::App;
 use crate::error::ErrorKind;
+use crate::output::timeline::{Phase, Status};
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
+use crate::runner::script::{Script, Shown};
 
 pub async fn wait_until_ready(
     run: &Run<'_>,
@@ -19,10 +21,40 @@ pub async fn wait_until_ready(
         timeouts.deploy_timeout.max(0) as u64,
         timeouts.readiness_delay.max(0) as u64,
     );
-    let deadline = Instant::now() + Duration::from_secs(timeout);
-    let status_cmd = app.status(&run.version);
+    let since = Instant::now();
+    let result = poll(
+        run,
+        host,
+        app,
+        since + Duration::from_secs(timeout),
+        timeout,
+        delay,
+    )
+    .await;
+    let status = if result.is_ok() {
+        Status::Ok
+    } else {
+        Status::Failed
+    };
+    let role = Some(app.role.name.as_str());
+    run.timeline
+        .record(host, role, Phase::Health, since, Instant::now(), status);
+    result
+}
+
+/// Polls until ready, or `deadline`.
+async fn poll(
+    run: &Run<'_>,
+    host: &str,
+    app: &App<'_>,
+    deadline: Instant,
+    timeout: u64,
+    delay: u64,
+) -> std::result::Result<(), HostError> {
+    // Each check is logged; the step is the whole wait (recorded by the caller).
+    let status_cmd = Script::command(Shown::info(Phase::Other, app.status(&run.version)));
     let status = || async {
-        let out = run.exec_one(host, &status_cmd, false).await?;
+        let out = run.exec(host, &status_cmd, &mut |_| {}).await?;
         Ok::<String, HostError>(out.stdout.trim().to_string())
     };
     let interrupted = || HostError::new(ErrorKind::Interrupted, "Interrupted");

@@ -4,46 +4,55 @@
 
 use crate::commands::{proxy, registry};
 use crate::error::ErrorKind;
+use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
 use crate::ssh;
 use crate::value::{Map, Value};
 
-/// One host's proxy boot as one script, run in a subshell of its own: its `exit`s end only it. Logged
-/// as Kamal's commands; on a proxy host whose kamal-proxy already runs on the `kamal` network (every
-/// redeploy) one `docker inspect` stands for the network create, the version check and the start,
-/// which would change nothing there, and a login with the credentials already stored is skipped.
+/// One host's proxy boot as one script, run in a subshell of its own: its `exit`s end only it. One
+/// `docker inspect` reads whether kamal-proxy runs on the `kamal` network and its version; on a host
+/// where it does (every deploy after the first) the network create and the start, which would change
+/// nothing there, are not run, and a login with the credentials already stored is skipped.
 pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
-    let mut s = Script::new();
-    s.show(Shown::info(proxy::NETWORK_CREATE));
-    let network = format!(
+    let network_body = format!(
         "out=$({} 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
         proxy::NETWORK_CREATE
     );
+    let mut s = Script::new();
     if !run.sel.proxy_hosts.iter().any(|h| h == host) {
-        s.line(network);
+        s.run(
+            Shown::info(Phase::Proxy, proxy::NETWORK_CREATE),
+            &network_body,
+        );
         return Ok(s);
     }
+    let state = s.marked(
+        Shown::info(Phase::Proxy, proxy::STATE),
+        &format!("p=$({} 2>/dev/null)", proxy::STATE),
+    );
     s.line(format!(
-        "p=$({} 2>/dev/null); up=${{p%% *}}; v=${{p#* }}; v=${{v##*:}}; {}",
-        proxy::STATE,
+        "{state}; up=${{p%% *}}; v=${{p#* }}; v=${{v##*:}}; {}",
         Mark::ProxyVersion.echo_with("$v")
     ));
-    s.line(format!(
-        "[ \"$up\" = {} ] || {{ {network}; }}",
-        proxy::RUNNING
-    ));
+    let network = s.marked(
+        Shown::info(Phase::Proxy, proxy::NETWORK_CREATE),
+        &network_body,
+    );
+    s.line(format!("[ \"$up\" = {} ] || {network}", proxy::RUNNING));
     let server = run.config.registry().server;
     if !run.config.registry().local() {
         let (user, password) = run.credentials()?;
-        s.show(Shown::info(registry::login_redacted(server.as_deref())));
-        s.line(format!(
-            "{} >/dev/null || exit 1",
-            registry::login_unless_logged_in(server.as_deref(), &user, &password)
-        ));
+        let login = s.marked(
+            Shown::info(Phase::Proxy, registry::login_redacted(server.as_deref())),
+            &format!(
+                "{} >/dev/null",
+                registry::login_unless_logged_in(server.as_deref(), &user, &password)
+            ),
+        );
+        s.line(format!("{login} || exit 1"));
     }
-    s.show(Shown::info(proxy::VERSION));
     s.line(format!(
         "if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${{v#v}}\" {min} | sort -V | head -n1)\" != {min} ]; then {}; fi",
         Exit::ProxyTooOld.exit(),
@@ -53,11 +62,13 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
         Some(run_config) => proxy::start_or_run(&run_config),
         None => proxy::start_or_run_from_boot_config(),
     };
-    s.show(Shown::info(proxy::MKDIR_APPS_CONFIG))
-        .show(Shown::info(&start));
-    s.line(format!(
-        "{} && {{ [ \"$up\" = {} ] || {{ {start}; }}; }}",
+    let mkdir = s.marked(
+        Shown::info(Phase::Proxy, proxy::MKDIR_APPS_CONFIG),
         proxy::MKDIR_APPS_CONFIG,
+    );
+    let start = s.marked(Shown::info(Phase::Proxy, &start), &start);
+    s.line(format!(
+        "{mkdir} && {{ [ \"$up\" = {} ] || {start}; }}",
         proxy::RUNNING
     ));
     Ok(s)
@@ -66,17 +77,14 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
 /// The proxy boot inside a host's first script: a failure ends the script with `Exit::ProxyBoot`.
 pub fn in_script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
     let inner = script(run, host)?;
-    let mut s = Script::new();
-    s.shown = inner.shown.clone();
-    s.line(format!(
-        "{}; {}",
-        Mark::ProxyBoot.echo(),
-        guard(
-            &format!("( {}\n) </dev/null", inner.text()),
-            Exit::ProxyBoot
+    let proxy = inner.map(|text| {
+        format!(
+            "{}; {}",
+            Mark::ProxyBoot.echo(),
+            guard(&format!("( {text}\n) </dev/null"), Exit::ProxyBoot)
         )
-    ));
-    Ok(s)
+    });
+    Ok(proxy)
 }
 
 /// Boots kamal-proxy on one host, as its own command.
@@ -85,10 +93,7 @@ pub async fn boot(run: &Run<'_>, host: &str) -> std::result::Result<(), HostErro
         return Ok(());
     }
     run.output.progress(host, "ensuring kamal-proxy is running");
-    let mut s = Script::new();
-    let inner = script(run, host)?;
-    s.shown = inner.shown.clone();
-    s.line(format!("( {}\n)", inner.text()));
+    let s = script(run, host)?.map(|text| format!("( {text}\n)"));
     let out = run.exec(host, &s, &mut |_| {}).await?;
     outcome(host, &out)
 }
@@ -130,7 +135,7 @@ fn run_config(run: &Run<'_>, host: &str) -> Option<Map> {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
-    use crate::runner::steps::tests::{golden_config, run_sh, sh_n};
+    use crate::runner::steps::tests::{golden, golden_config, run_sh, sh_n};
 
     #[test]
     fn a_proxy_hosts_boot() {
@@ -141,26 +146,15 @@ mod tests {
         assert_eq!(
             shown,
             [
+                proxy::STATE,
                 "docker network create kamal",
                 "docker login registry.example.com -u [REDACTED] -p [REDACTED]",
-                proxy::VERSION,
                 "mkdir -p .kamal/proxy/apps-config",
                 &proxy::start_or_run_from_boot_config(),
             ]
         );
-        assert_eq!(
-            s.text(),
-            format!(
-                "echo \"kamal-rs:proxy-boot\"; {{ ( p=$({} 2>/dev/null); up=${{p%% *}}; v=${{p#* }}; v=${{v##*:}}; echo \"kamal-rs:proxy-version $v\"\n\
-                 [ \"$up\" = true/kamal ] || {{ out=$(docker network create kamal 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac; }}\n\
-                 grep -A1 -F '\"registry.example.com\": {{' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"dXNlcjpwYXNz\"' || docker login registry.example.com -u \"user\" -p \"pass\" >/dev/null || exit 1\n\
-                 if [ -n \"$v\" ] && [ \"$(printf '%s\\n' \"${{v#v}}\" 0.9.2 | sort -V | head -n1)\" != 0.9.2 ]; then exit 90; fi\n\
-                 mkdir -p .kamal/proxy/apps-config && {{ [ \"$up\" = true/kamal ] || {{ {}; }}; }}\n\
-                 ) </dev/null; }} || {{ rc=$?; echo \"kamal-rs:failed $rc\"; exit 79; }}",
-                proxy::STATE,
-                proxy::start_or_run_from_boot_config()
-            )
-        );
+        assert!(s.shown.iter().all(|s| s.phase == Phase::Proxy));
+        golden("proxy_boot.sh", &s.text());
         sh_n(&s.text());
         // A host of a role without the proxy only gets the network.
         let worker = script(&run, "10.0.0.3").unwrap();

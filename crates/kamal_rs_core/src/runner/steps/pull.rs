@@ -10,23 +10,22 @@ use futures::future::join_all;
 
 use crate::commands::{builder, registry, server};
 use crate::error::Result;
+use crate::output::timeline::Phase;
 use crate::runner::failure::{combine, HostError};
 use crate::runner::run::Run;
 use crate::runner::script::{interruptible, waited, Mark, Script, Shown};
 use crate::ssh;
 
 /// `docker login` unless the host's Docker already holds these credentials (same end state, fewer
-/// registry round trips).
+/// registry round trips); shown as Kamal's `docker login`.
 pub fn login(run: &Run<'_>) -> std::result::Result<Script, HostError> {
     let (user, password) = run.credentials()?;
     let server = run.config.registry().server;
     let mut s = Script::new();
-    s.show(Shown::info(registry::login_redacted(server.as_deref())));
-    s.line(format!(
-        "{} && {{ {}; }}",
-        Mark::Login.echo(),
-        registry::login_unless_logged_in(server.as_deref(), &user, &password)
-    ));
+    s.run(
+        Shown::info(Phase::Pull, registry::login_redacted(server.as_deref())),
+        &registry::login_unless_logged_in(server.as_deref(), &user, &password),
+    );
     Ok(s)
 }
 
@@ -36,22 +35,16 @@ pub fn image(run: &Run<'_>, audit: Script) -> Script {
     let image = format!("{}:{}", run.config.repository(), run.version);
     let service = run.config.service();
     let mut s = Script::new();
-    s.shown = audit.shown.clone();
-    s.line(format!(
-        "{} && {}",
-        Mark::Audit.echo(),
-        audit.chain().text()
-    ));
+    s.append(audit);
     let pull = builder::pull(&image);
-    s.show(Shown::info(&pull))
-        .show(Shown::info(builder::validate_image(&image, &service)));
     // In the background, waited for: Ctrl-C stops a pull that hangs instead of waiting for it.
-    s.line(format!("{} && {}", Mark::Pull.echo(), waited(&pull)));
-    s.line(format!(
-        "{} && {{ {}; }}",
-        Mark::Label.echo(),
-        builder::validate_image_typed(&image, &service)
-    ));
+    s.run(Shown::info(Phase::Pull, &pull), &waited(&pull));
+    // Shown as Kamal's untyped `docker inspect`; the typed one asks Docker one question fewer.
+    let label = s.marked(
+        Shown::info(Phase::Pull, builder::validate_image(&image, &service)),
+        &builder::validate_image_typed(&image, &service),
+    );
+    s.line(format!("{} && {label}", Mark::Label.echo()));
     s
 }
 
@@ -71,7 +64,7 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Option<Script>, 
         &format!("Pulled image with version {}", run.version),
     );
     let mut audit_part = Script::new();
-    audit_part.show(Shown::debug(&audit)).line(audit);
+    audit_part.run(Shown::debug(Phase::Pull, &audit), &audit);
     s.append(image(run, audit_part));
     Ok(Some(s.chain()))
 }
@@ -79,7 +72,7 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Option<Script>, 
 /// Pulls on one host (a host without the app gets `.kamal`).
 pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
     let Some(pull) = script(run, host)? else {
-        run.exec_one(host, server::ENSURE_RUN_DIRECTORY, false)
+        run.exec_one(host, Phase::Pull, server::ENSURE_RUN_DIRECTORY, false)
             .await?;
         return Ok(());
     };
@@ -184,7 +177,9 @@ async fn mirror_seeds(run: &Run<'_>) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let answers = join_all(run.sel.app_hosts.iter().map(|h| async move {
-        let out = run.exec_one(h, builder::FIRST_MIRROR, false).await?;
+        let out = run
+            .exec_one(h, Phase::Pull, builder::FIRST_MIRROR, false)
+            .await?;
         let text = format!("{}{}", out.stdout, out.stderr);
         if out.success() {
             let mirror = out.stdout.trim().to_string();
@@ -215,6 +210,7 @@ async fn mirror_seeds(run: &Run<'_>) -> Result<Vec<String>> {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::script::unmarked;
     use crate::runner::steps::tests::{golden_config, sh_n};
 
     #[test]
@@ -223,9 +219,11 @@ mod tests {
         let run = Run::for_test(&c, DeployOptions::default());
         let s = script(&run, "10.0.0.1").unwrap().unwrap();
         assert_eq!(
-            s.text(),
-            "echo \"kamal-rs:login\" && { grep -A1 -F '\"registry.example.com\": {' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"dXNlcjpwYXNz\"' || docker login registry.example.com -u \"user\" -p \"pass\"; } && echo \"kamal-rs:audit\" && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pulled image with version v2\" >> .kamal/app-staging-audit.log && echo \"kamal-rs:pull\" && { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; } && echo \"kamal-rs:label\" && { docker image inspect -f '{{ .Config.Labels.service }}' registry.example.com/app:v2 | grep -x app || (echo \"Image registry.example.com/app:v2 is missing the 'service' label\" && exit 1); }"
+            unmarked(&s.text()),
+            "grep -A1 -F '\"registry.example.com\": {' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"dXNlcjpwYXNz\"' || docker login registry.example.com -u \"user\" -p \"pass\" && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pulled image with version v2\" >> .kamal/app-staging-audit.log && { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; } && echo \"kamal-rs:label\" && docker image inspect -f '{{ .Config.Labels.service }}' registry.example.com/app:v2 | grep -x app || (echo \"Image registry.example.com/app:v2 is missing the 'service' label\" && exit 1)"
         );
+        assert!(s.text().contains("{ echo \"kamal-rs:start 2\"; { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; }; kamal_rs_end 2 $?; }"), "{}", s.text());
+        assert!(s.shown.iter().all(|s| s.phase == Phase::Pull));
         let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
         assert_eq!(
             shown,

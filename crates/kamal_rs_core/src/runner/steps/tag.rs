@@ -7,6 +7,7 @@ use super::lock;
 use crate::commands::{app, prune};
 use crate::config::KamalMajor;
 use crate::error::Result;
+use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::rollout;
 use crate::runner::run::Run;
@@ -27,8 +28,8 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
             &format!("Tagging {image} as the latest image"),
         );
         let tag = app::tag_latest(c, &run.version);
-        s.show(Shown::debug(&audit)).show(Shown::info(&tag));
-        s.line(format!("{audit} && {tag}"));
+        s.run(Shown::debug(Phase::Tag, &audit), &audit)
+            .run(Shown::info(Phase::Tag, &tag), &tag);
     }
     if run.options.prunes() {
         let service = c.service();
@@ -46,15 +47,15 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
             ),
         ] {
             let audit = auditor.record(&run.clock.now(), None, message);
-            s.show(Shown::debug(&audit)).line(audit);
+            s.run(Shown::debug(Phase::Prune, &audit), &audit);
             for cmd in commands {
-                s.show(Shown::info(&cmd)).line(format!("{{ {cmd}; }}"));
+                s.run(Shown::info(Phase::Prune, &cmd), &cmd);
             }
         }
     }
     if release_lock {
         let release = lock::release_command(run);
-        s.show(Shown::debug(&release)).line(release);
+        s.run(Shown::debug(Phase::Release, &release), &release);
     }
     (!s.is_empty()).then(|| s.chain())
 }
@@ -69,8 +70,7 @@ pub fn after_boot(run: &Run<'_>, tag: Script) -> Script {
     } else {
         s.line(Mark::Booted.echo());
     }
-    s.shown = tag.shown.clone();
-    s.line(or_exit(&tag.text(), Exit::Tag));
+    s.append(tag.map(|text| or_exit(text, Exit::Tag)));
     s.line(Mark::Tagged.echo());
     s
 }
@@ -100,16 +100,6 @@ pub fn releases_lock(run: &Run<'_>, host: &str) -> bool {
     host == run.sel.primary_host && run.lock.to_release()
 }
 
-/// Kamal's headings for what follows the boots; `release`: the lock is released with the tags.
-pub fn announce(run: &Run<'_>, release: bool) {
-    if run.options.prunes() {
-        run.output.say("Prune old containers and images...");
-    }
-    if release {
-        run.output.say("Releasing the deploy lock...");
-    }
-}
-
 /// A boot's script also tagged (and pruned, and released the lock).
 pub fn done_in_boot(run: &Run<'_>, host: &str, released: bool) {
     if released {
@@ -129,7 +119,6 @@ pub fn failed(host: &str, out: &ssh::Output) -> HostError {
 /// second deploy, whose first change is seconds away, cannot tell apart.
 pub async fn tag_all(run: &Run<'_>) -> Result<()> {
     let release = run.lock.to_release();
-    announce(run, release);
     let primary = run.sel.primary_host.as_str();
     run.on_hosts(&run.sel.hosts, |h| {
         tag_and_prune(run, h, release && h == primary)
@@ -166,7 +155,7 @@ async fn tag_and_prune(
 mod tests {
     use super::*;
     use crate::runner::options::{Command, DeployOptions};
-    use crate::runner::script::Gate;
+    use crate::runner::script::{unmarked, Gate};
     use crate::runner::steps::tests::{golden_config, sh_n};
 
     #[test]
@@ -175,20 +164,23 @@ mod tests {
         let run = Run::for_test(&c, DeployOptions::default());
         let s = script(&run, "10.0.0.1", true).unwrap();
         assert_eq!(
-            s.text(),
-            "mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Tagging registry.example.com/app:v2 as the latest image\" >> .kamal/app-staging-audit.log && docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pruned containers\" >> .kamal/app-staging-audit.log && { docker ps -q -a --filter label=service=app --filter status=created --filter status=exited --filter status=dead | tail -n +6 | while read container_id; do docker rm $container_id; done; } && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pruned images\" >> .kamal/app-staging-audit.log && { docker image prune --force --filter label=service=app; } && { docker image ls --filter label=service=app --format '{{.ID}} {{.Repository}}:{{.Tag}}' | grep -v -w \"$(docker container ls -a --format '{{.Image}}\\|' --filter label=service=app | tr -d '\\n')registry.example.com/app:latest-staging\\|registry.example.com/app:<none>\" | while read image tag; do docker rmi $tag; done; } && rm .kamal/lock-app-staging/details && rm -r .kamal/lock-app-staging"
+            unmarked(&s.text()),
+            "mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Tagging registry.example.com/app:v2 as the latest image\" >> .kamal/app-staging-audit.log && docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pruned containers\" >> .kamal/app-staging-audit.log && docker ps -q -a --filter label=service=app --filter status=created --filter status=exited --filter status=dead | tail -n +6 | while read container_id; do docker rm $container_id; done && mkdir -p .kamal && echo \"[2026-12-01T10:00:00Z] [deployer@example.com] [staging] Pruned images\" >> .kamal/app-staging-audit.log && docker image prune --force --filter label=service=app && docker image ls --filter label=service=app --format '{{.ID}} {{.Repository}}:{{.Tag}}' | grep -v -w \"$(docker container ls -a --format '{{.Image}}\\|' --filter label=service=app | tr -d '\\n')registry.example.com/app:latest-staging\\|registry.example.com/app:<none>\" | while read image tag; do docker rmi $tag; done && rm .kamal/lock-app-staging/details && rm -r .kamal/lock-app-staging"
         );
+        let phases: Vec<Phase> = s.shown.iter().map(|s| s.phase).collect();
+        assert_eq!(phases[..2], [Phase::Tag, Phase::Tag]);
+        assert_eq!(phases[7], Phase::Release);
         assert_eq!(s.shown.len(), 8);
         sh_n(&s.text());
         let folded = after_boot(&run, s);
-        let text = folded.text();
+        let text = unmarked(&folded.text());
         assert!(
-            text.starts_with("echo \"kamal-rs:booted\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }\n"),
+            text.starts_with("echo \"kamal-rs:booted\"; echo \"kamal-rs:wait tag-wait\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }\n"),
             "{text}"
         );
         assert!(text.ends_with("|| exit 76\necho \"kamal-rs:tagged\""));
         assert_eq!(folded.gates(), [Gate::Booted]);
-        sh_n(&text);
+        sh_n(&folded.text());
     }
 
     #[test]
@@ -201,7 +193,7 @@ mod tests {
         let run = Run::for_test(&c, options);
         let s = script(&run, "10.0.0.3", false).unwrap();
         assert_eq!(s.shown.len(), 2);
-        assert!(s.text().ends_with(
+        assert!(unmarked(&s.text()).ends_with(
             "docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging"
         ));
         assert!(script(&run, "10.0.0.9", false).is_none());

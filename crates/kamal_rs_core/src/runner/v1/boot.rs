@@ -9,6 +9,7 @@ use crate::commands::registry;
 use crate::commands::v1::{AppV1, Traefik};
 use crate::config::Role;
 use crate::error::ErrorKind;
+use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::report::RoleState;
 use crate::runner::run::Run;
@@ -65,57 +66,79 @@ pub fn script(run: &Run<'_>, host: &str, role: &Role) -> Script {
     let docker_run = app.run(host, v, &hostname);
     let mut s = Script::new();
     if run.options.stops_stale() {
-        s.show(Shown::info(app.list_versions()));
-    }
-    s.show(Shown::info(app.current_running_version()))
-        .show(Shown::info(app.container_id_for(v)))
-        .show(Shown::debug(&booted_audit))
-        .show(Shown::info(&docker_run))
-        .show(Shown::info(app.status(v)));
-    if run.options.stops_stale() {
-        s.line(format!("current=$({})", app.current_running_version()));
+        let current = app.current_running_version();
+        s.run(
+            Shown::info(Phase::Stale, &current),
+            &format!("current=$({current})"),
+        );
+        let list = app.list_versions();
+        s.run(
+            Shown::info(Phase::Stale, &list),
+            &format!("versions=$({list})"),
+        );
+        let stop = s.marked(
+            Shown::info(Phase::Stale, app.stop("${stale}")).with_var("${stale}"),
+            &format!("{} >/dev/null 2>&1", app.stop("$stale")),
+        );
         s.line(format!(
-            "for stale in $({}); do [ \"$stale\" = \"$current\" ] && continue; {}; {} >/dev/null 2>&1; done",
-            app.list_versions(),
+            "for stale in $versions; do [ \"$stale\" = \"$current\" ] && continue; {}; {stop}; done",
             Mark::Stale.echo_with("$stale"),
-            app.stop("$stale")
         ));
     }
+    let find = app.container_id_for(v);
+    let found = s.marked(Shown::info(Phase::Boot, &find), &format!("c=$({find})"));
+    let rename_audit = s.marked(Shown::debug(Phase::Boot, &rename_audit), &rename_audit);
+    let rename = app.rename(v, &replaced);
+    let rename = s.marked(Shown::info(Phase::Boot, &rename), &rename);
     s.line(format!(
-        "if [ -n \"$({})\" ]; then {}; {}; fi",
-        app.container_id_for(v),
+        "{found}; if [ -n \"$c\" ]; then {}; {}; fi",
         Mark::Renamed.echo_with(&replaced),
-        guard(
-            &format!("{rename_audit} && {}", app.rename(v, &replaced)),
-            Exit::Rename
-        )
+        guard(&format!("{rename_audit} && {rename}"), Exit::Rename)
     ));
-    s.line(format!(
-        "old=$({}); {}",
-        app.current_running_version(),
-        Mark::Old.echo_with("$old")
-    ));
+    let current = app.current_running_version();
+    let old = s.marked(
+        Shown::info(Phase::Boot, &current),
+        &format!("old=$({current})"),
+    );
+    s.line(format!("{old}; {}", Mark::Old.echo_with("$old")));
     if let Some(assets) = app.extract_and_sync_assets(v) {
-        s.line(guard(&format!("{{ {assets}; }} >/dev/null"), Exit::Assets));
+        let assets = s.marked(
+            Shown::info(Phase::Boot, &assets),
+            &format!("{{ {assets}; }} >/dev/null"),
+        );
+        s.line(guard(&assets, Exit::Assets));
     }
+    let booted_audit = s.marked(Shown::debug(Phase::Boot, &booted_audit), &booted_audit);
     s.line(guard(&booted_audit, Exit::Audit));
     if app.uses_cord() {
-        s.line(guard(&app.tie_cord(), Exit::Cord));
+        let tie = app.tie_cord();
+        let tie = s.marked(Shown::info(Phase::Boot, &tie), &tie);
+        s.line(guard(&tie, Exit::Cord));
     }
+    let docker_run = s.marked(
+        Shown::info(Phase::Boot, &docker_run),
+        &format!("{docker_run} >/dev/null"),
+    );
     s.line(format!(
         "{}; {}",
         Mark::Run.echo(),
-        guard(&format!("{docker_run} >/dev/null"), Exit::Run)
+        guard(&docker_run, Exit::Run)
     ));
-    // Healthy, or running without a health check (then the readiness delay, as 1.9).
+    // Healthy, or running without a health check (then the readiness delay, as 1.9). The wait is
+    // logged as one command: its time is the whole wait.
     let delay = Some(run.config.timeouts().readiness_delay);
     let stop_new = format!("{} >/dev/null 2>&1", app.stop(v));
+    let wait = s.marked(
+        Shown::info(Phase::Health, app.status(v)),
+        &poll_loop(&app.status(v), &READY, delay, polls, &stop_new),
+    );
     s.line(format!(
-        "{}; {}",
-        poll_loop(&app.status(v), &READY, delay, polls, &stop_new),
+        "{wait} || {}; {}",
+        READY.exit.exit(),
         Mark::Healthy.echo()
     ));
-    s.line(stop_old(&app, polls, v));
+    let stop_old = stop_old(&mut s, &app, polls, v);
+    s.line(stop_old);
     s.line(Mark::Done.echo());
     s
 }
@@ -124,19 +147,38 @@ pub fn script(run: &Run<'_>, host: &str, role: &Role) -> Script {
 /// is stopped. Cutting comes TRAEFIK_UPDATE_DELAY - UNHEALTHY_AFTER seconds after the new one is
 /// healthy, so Traefik still gets at least Kamal's 5 s to route to the new container before the old
 /// one can be unhealthy; the 5 s after it is unhealthy stay as they are.
-fn stop_old(app: &AppV1<'_>, polls: i64, version: &str) -> String {
+fn stop_old(s: &mut Script, app: &AppV1<'_>, polls: i64, version: &str) -> String {
     let mut steps = vec![];
     if app.uses_cord() {
+        let cord = app.cord("${old}");
+        let cord = s.marked(
+            Shown::info(Phase::Stop, &cord).with_var("${old}"),
+            &format!("cord=$({cord})"),
+        );
+        let cut = AppV1::cut_cord("\"$cord\"");
+        let cut = s.marked(
+            Shown::info(Phase::Stop, AppV1::cut_cord("${cord}")).with_var("${cord}"),
+            &cut,
+        );
+        let unhealthy = app.status("${old}");
+        let wait = s.marked(
+            Shown::info(Phase::Stop, &unhealthy).with_var("${old}"),
+            &poll_loop(&app.status("$old"), &UNHEALTHY, None, polls, "true"),
+        );
         steps.push(format!(
-            "cord=$({}); if [ -n \"$cord\" ]; then sleep {}; {}; {}; sleep {TRAEFIK_UPDATE_DELAY}; fi",
-            app.cord("$old"),
+            "{cord}; if [ -n \"$cord\" ]; then sleep {}; {cut}; {wait} || {}; sleep {TRAEFIK_UPDATE_DELAY}; fi",
             TRAEFIK_UPDATE_DELAY - UNHEALTHY_AFTER,
-            AppV1::cut_cord("\"$cord\""),
-            poll_loop(&app.status("$old"), &UNHEALTHY, None, polls, "true")
+            UNHEALTHY.exit.exit(),
         ));
     }
-    steps.push(format!("{} >/dev/null 2>&1", app.stop("$old")));
-    steps.extend(app.clean_up_assets(version));
+    let stop = s.marked(
+        Shown::info(Phase::Stop, app.stop("${old}")).with_var("${old}"),
+        &format!("{} >/dev/null 2>&1", app.stop("$old")),
+    );
+    steps.push(stop);
+    if let Some(cleanup) = app.clean_up_assets(version) {
+        steps.push(s.marked(Shown::info(Phase::Stop, &cleanup), &cleanup));
+    }
     format!(
         "if [ -n \"$old\" ]; then {}; {}; fi",
         Mark::Stopping.echo_with("$old"),
@@ -162,12 +204,11 @@ fn poll_loop(
         .map(|d| format!(" [ \"$st\" = running ] && {{ sleep {d}; break; }};"))
         .unwrap_or_default();
     format!(
-        "i=0; k=1; next={per_second}; while :; do st=$({status}); [ \"$st\" = {target} ] && break;{running} i=$((i+1)); \
-         [ $i -ge {polls} ] && {{ {timeout}; {on_timeout}; {exit}; }}; \
-         [ $i -eq $next ] && {{ {retry}; k=$((k+1)); next=$((next+{per_second}*k)); }}; sleep {POLL}; done",
+        "i=0; k=1; next={per_second}; timed_out=; while :; do st=$({status}); [ \"$st\" = {target} ] && break;{running} i=$((i+1)); \
+         [ $i -ge {polls} ] && {{ {timeout}; {on_timeout}; timed_out=1; break; }}; \
+         [ $i -eq $next ] && {{ {retry}; k=$((k+1)); next=$((next+{per_second}*k)); }}; sleep {POLL}; done; [ -z \"$timed_out\" ]",
         target = wait.target,
         timeout = wait.timeout.echo_with("$st"),
-        exit = wait.exit.exit(),
         retry = wait.retry.echo_with("$st $k"),
     )
 }
@@ -211,7 +252,11 @@ pub async fn boot(run: &Run<'_>, host: &str, role: &Role) -> std::result::Result
         }
     };
     let out = run
-        .exec(host, &script(run, host, role), &mut on_line)
+        .exec(
+            host,
+            &script(run, host, role).for_role(&role.name),
+            &mut on_line,
+        )
         .await?;
     if out.success() {
         return Ok(());
@@ -255,12 +300,12 @@ pub async fn boot_traefik(run: &Run<'_>, host: &str) -> std::result::Result<(), 
     let server = run.config.registry().server;
     let start = Traefik { config: run.config }.start_or_run();
     let mut s = Script::new();
-    s.show(Shown::info(registry::login_redacted(server.as_deref())))
-        .show(Shown::info(&start));
-    s.line(format!(
-        "{{ {}; }} && {start}",
-        registry::login_unless_logged_in(server.as_deref(), &user, &password)
-    ));
+    s.run(
+        Shown::info(Phase::Proxy, registry::login_redacted(server.as_deref())),
+        &registry::login_unless_logged_in(server.as_deref(), &user, &password),
+    )
+    .run(Shown::info(Phase::Proxy, &start), &start);
+    let s = s.chain();
     let out = run.exec(host, &s, &mut |_| {}).await?;
     if !out.success() {
         return Err(HostError::command_failed(host, "docker", &out));
@@ -303,7 +348,12 @@ mod tests {
     #[test]
     fn an_unhealthy_version_fails_with_1_9s_message() {
         let status = "echo unhealthy";
-        let (code, stdout) = run_sh(&poll_loop(status, &READY, Some(7), 6, "true"));
+        let wait = format!(
+            "{} || {}",
+            poll_loop(status, &READY, Some(7), 6, "true"),
+            READY.exit.exit()
+        );
+        let (code, stdout) = run_sh(&wait);
         assert_eq!(code, Some(Exit::NotReady.code()));
         assert!(
             stdout.contains("kamal-rs:retry-ready unhealthy 1\n"),

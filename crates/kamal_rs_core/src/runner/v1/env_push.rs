@@ -8,6 +8,7 @@ use crate::commands::server;
 use crate::commands::v1::Traefik;
 use crate::config::env;
 use crate::error::Result;
+use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
 use crate::runner::script::{Script, Shown};
@@ -20,14 +21,13 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
     run.connect_all().await?;
     run.touched.store(true, Ordering::SeqCst);
     run.on_hosts(&run.sel.hosts, |h| async move {
-        run.exec_one(h, server::ENSURE_RUN_DIRECTORY, false)
+        run.exec_one(h, Phase::Env, server::ENSURE_RUN_DIRECTORY, false)
             .await
             .map(|_| ())
     })
     .await?;
     lock::acquire_on_primary(run).await?;
     run.on_hosts(&run.sel.hosts, |h| push(run, h)).await?;
-    run.output.say("Releasing the deploy lock...");
     lock::release(run).await
 }
 
@@ -51,13 +51,15 @@ fn script(files: &[(String, String)]) -> Script {
     let mut s = Script::new();
     for (path, contents) in files {
         let mkdir = server::ensure_parent_directory(path);
-        s.show(Shown::info(&mkdir))
-            .show(Shown::info(format!("Uploading {path}")));
+        s.run(Shown::info(Phase::Env, &mkdir), &mkdir);
         // Mode 400, as Kamal's upload.
-        s.line(format!(
-            "{mkdir} && rm -f {path} && (umask 277 && head -c {} > {path}) && chmod 400 {path}",
-            contents.len()
-        ));
+        s.run(
+            Shown::upload(Phase::Env, path),
+            &format!(
+                "rm -f {path} && (umask 277 && head -c {} > {path}) && chmod 400 {path}",
+                contents.len()
+            ),
+        );
         s.feed(contents.as_bytes());
     }
     s.chain()
@@ -85,7 +87,7 @@ mod tests {
             (".kamal/env/traefik/traefik.env".into(), "\n".into()),
         ]);
         assert_eq!(
-            s.text(),
+            crate::runner::script::unmarked(&s.text()),
             "mkdir -p .kamal/env/roles && rm -f .kamal/env/roles/app-web.env && (umask 277 && head -c 9 > .kamal/env/roles/app-web.env) && chmod 400 .kamal/env/roles/app-web.env && mkdir -p .kamal/env/traefik && rm -f .kamal/env/traefik/traefik.env && (umask 277 && head -c 1 > .kamal/env/traefik/traefik.env) && chmod 400 .kamal/env/traefik/traefik.env"
         );
         assert_eq!(s.stdin(), b"SECRET=x\n\n");

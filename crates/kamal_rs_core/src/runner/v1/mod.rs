@@ -27,6 +27,7 @@ use crate::commands::v1::{self as cmd, AppV1};
 use crate::commands::{app, prune};
 use crate::config::Role;
 use crate::error::Result;
+use crate::output::timeline::Phase;
 
 fn app<'a>(run: &'a Run<'_>, role: &'a Role) -> AppV1<'a> {
     AppV1::new(run.config, role, &run.run_id)
@@ -59,9 +60,9 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
     }
     if run.options.skip_push {
         run.connect_all().await?;
-        run.output.say("Pull app image...");
+        run.header(Phase::Pull);
     } else {
-        run.output.say("Build and push app image...");
+        run.say_step(Phase::Pull, "Build and push app image...");
         let build = Build::new(run);
         let (built, connected) = tokio::join!(build.push(), run.connect_all());
         built?;
@@ -73,7 +74,7 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
     lock::acquire_on_primary(run).await?;
     run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
     if deploy {
-        run.output.say("Ensure Traefik is running...");
+        run.header(Phase::Proxy);
         let hosts: Vec<String> = run
             .sel
             .hosts
@@ -83,25 +84,20 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
             .collect();
         run.on_hosts(&hosts, |h| boot::boot_traefik(run, h)).await?;
     }
-    run.output.say("Detect stale containers...");
+    run.header(Phase::Stale);
     say_start(run);
     rollout::in_groups(run).await?;
     run.checkpoint()?;
     if deploy {
-        run.output.say("Prune old containers and images...");
+        run.header(Phase::Prune);
     }
     tag_all(run).await?;
-    run.output.say("Releasing the deploy lock...");
     lock::release(run).await
 }
 
 /// 1.9's `app boot` line.
 pub fn say_start(run: &Run<'_>) {
-    run.output.say(&format!(
-        "Start container with version {} using a {}s readiness delay (or reboot if already running)...",
-        run.version,
-        run.config.timeouts().readiness_delay
-    ));
+    run.header(Phase::Boot);
 }
 
 /// A config read as 1.x only because it has no `builder.arch` (Kamal 2 requires one) is deployed
@@ -121,8 +117,8 @@ fn tag_script(run: &Run<'_>) -> Script {
     let mut s = Script::new();
     let tag_audit = audit(run, None, &format!("Tagging {image} as the latest image"));
     let tag = app::tag_latest(c, &run.version);
-    s.show(Shown::debug(&tag_audit)).show(Shown::info(&tag));
-    s.line(tag_audit).line(tag);
+    s.run(Shown::debug(Phase::Tag, &tag_audit), &tag_audit)
+        .run(Shown::info(Phase::Tag, &tag), &tag);
     if run.options.prunes() {
         let service = c.service();
         let steps = [
@@ -137,11 +133,12 @@ fn tag_script(run: &Run<'_>) -> Script {
             ),
         ];
         for (step, debug) in steps {
-            s.show(Shown {
-                command: step.clone(),
-                debug,
-            });
-            s.line(format!("{{ {step}; }}"));
+            let shown = if debug {
+                Shown::debug(Phase::Prune, &step)
+            } else {
+                Shown::info(Phase::Prune, &step)
+            };
+            s.run(shown, &step);
         }
     }
     s.chain()
@@ -189,11 +186,12 @@ pub(crate) mod tests {
         let c = v1_config();
         let run = Run::for_test(&c, DeployOptions::default());
         let s = tag_script(&run);
-        assert!(s.text().starts_with(
-            "echo [2026-12-01T10:00:00Z] [deployer@example.com] Tagging registry.example.com/app:v2 as the latest image >> .kamal/app-audit.log && docker tag registry.example.com/app:v2 registry.example.com/app:latest && { echo [2026-12-01T10:00:00Z] [deployer@example.com] Pruned containers >> .kamal/app-audit.log; } && "
-        ));
-        assert!(s.text().contains(
-            "{ docker container prune --force --filter label=service=healthcheck-app; }"
+        let text = crate::runner::script::unmarked(&s.text());
+        assert!(text.starts_with(
+            "echo [2026-12-01T10:00:00Z] [deployer@example.com] Tagging registry.example.com/app:v2 as the latest image >> .kamal/app-audit.log && docker tag registry.example.com/app:v2 registry.example.com/app:latest && echo [2026-12-01T10:00:00Z] [deployer@example.com] Pruned containers >> .kamal/app-audit.log && "
+        ), "{text}");
+        assert!(text.contains(
+            " && docker container prune --force --filter label=service=healthcheck-app && "
         ));
         assert_eq!(s.shown.len(), 8);
         sh_n(&s.text());

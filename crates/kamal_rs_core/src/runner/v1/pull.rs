@@ -6,6 +6,7 @@ use super::{app, audit, runs_traefik};
 use crate::commands::server;
 use crate::commands::v1::Traefik;
 use crate::error::{ErrorKind, Result};
+use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
 use crate::runner::script::{Exit, Mark, Script, Shown};
@@ -39,12 +40,12 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
     );
     let mut audit_part = Script::new();
     audit_part
-        .show(Shown::debug(&line))
-        .line(server::ENSURE_RUN_DIRECTORY)
-        .line(line);
-    let mut image = pull::image(run, audit_part);
-    image.show(Shown::info(server::ENSURE_RUN_DIRECTORY));
-    s.append(image);
+        .run(
+            Shown::info(Phase::Pull, server::ENSURE_RUN_DIRECTORY),
+            server::ENSURE_RUN_DIRECTORY,
+        )
+        .run(Shown::debug(Phase::Pull, &line), &line);
+    s.append(pull::image(run, audit_part));
     Ok(s.chain())
 }
 
@@ -90,6 +91,7 @@ pub async fn pull_all(run: &Run<'_>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::script::unmarked;
     use crate::runner::steps::tests::{run_sh, sh_n};
     use crate::runner::v1::tests::v1_config;
 
@@ -98,21 +100,23 @@ mod tests {
         let c = v1_config();
         let run = Run::for_test(&c, DeployOptions::default());
         let s = script(&run, "10.0.0.1").unwrap();
-        let text = s.text();
+        let text = unmarked(&s.text());
         assert!(text.contains(" && { [ -f .kamal/env/roles/app-web.env ] || { echo \"kamal-rs:missing-env .kamal/env/roles/app-web.env\"; exit 84; }; } && { [ -f .kamal/env/traefik/traefik.env ] || "));
-        assert!(text.contains("echo \"kamal-rs:audit\" && mkdir -p .kamal && echo [2026-12-01T10:00:00Z] [deployer@example.com] Pulled image with version v2 >> .kamal/app-audit.log && echo \"kamal-rs:pull\" && { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; }"));
+        assert!(text.contains(" && mkdir -p .kamal && echo [2026-12-01T10:00:00Z] [deployer@example.com] Pulled image with version v2 >> .kamal/app-audit.log && { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; }"));
         let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
         assert_eq!(
-            shown[0],
-            "docker login registry.example.com -u [REDACTED] -p [REDACTED]"
+            shown[..2],
+            [
+                "docker login registry.example.com -u [REDACTED] -p [REDACTED]",
+                "mkdir -p .kamal"
+            ]
         );
-        assert_eq!(shown.last(), Some(&"mkdir -p .kamal"));
-        sh_n(&text);
+        sh_n(&s.text());
         // Run where no env file exists: the missing one is named and the script ends there.
         let dir = std::env::temp_dir().join(format!("kamal-rs-v1-pull-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let check = text.split(" && echo \"kamal-rs:audit\"").next().unwrap();
-        let check = check.split_once("; } && ").unwrap().1;
+        let check = text.split(" && mkdir -p .kamal && echo [").next().unwrap();
+        let check = &check[check.find("{ [ -f ").unwrap()..];
         let (status, stdout) = run_sh(&format!("cd {} && {check}", dir.display()));
         std::fs::remove_dir_all(&dir).ok();
         assert_eq!(status, Some(84));
