@@ -418,8 +418,17 @@ impl Output {
         self.level_line(Level::Info, BLUE, text, Some(host));
     }
 
+    /// ` DEBUG <text>`, shown with `-v`.
+    pub fn debug_line(&self, text: &str) {
+        self.level_line(Level::Debug, BLUE, text, None);
+    }
+
     fn level_line(&self, level: Level, colour: &str, text: &str, host: Option<&str>) {
-        let shown = level == Level::Error || self.verbosity > Verbosity::Quiet;
+        let shown = match level {
+            Level::Error => true,
+            Level::Debug => self.verbosity == Verbosity::Verbose,
+            _ => self.verbosity > Verbosity::Quiet,
+        };
         let plain = format!("{:>6} {text}", level.name());
         let painted = format!(
             "{} {text}",

@@ -423,7 +423,7 @@ impl<'a> Run<'a> {
             HostError::on_host(kind, host, &e)
         })?;
         log.ended(Some(out.status));
-        Ok(out)
+        Ok(without_command_marks(out))
     }
 
     /// One command on its own, shown as itself.
@@ -499,6 +499,21 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The script's output without the commands' start and end markers, which are the log's: a caller
+/// reads its own markers and the commands' output.
+fn without_command_marks(mut out: ssh::Output) -> ssh::Output {
+    if out.stdout.contains("kamal-rs:start ") {
+        let command_mark = |l: &&str| matches!(Mark::parse(l), Some((Mark::Start | Mark::End, _)));
+        out.stdout = out
+            .stdout
+            .lines()
+            .filter(|l| !command_mark(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
+    out
+}
+
 /// One script's log: each shown command's `Running` and `Finished` lines as its markers arrive, its
 /// output lines under its id, and the host's steps.
 struct CommandLog<'r, 'a> {
@@ -544,7 +559,11 @@ impl<'r, 'a> CommandLog<'r, 'a> {
                 self.run.header(shown.phase);
                 self.steps.enter(shown.phase, now);
                 let uuid = uuid();
-                if !shown.upload {
+                if shown.upload {
+                    // As SSHKit logs an upload: no host, no id.
+                    let line = format!("Uploading {} 0.0%", shown.command);
+                    self.run.output.debug_line(&line);
+                } else {
                     let command = shown.text(value);
                     self.run
                         .output
@@ -563,7 +582,7 @@ impl<'r, 'a> CommandLog<'r, 'a> {
                     let status = status.parse().ok();
                     if shown.upload && status == Some(0) {
                         let line = format!("Uploading {} 100.0%", shown.command);
-                        self.run.output.info_on(self.host, &line);
+                        self.run.output.info(&line);
                     } else if shown.upload {
                         let code = status.map_or("?".to_string(), |c: i32| c.to_string());
                         let line =
