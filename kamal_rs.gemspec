@@ -12,7 +12,7 @@ Gem::Specification.new do |spec|
 
   # The Rust workspace ships with the gem: extconf.rb builds it with cargo at install time.
   spec.files = Dir.chdir(__dir__) do
-    Dir["lib/**/*.rb", "exe/*", "ext/kamal_rs/*.rb", "ext/kamal_rs/Cargo.toml", "ext/kamal_rs/src/**/*.rs",
+    Dir["lib/**/*.rb", "lib/kamal_rs/events.schema.json", "exe/*", "ext/kamal_rs/*.rb", "ext/kamal_rs/Cargo.toml", "ext/kamal_rs/src/**/*.rs",
         "crates/*/Cargo.toml", "crates/*/src/**/*.rs", "Cargo.toml", "Cargo.lock", "README.md", "kamal_rs.gemspec"]
   end
   spec.bindir = "exe"

@@ -324,6 +324,25 @@ mod tests {
         );
     }
 
+    /// The events file's schema lists exactly these steps.
+    #[test]
+    fn the_schema_knows_every_step() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../lib/kamal_rs/events.schema.json"
+        );
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let listed: Vec<&str> = schema["definitions"]["step"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let names: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(listed, names);
+    }
+
     #[test]
     fn every_phase_has_its_own_name() {
         let names: std::collections::HashSet<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
