@@ -14,6 +14,14 @@ class CliTest < Minitest::Test
     assert_equal KamalRs::KAMAL_VERSION, KamalRs::Native.kamal_version
   end
 
+  # The core names Kamal's class in the run's logs (`# FAILED: <class>: ...`), the command line in its
+  # ERROR line: the same class for each failure.
+  def test_each_error_names_the_class_kamal_raises
+    KamalRs::Native.error_classes.each do |ruby, kamal|
+      assert_equal kamal, KamalRs.const_get(ruby).kamal_name, ruby
+    end
+  end
+
   def test_help_lists_commands_and_kamal_option_letters
     _, out, = kamal_rs("help", dir: ROOT)
     assert_includes out, "kamal-rs deploy"

@@ -1,4 +1,5 @@
 require "open3"
+require "shellwords"
 require "socket"
 require "timeout"
 require_relative "lab/lab"
@@ -54,6 +55,33 @@ module LabHelpers
     ensure
       relaying&.kill
       relay&.close
+    end
+
+    # The command that runs Ruby Kamal 2.12 beside kamal_rs: KAMAL_RS_TEST_KAMAL, else the
+    # `kamal-2.12` that script/install-ruby-kamal puts on PATH, else none.
+    def ruby_kamal
+      given = Shellwords.split(ENV["KAMAL_RS_TEST_KAMAL"].to_s)
+      return given unless given.empty?
+
+      found = ENV["PATH"].split(File::PATH_SEPARATOR).map { |d| File.join(d, "kamal-2.12") }.find { |f| File.executable?(f) }
+      found ? [ found ] : []
+    end
+
+    # A real OTLP/HTTP log receiver on this machine (test/lab/tools' otlp-receiver: OpenTelemetry's own
+    # message types decode each request): yields its URL and the directory where each request's body
+    # lands (`<n>.json`, or `<n>.invalid` when it is not valid OTLP). `delay`: seconds before it answers.
+    def with_otlp_receiver(delay: nil)
+      port = TCPServer.new("127.0.0.1", 0).then { |s| s.addr[1].tap { s.close } }
+      dir = Dir.mktmpdir("otlp")
+      command = [ File.join(Lab::TOOLS_BIN, "otlp-receiver"), "127.0.0.1:#{port}", dir ]
+      command += [ "--delay", delay.to_s ] if delay
+      pid = spawn(*command, out: File::NULL, err: File::NULL)
+      listening = -> { TCPSocket.new("127.0.0.1", port).close || true rescue false }
+      Timeout.timeout(10) { sleep 0.05 until listening.call }
+      yield "http://127.0.0.1:#{port}", dir
+    ensure
+      (Process.kill("TERM", pid) rescue nil) && Process.wait(pid) if pid
+      FileUtils.rm_rf(dir) if dir
     end
 
     def assert_one_connection_per_host(hosts)

@@ -51,13 +51,13 @@ class RolloutTest < Minitest::Test
     assert steps.all?, first
     assert_equal steps.sort, steps, "lock, pull, proxy, boot out of order"
     # The other web host starts at once, without the lock: it pulls, then waits for the lock (a line on
-    # its stdin) before it lists containers or touches kamal-proxy.
+    # its stdin) before it touches kamal-proxy or lists the role's containers.
     other_first = other.first[:command]
     refute_includes other_first, "lock-app"
     assert_includes other_first, "docker run --detach"
-    steps = [ "docker pull 10.213.0.1:5000/app:v1", "read -r go", "docker ps -a", "kamal-rs:proxy-boot" ].map { |s| other_first.index(s) }
+    steps = [ "docker pull 10.213.0.1:5000/app:v1", "read -r go", "kamal-rs:proxy-boot", "docker ps -a" ].map { |s| other_first.index(s) }
     assert steps.all?, other_first
-    assert_equal steps.sort, steps, "pull, lock, list, proxy out of order"
+    assert_equal steps.sort, steps, "pull, lock, proxy, list out of order"
     # The workers host pulls on its own; its boot is a later command.
     worker = Lab.transcript(WORKER)
     assert_includes worker.first[:command], "docker pull"
