@@ -8,9 +8,9 @@ require_relative "lab_helpers"
 
 # Kamal taking over from kamal_rs and back, on the same three lab hosts: deploys, redeploys and
 # rollbacks alternate between the two, the lock one takes stops the other, and a container either one
-# boots for a version is the same container. Needs Ruby Kamal 2.12: KAMAL_RS_TEST_KAMAL is the command
-# that runs it (say "bundle exec kamal"); skipped without it (CI has no Ruby Kamal: rubygems is not
-# reachable there).
+# boots for a version is the same container. Runs Ruby Kamal 2.12: the `kamal-2.12` that
+# script/install-ruby-kamal puts on PATH (script/setup runs it), or KAMAL_RS_TEST_KAMAL (say
+# "bundle exec kamal").
 class KamalInteropTest < Minitest::Test
   include LabHelpers
   i_suck_and_my_tests_are_order_dependent!
@@ -25,7 +25,7 @@ class KamalInteropTest < Minitest::Test
   end
 
   def setup
-    skip "set KAMAL_RS_TEST_KAMAL to run Ruby Kamal beside kamal_rs" if kamal_command.empty?
+    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if ruby_kamal.empty?
     skip "the lab needs root" unless Process.uid.zero?
     self.class.lab
   end
@@ -105,13 +105,9 @@ class KamalInteropTest < Minitest::Test
   end
 
   private
-    def kamal_command
-      Shellwords.split(ENV["KAMAL_RS_TEST_KAMAL"].to_s)
-    end
-
     def tool_run(tool, *args, dir: APP)
-      env = { "RUBYLIB" => File.join(ROOT, "lib"), "KAMAL_RS_KAMAL" => ENV["KAMAL_RS_TEST_KAMAL"] }
-      command = tool == :kamal ? kamal_command : [ RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs") ]
+      env = { "RUBYLIB" => File.join(ROOT, "lib"), "KAMAL_RS_KAMAL" => ruby_kamal.shelljoin }
+      command = tool == :kamal ? ruby_kamal : [ RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs") ]
       out, status = Timeout.timeout(180) { Open3.capture2e(env, *command, *args, chdir: dir) }
       [ status.exitstatus, out ]
     end
