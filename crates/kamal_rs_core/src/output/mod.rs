@@ -413,6 +413,23 @@ impl Output {
         self.level_line(Level::Info, BLUE, text, None);
     }
 
+    /// `  INFO <text>` for the log only: a terminal with the live view does not scroll with it.
+    pub fn info_in_log(&self, text: &str) {
+        let plain = format!("{:>6} {text}", Level::Info.name());
+        let painted = format!(
+            "{} {text}",
+            self.paint(BLUE, &format!("{:>6}", Level::Info.name()))
+        );
+        let line = LogLine {
+            level: Some(Level::Info),
+            text: &plain,
+            host: None,
+            stream: None,
+        };
+        let shown = self.live.is_none() && self.verbosity > Verbosity::Quiet;
+        self.deliver(&line, shown, Some(painted));
+    }
+
     /// `  INFO <text>` about one host.
     pub fn info_on(&self, host: &str, text: &str) {
         self.level_line(Level::Info, BLUE, text, Some(host));

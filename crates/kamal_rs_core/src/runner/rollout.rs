@@ -344,8 +344,10 @@ async fn boot_role(
     if run.config.major == KamalMajor::V1 {
         return v1::boot::boot(run, host, role).await;
     }
-    run.output
-        .progress(host, &format!("booting {} {}", role.name, run.version));
+    if first.is_none() {
+        run.output
+            .progress(host, &format!("booting {} {}", role.name, run.version));
+    }
     let boot = Boot::new(run, host, role);
     let listed_in_background = first.is_some();
     let (script, tag) = role_script(&boot, first)?;

@@ -467,6 +467,38 @@ impl<'a> Run<'a> {
         self.say_step(phase, &text);
     }
 
+    /// The live view's line for a host entering a step.
+    pub fn step_progress(&self, host: &str, role: Option<&str>, phase: Phase) {
+        let (v, role) = (&self.version, role.unwrap_or("app"));
+        let rollback = self.options.command == Command::Rollback;
+        let text = match phase {
+            Phase::Pull => format!("pulling {}:{v}", self.config.repository()),
+            Phase::Lock => "taking the deploy lock".into(),
+            Phase::LockWait => "pulled, waiting for the lock".into(),
+            Phase::Check => format!("checking for {v}"),
+            Phase::Proxy if self.config.major == KamalMajor::V1 => {
+                "ensuring Traefik is running".into()
+            }
+            Phase::Proxy => "ensuring kamal-proxy is running".into(),
+            Phase::PullBarrier if rollback => "waiting for every host's check".into(),
+            Phase::PullBarrier => "pulled, waiting for every host's pull".into(),
+            Phase::Stale => format!("reading {role}'s containers"),
+            Phase::Boot => format!("booting {role} {v}"),
+            Phase::Health if self.config.major == KamalMajor::V1 => {
+                format!("waiting for {role} {v} to be healthy")
+            }
+            Phase::Health => format!("kamal-proxy deploying {role} {v}"),
+            Phase::Stop => format!("stopping the old {role} container"),
+            Phase::TagWait => format!("{v} booted, waiting for the other hosts"),
+            Phase::Tag => "tagging latest".into(),
+            Phase::Prune => "pruning old containers and images".into(),
+            Phase::Release => "releasing the deploy lock".into(),
+            Phase::Env => "writing env files".into(),
+            Phase::Connect | Phase::Session | Phase::Barrier | Phase::Other => return,
+        };
+        self.output.progress(host, &text);
+    }
+
     /// `text` as the heading of `phase`, unless it was said already.
     pub fn say_step(&self, phase: Phase, text: &str) {
         if self.said.lock().unwrap().insert(phase) {
@@ -557,7 +589,10 @@ impl<'r, 'a> CommandLog<'r, 'a> {
                     return;
                 };
                 self.run.header(shown.phase);
-                self.steps.enter(shown.phase, now);
+                if self.steps.enter(shown.phase, now) {
+                    self.run
+                        .step_progress(self.host, self.script.role.as_deref(), shown.phase);
+                }
                 let uuid = uuid();
                 if shown.upload {
                     // As SSHKit logs an upload: no host, no id.
@@ -582,7 +617,7 @@ impl<'r, 'a> CommandLog<'r, 'a> {
                     let status = status.parse().ok();
                     if shown.upload && status == Some(0) {
                         let line = format!("Uploading {} 100.0%", shown.command);
-                        self.run.output.info(&line);
+                        self.run.output.info_in_log(&line);
                     } else if shown.upload {
                         let code = status.map_or("?".to_string(), |c: i32| c.to_string());
                         let line =
@@ -597,7 +632,10 @@ impl<'r, 'a> CommandLog<'r, 'a> {
             }
             Mark::Wait => {
                 if let Some(phase) = Phase::ALL.into_iter().find(|p| p.name() == arg) {
-                    self.steps.enter(phase, now);
+                    if self.steps.enter(phase, now) {
+                        self.run
+                            .step_progress(self.host, self.script.role.as_deref(), phase);
+                    }
                 }
             }
             _ => {}

@@ -87,9 +87,6 @@ impl<'r, 'a> Boot<'r, 'a> {
             run.header(Phase::Boot);
         }
         match mark {
-            Mark::Label => run
-                .output
-                .progress(host, &format!("booting {role} {version}")),
             Mark::Stale => run.output.plain(&format!(
                 "App Host: {host}\nStopping stale container for role {role} with version {arg}"
             )),
@@ -100,11 +97,7 @@ impl<'r, 'a> Boot<'r, 'a> {
             Mark::Old => run
                 .reports
                 .set_old_version(host, role, Some(arg.to_string())),
-            Mark::Container => run
-                .output
-                .progress(host, &format!("kamal-proxy deploying {role} {version}")),
             Mark::Healthy => self.live(),
-            Mark::Stopping => run.output.progress(host, &format!("stopping {role} {arg}")),
             _ => {}
         }
     }
