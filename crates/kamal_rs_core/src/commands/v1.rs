@@ -34,16 +34,10 @@ impl Healthcheck {
             .unwrap_or_else(|| "/up".into())
     }
 
-    /// `cmd`, else `curl -f http://localhost:<port><path> || exit 1`.
+    /// `cmd`, else `curl -f http://localhost:<port><path> || exit 1` as 1.9.3 joins it.
     pub fn cmd(&self) -> String {
         self.get("cmd").map(Value::to_ruby_s).unwrap_or_else(|| {
-            let path = self.path();
-            let path = if path.starts_with('/') {
-                path
-            } else {
-                format!("/{path}")
-            };
-            format!("curl -f http://localhost:{}{path} || exit 1", self.port())
+            crate::config::v1::http_health_check(&self.port(), &self.path())
         })
     }
 

@@ -215,15 +215,8 @@ pub fn healthcheck(config: &Configuration) -> Value {
     let fetch = |key: &str, default: Value| own.get(key).cloned().unwrap_or(default);
     let port = fetch("port", Value::Int(3000));
     let path = fetch("path", Value::str("/up"));
-    let http = (path.is_present() || port.is_present()).then(|| {
-        Value::str(format!(
-            "curl -f {} || exit 1",
-            join_url(
-                &format!("http://localhost:{}", port.to_ruby_s()),
-                &path.to_ruby_s()
-            )
-        ))
-    });
+    let http = (path.is_present() || port.is_present())
+        .then(|| Value::str(http_health_check(&port.to_ruby_s(), &path.to_ruby_s())));
     let mut h = Map::new();
     h.set("cmd", fetch("cmd", http.unwrap_or(Value::Nil)));
     h.set("interval", fetch("interval", Value::str("1s")));
@@ -235,9 +228,22 @@ pub fn healthcheck(config: &Configuration) -> Value {
     Value::map(h)
 }
 
+/// 1.9.3's `curl -f #{URI.join("http://localhost:#{port}", path)} || exit 1`.
+pub fn http_health_check(port: &str, path: &str) -> String {
+    format!(
+        "curl -f {} || exit 1",
+        join_url(&format!("http://localhost:{port}"), path)
+    )
+}
+
 /// Ruby's `URI.join(base, path)` for an http base without a path: an absolute path replaces it,
-/// a relative one goes after `/`.
+/// a relative one goes after `/`. The result is printed as `URI#to_s` prints it, which leaves out
+/// the scheme's default port: `http://localhost:80` + `/health` is `http://localhost/health`.
 fn join_url(base: &str, path: &str) -> String {
+    let base = match base.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u32>() == Ok(80) => host.to_string(),
+        _ => base.to_string(),
+    };
     if path.starts_with("http://") || path.starts_with("https://") {
         path.to_string()
     } else if path.starts_with('/') {
@@ -368,6 +374,23 @@ mod tests {
         assert_eq!(
             h.as_map().unwrap().get("cmd").unwrap().to_ruby_s(),
             "curl -f http://localhost:4000/health || exit 1"
+        );
+    }
+
+    /// Ruby's `URI.join` leaves out http's default port, and joins a relative path after `/`.
+    #[test]
+    fn the_health_check_url_as_uri_join_prints_it() {
+        assert_eq!(
+            http_health_check("80", "/health"),
+            "curl -f http://localhost/health || exit 1"
+        );
+        assert_eq!(
+            http_health_check("3000", "up"),
+            "curl -f http://localhost:3000/up || exit 1"
+        );
+        assert_eq!(
+            http_health_check("443", "/up"),
+            "curl -f http://localhost:443/up || exit 1"
         );
     }
 }
