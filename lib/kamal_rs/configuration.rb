@@ -42,7 +42,14 @@ module KamalRs
     def self.load_file(file, trim_mode: "-")
       raise KamalRs::RuntimeError, "Configuration file not found in #{file}" unless File.exist?(file)
 
-      YAML.unsafe_load(render(File.read(file), trim_mode))
+      yaml = render(File.read(file), trim_mode)
+      begin
+        YAML.unsafe_load(yaml)
+      rescue SystemStackError
+        # Psych builds Ruby objects recursively: thousands of levels exhaust the stack.
+        raise KamalRs::ConfigurationError,
+              "#{file} is nested too deeply to be read (its YAML goes thousands of levels deep; a deploy config is a few)"
+      end
     end
 
     # ERB, as Kamal runs it on every config file. Text without a `<%` tag comes out unchanged, so ERB
