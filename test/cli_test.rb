@@ -22,6 +22,52 @@ class CliTest < Minitest::Test
     end
   end
 
+  LOCKFILE = "GEM\n  remote: https://rubygems.org/\n  specs:\n    kamal (%s)\n\nPLATFORMS\n  ruby\n\n" \
+             "DEPENDENCIES\n  kamal\n\nBUNDLED WITH\n   2.5.22\n"
+
+  # The app's Gemfile.lock says which Kamal it runs: a locked Kamal 2 reads a config without
+  # builder.arch as Kamal 2.12 does (an error) where its keys alone read an early 1.x config; a
+  # deploy names a locked release other than 2.12.0 first. BUNDLE_GEMFILE's lockfile wins over the
+  # working directory's.
+  def test_the_apps_locked_kamal_decides_which_kamal_the_config_is_for
+    Dir.mktmpdir do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "deploy.yml"),
+                 "service: app\nimage: app\nservers: [ 127.0.0.1 ]\nregistry: { username: u, password: p }\nssh: { port: 1 }\n")
+      status, out, = kamal_rs("config", "--version", "v1", dir: dir)
+      assert_equal 0, status, out
+      assert_includes out, ":healthcheck:", "no lockfile: read as an early 1.x config"
+
+      File.write(File.join(dir, "Gemfile.lock"), format(LOCKFILE, "2.10.1"))
+      status, out, = kamal_rs("config", "--version", "v1", dir: dir)
+      assert_equal [ 1, "  \e[31mERROR (Kamal::ConfigurationError): builder: Builder arch not set\e[0m\n" ], [ status, out ]
+
+      other = File.join(dir, "other")
+      FileUtils.mkdir_p(other)
+      File.write(File.join(other, "Gemfile.lock"), format(LOCKFILE, "1.9.3"))
+      status, out, = kamal_rs("config", "--version", "v1", dir: dir, env: { "BUNDLE_GEMFILE" => File.join(other, "Gemfile") })
+      assert_equal 0, status, out
+      assert_includes out, ":healthcheck:", "a locked 1.9.3 reads it as 1.x"
+
+      File.write(File.join(dir, "config", "deploy.yml"), "builder: { arch: amd64 }\n", mode: "a")
+      status, out = kamal_rs_process("deploy", "-P", "--version", "v1", dir: dir)
+      assert_equal 1, status
+      assert_includes out, "#{File.realpath(dir)}/Gemfile.lock locks kamal 2.10.1: kamal_rs deploys as Kamal 2.12.0 does"
+      assert_equal 1, out.scan("locks kamal").size
+
+      File.write(File.join(dir, "Gemfile.lock"), "<<<<<<< HEAD\n" + format(LOCKFILE, "2.12.0"))
+      status, out = kamal_rs_process("deploy", "-P", "--version", "v1", dir: dir)
+      assert_equal 1, status
+      assert_includes out, "Gemfile.lock could not be read (line 1: a merge conflict marker): which Kamal the config is for is read from its keys"
+    end
+  end
+
+  # `kamal-rs ARGS` as a process (the native run prints to the process's stdout): [status, output].
+  def kamal_rs_process(*args, dir:)
+    out, status = Open3.capture2e({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: dir)
+    [ status.exitstatus, out ]
+  end
+
   def test_help_lists_commands_and_kamal_option_letters
     _, out, = kamal_rs("help", dir: ROOT)
     assert_includes out, "kamal-rs deploy"

@@ -36,9 +36,9 @@ impl Healthcheck {
 
     /// `cmd`, else `curl -f http://localhost:<port><path> || exit 1` as 1.9.3 joins it.
     pub fn cmd(&self) -> String {
-        self.get("cmd").map(Value::to_ruby_s).unwrap_or_else(|| {
-            crate::config::v1::http_health_check(&self.port(), &self.path())
-        })
+        self.get("cmd")
+            .map(Value::to_ruby_s)
+            .unwrap_or_else(|| crate::config::v1::http_health_check(&self.port(), &self.path()))
     }
 
     pub fn interval(&self) -> String {

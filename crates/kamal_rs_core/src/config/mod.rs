@@ -10,6 +10,7 @@ pub mod env;
 mod fuzz;
 pub mod gem_version;
 mod git;
+pub mod lockfile;
 pub use git::random_hex;
 pub mod role;
 pub mod schema;
@@ -46,6 +47,8 @@ pub struct LoadOptions {
     pub env_version: Option<String>,
     /// Runs `$(...)` in secrets files.
     pub commands: Arc<dyn CommandSubstitution + Send + Sync>,
+    /// The Kamal the app's Gemfile.lock locks (`lockfile::for_app`).
+    pub locked: lockfile::Locked,
 }
 
 impl Default for LoadOptions {
@@ -55,6 +58,7 @@ impl Default for LoadOptions {
             version: None,
             env_version: None,
             commands: Arc::new(ShellCommand),
+            locked: lockfile::Locked::Nothing,
         }
     }
 }
@@ -69,6 +73,9 @@ pub struct Configuration {
     pub secrets: Secrets,
     /// Read as 1.x only because nothing in it is 2.x (no `builder.arch`): a deploy says so.
     pub v1_by_elimination: bool,
+    /// The Kamal the app's Gemfile.lock locks: it decided the major; a deploy names a locked release
+    /// other than the one kamal_rs behaves as.
+    pub locked: lockfile::Locked,
     declared_version: Option<String>,
     env_version: Option<String>,
     version: OnceLock<std::result::Result<String, Error>>,
@@ -82,9 +89,15 @@ impl Configuration {
             merged = merged.deep_merge(&root_hash(file)?);
         }
         let raw = merged.as_map().cloned().unwrap_or_default();
-        let detected = v1::detect(&raw);
+        // The app's locked Kamal decides; without one, the config's keys.
+        let detected = match &options.locked {
+            lockfile::Locked::Kamal { version, .. } => Some(lockfile::major(version)),
+            _ => v1::detect(&raw),
+        };
+        let locked = options.locked.clone();
         let mut config = Configuration::build(raw, detected.unwrap_or(KamalMajor::V1), options)?;
         config.v1_by_elimination = detected.is_none();
+        config.locked = locked;
         Ok(config)
     }
 
@@ -119,6 +132,7 @@ impl Configuration {
             accessories: Vec::new(),
             secrets,
             v1_by_elimination: false,
+            locked: lockfile::Locked::Nothing,
             declared_version: options.version.filter(|v| !v.trim().is_empty()),
             env_version: options.env_version,
             version: OnceLock::new(),

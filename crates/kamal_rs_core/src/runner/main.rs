@@ -19,7 +19,7 @@ use super::steps::{lock, proxy, pull, tag};
 use super::v1;
 use super::{rollback, rollout};
 use crate::commands::app::App;
-use crate::config::KamalMajor;
+use crate::config::{lockfile, KamalMajor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::timeline::Phase;
 
@@ -27,6 +27,10 @@ use crate::output::timeline::Phase;
 /// kamal_rs also on Ctrl-C, where Kamal leaves it held).
 pub async fn run(mut run: Run<'_>) -> DeployReport {
     let loggers = Loggers::start(&run);
+    // The app's Gemfile.lock locks another Kamal than the one kamal_rs behaves as: said once.
+    if let Some(note) = lockfile::note(&run.config.locked) {
+        run.output.warn(&note);
+    }
     if run.options.command == Command::Rollback && run.version.is_empty() {
         match interruptible(&run, rollback::choose(&run)).await {
             Ok(version) => run.version = version,

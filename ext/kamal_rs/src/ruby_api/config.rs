@@ -31,6 +31,7 @@ impl Configuration {
             destination,
             version,
             env_version,
+            locked: kamal_rs_core::config::lockfile::for_app(),
             ..LoadOptions::default()
         };
         Core::load(&trees, options)
