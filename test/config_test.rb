@@ -1,4 +1,5 @@
 require "test_helper"
+require "open3"
 require "yaml"
 
 # `kamal-rs config` against fixtures: valid configs print what `kamal config` prints, byte for byte;
@@ -15,6 +16,47 @@ class ConfigTest < Minitest::Test
       status, out, = kamal_rs("config", *args, dir: dir, env: { "VERSION" => "fixture" })
       assert_equal File.read(File.join(dir, "expected.yml")), out
       assert_equal 0, status
+    end
+  end
+
+  # Each fixture beside Ruby Kamal 2.12 on the same files: the same output, exit status and warnings.
+  # A 1.x fixture is read with a Gemfile.lock locking kamal 2.12.0, as in an app that moved to Kamal 2
+  # without changing its config: both refuse it with the same line.
+  def test_every_fixture_as_ruby_kamal_2_12_prints_it
+    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if RubyKamal.command.empty?
+    Dir.mktmpdir do |lock|
+      File.write(File.join(lock, "Gemfile.lock"), "GEM\n  specs:\n    kamal (2.12.0)\n\nDEPENDENCIES\n  kamal\n")
+      env = { "VERSION" => "fixture", "BUNDLE_GEMFILE" => File.join(lock, "Gemfile") }
+      VALID.each do |dir|
+        args = File.exist?(File.join(dir, "args")) ? File.read(File.join(dir, "args")).split : []
+        kamal = Open3.capture3(env, *RubyKamal.command, "config", *args, chdir: dir)
+        ours = Open3.capture3(env.merge("RUBYLIB" => File.join(ROOT, "lib")), RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), "config", *args, chdir: dir)
+        name = File.basename(dir)
+        assert_equal kamal[0], ours[0], name
+        assert_equal kamal[2].exitstatus, ours[2].exitstatus, name
+        assert_equal kamal[1].lines.uniq, ours[1].lines.uniq, "#{name}: stderr"
+      end
+    end
+  end
+
+  # Every invalid case beside Ruby Kamal 2.12 (1.x cases too, read with kamal 2.12.0 locked): the same
+  # ERROR line and exit status.
+  def test_every_invalid_case_as_ruby_kamal_2_12_refuses_it
+    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if RubyKamal.command.empty?
+    Dir.mktmpdir do |lock|
+      File.write(File.join(lock, "Gemfile.lock"), "GEM\n  specs:\n    kamal (2.12.0)\n\nDEPENDENCIES\n  kamal\n")
+      env = { "VERSION" => "v1", "BUNDLE_GEMFILE" => File.join(lock, "Gemfile") }
+      [ INVALID, INVALID_V1 ].each do |set|
+        set["cases"].each do |kase|
+          Dir.mktmpdir do |dir|
+            write_case(dir, kase, set["base"])
+            args = [ "config", *Array(kase["args"]) ]
+            kamal = Open3.capture3(env, *RubyKamal.command, *args, chdir: dir)
+            ours = Open3.capture3(env.merge("RUBYLIB" => File.join(ROOT, "lib")), RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), *args, chdir: dir)
+            assert_equal [ kamal[0], kamal[2].exitstatus ], [ ours[0], ours[2].exitstatus ], kase["name"]
+          end
+        end
+      end
     end
   end
 

@@ -60,11 +60,7 @@ module LabHelpers
     # The command that runs Ruby Kamal 2.12 beside kamal_rs: KAMAL_RS_TEST_KAMAL, else the
     # `kamal-2.12` that script/install-ruby-kamal puts on PATH, else none.
     def ruby_kamal
-      given = Shellwords.split(ENV["KAMAL_RS_TEST_KAMAL"].to_s)
-      return given unless given.empty?
-
-      found = ENV["PATH"].split(File::PATH_SEPARATOR).map { |d| File.join(d, "kamal-2.12") }.find { |f| File.executable?(f) }
-      found ? [ found ] : []
+      RubyKamal.command
     end
 
     # A real OTLP/HTTP log receiver on this machine (test/lab/tools' otlp-receiver: OpenTelemetry's own

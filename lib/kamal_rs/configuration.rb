@@ -36,7 +36,10 @@ module KamalRs
     def self.read(files, destination, version, trim_mode:)
       trees = files.map { |file| load_file(file, trim_mode: trim_mode) }
       foreign = []
-      new(Native::Configuration.load(trees, destination, version, ENV["VERSION"], foreign), foreign)
+      new(Native::Configuration.load(trees, destination, version, ENV["VERSION"], foreign), foreign).tap do |config|
+        # As Kamal: on stderr, each time a config is read.
+        config.native.warnings.each { |w| warn w }
+      end
     end
 
     def self.load_file(file, trim_mode: "-")

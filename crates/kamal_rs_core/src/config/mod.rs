@@ -148,6 +148,14 @@ impl Configuration {
         Ok(config)
     }
 
+    /// What Kamal warns about on stderr when it reads this config (2.x: inline `ssh.key_data`).
+    pub fn warnings(&self) -> Vec<String> {
+        match self.major {
+            KamalMajor::V2 => ssh::warnings(self.get("ssh"), &self.secrets),
+            KamalMajor::V1 => Vec::new(),
+        }
+    }
+
     // ---- raw settings -------------------------------------------------------------------------
 
     pub fn get(&self, key: &str) -> Option<&Value> {

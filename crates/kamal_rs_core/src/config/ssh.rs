@@ -52,6 +52,23 @@ pub fn to_h(ssh: &Value, secrets: &Secrets) -> Result<Value> {
     Ok(Value::map(h))
 }
 
+/// Kamal 2.12 warns (on stderr) for each `ssh.key_data` entry that is a key itself rather than the
+/// name of a secret (`lib/kamal/configuration/ssh.rb#key_data`).
+pub const INLINE_KEY_DATA: &str =
+    "Inline key_data usage is deprecated and will be removed in Kamal 3. Please store your key_data in a secret.";
+
+pub fn warnings(ssh: Option<&Value>, secrets: &Secrets) -> Vec<String> {
+    let keys = ssh
+        .and_then(Value::as_map)
+        .and_then(|m| m.get("key_data"))
+        .and_then(Value::as_seq)
+        .unwrap_or_default();
+    keys.iter()
+        .filter(|k| !secrets.contains(&k.to_ruby_s()).unwrap_or(false))
+        .map(|_| INLINE_KEY_DATA.to_string())
+        .collect()
+}
+
 /// `ssh.proxy` (a jump host, `root@` added when no user is given) or `ssh.proxy_command`, as the
 /// Net::SSH proxy objects Kamal builds from them.
 fn proxy_object(cfg: &Map) -> Option<Value> {

@@ -70,6 +70,11 @@ impl Configuration {
         self.inner.all_hosts()
     }
 
+    /// What Kamal warns about on stderr when it reads the config.
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
+    }
+
     fn role_names(&self) -> Vec<String> {
         self.inner.roles.iter().map(|r| r.name.clone()).collect()
     }
@@ -93,6 +98,7 @@ pub fn init(ruby: &Ruby, native: &RModule) -> Result<(), Error> {
     class.define_method("destination", method!(Configuration::destination, 0))?;
     class.define_method("all_hosts", method!(Configuration::all_hosts, 0))?;
     class.define_method("role_names", method!(Configuration::role_names, 0))?;
+    class.define_method("warnings", method!(Configuration::warnings, 0))?;
     class.define_method("primary_host", method!(Configuration::primary_host, 0))?;
     class.define_method("deploy", method!(Configuration::deploy, 1))?;
     Ok(())
