@@ -225,25 +225,28 @@ impl BootScript<'_> {
         );
         s.line(guard(&deploy, Exit::ProxyDeploy));
         s.line(Mark::Healthy.echo());
-        let stop = s.marked(
+        // Kamal's `stop_old_version`: the old container stopped, then (only then) old assets and error
+        // pages cleaned up.
+        let mut after_old = vec![s.marked(
             Shown::info(Phase::Stop, self.stop("old")).with_var("${old}"),
             &format!("{} >/dev/null 2>&1", self.stop("old")),
-        );
-        s.line(format!(
-            "[ -z \"$old\" ] || {{ {}; {stop}; }}",
-            Mark::Stopping.echo_with("$old"),
-        ));
+        )];
         if app.asset_path().is_some() {
             let cleanup = self.assets_cleanup();
-            s.run(Shown::info(Phase::Stop, &cleanup), &cleanup);
+            after_old.push(s.marked(Shown::info(Phase::Stop, &cleanup), &cleanup));
         }
         if app.config.get("error_pages_path").is_some() {
             let cleanup = format!(
                 "find .kamal/proxy/apps-config/{}/error_pages -mindepth 1 -maxdepth 1 ! -name {v} -exec rm -rf {{}} +",
                 app.config.service_and_destination()
             );
-            s.run(Shown::info(Phase::Stop, &cleanup), &cleanup);
+            after_old.push(s.marked(Shown::info(Phase::Stop, &cleanup), &cleanup));
         }
+        s.line(format!(
+            "[ -z \"$old\" ] || {{ {}; {}; }}",
+            Mark::Stopping.echo_with("$old"),
+            after_old.join("; ")
+        ));
         s.line(Mark::Done.echo());
     }
 
@@ -279,15 +282,16 @@ impl BootScript<'_> {
             &format!("{{ {extract}; }} >/dev/null"),
         );
         s.line(guard(&extract, Exit::Assets));
+        // Kamal's `sync_asset_volumes`: one command, with the cross-copies when there is an old version.
         let sync = format!(
             "mkdir -p {base}/volumes/{role}-{v} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-{v}"
         );
-        s.run(Shown::info(Phase::Boot, &sync), &sync);
         let cross = format!(
-            "cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-${{old}} || true ; cp -rnT {base}/extracted/{role}-${{old}} {base}/volumes/{role}-{v} || true"
+            "{sync} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-${{old}} || true ; cp -rnT {base}/extracted/{role}-${{old}} {base}/volumes/{role}-{v} || true"
         );
         let cross = s.marked(Shown::info(Phase::Boot, &cross).with_var("${old}"), &cross);
-        s.line(format!("[ -z \"$old\" ] || {cross}"));
+        let alone = s.marked(Shown::info(Phase::Boot, &sync), &sync);
+        s.line(format!("if [ -n \"$old\" ]; then {cross}; else {alone}; fi"));
     }
 
     fn assets_cleanup(&self) -> String {

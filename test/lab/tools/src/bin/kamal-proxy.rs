@@ -3,7 +3,9 @@
 //! the matching service; `deploy SERVICE --target=ID:PORT [flags]` health-checks the target and switches
 //! to it only once it answers 2xx (exit 1 after --deploy-timeout otherwise); `remove`, `stop`,
 //! `resume`, `list`, `--version`. State lives in the kamal-proxy-config volume, so it survives restarts.
-//! Flags may be `--flag=value` or `--flag value`; unknown flags are accepted and ignored.
+//! Flags may be `--flag=value` or `--flag value`; unknown flags are accepted and ignored. Every
+//! command it is given is appended, word by word, to `commands.log` in its state directory (`docker
+//! exec kamal-proxy cat ...`): the tests compare what Kamal and kamal_rs asked of it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -98,6 +100,14 @@ fn save_state(services: &[Service]) {
     std::fs::rename(&tmp, state_file()).expect("rename state");
 }
 
+/// One line per command: its words, tab-separated.
+fn record(raw: &[String]) {
+    let _ = std::fs::create_dir_all(STATE_DIR);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(format!("{STATE_DIR}/commands.log")) {
+        let _ = writeln!(f, "{}", raw.join("\t"));
+    }
+}
+
 fn seconds(value: Option<&str>, default: u64) -> Duration {
     let v = value.unwrap_or("").trim_end_matches('s');
     Duration::from_secs_f64(v.parse::<f64>().unwrap_or(default as f64))
@@ -106,6 +116,9 @@ fn seconds(value: Option<&str>, default: u64) -> Duration {
 fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let args = parse_args(&raw);
+    if !matches!(args.positional.first().map(String::as_str), Some("run") | Some("list") | None) {
+        record(&raw);
+    }
     if args.get("version").is_some() || args.positional.first().map(String::as_str) == Some("version") {
         println!("{VERSION}");
         return;
