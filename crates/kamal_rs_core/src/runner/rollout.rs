@@ -474,9 +474,9 @@ mod tests {
         assert_in_order(
             &text,
             &[
-                "trap 'echo \"kamal-rs:interrupted\"; [ -z \"$bg\" ] || kill $bg 2>/dev/null; exit 130' TERM; echo \"kamal-rs:pid $$\"",
-                "echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging",
-                "|| exit 77; echo \"kamal-rs:locked\"",
+                "trap 'if [ -n \"$hold\" ]; then held=1; else echo \"kamal-rs:interrupted\"; [ -z \"$bg\" ] || kill $bg 2>/dev/null; exit 130; fi' TERM; echo \"kamal-rs:pid $$\"",
+                "hold=1; echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir .kamal/lock-app-staging",
+                "|| exit 77; echo \"kamal-rs:locked\"; hold=; [ -z \"$held\" ] || { echo \"kamal-rs:interrupted\"; exit 130; }",
                 "docker pull registry.example.com/app:v2",
                 "</dev/null; } || { rc=$?; echo \"kamal-rs:failed $rc\"; exit 78; }",
                 "echo \"kamal-rs:proxy-boot\"",

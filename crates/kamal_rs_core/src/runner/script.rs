@@ -387,13 +387,23 @@ fn wait_for(gate: Gate, mark: Option<Mark>, step: Phase) -> Script {
 
 /// Until its boot, a script can be stopped (Ctrl-C): SIGTERM makes it say so, stop the background
 /// command it waits for (`$bg`, a `docker pull`), and exit with `Exit::Interrupted`. It reports its PID
-/// first, so that kamal_rs can send the signal.
+/// first, so that kamal_rs can send the signal. While `$hold` is set (the lock being taken) the signal
+/// is kept for `release_held` instead, so the script never stops between taking the lock and saying so.
 pub fn interruptible() -> String {
     format!(
-        "trap '{}; [ -z \"$bg\" ] || kill $bg 2>/dev/null; {}' TERM; {}",
+        "trap 'if [ -n \"$hold\" ]; then held=1; else {}; [ -z \"$bg\" ] || kill $bg 2>/dev/null; {}; fi' TERM; {}",
         Mark::Interrupted.echo(),
         Exit::Interrupted.exit(),
         Mark::Pid.echo_with("$$")
+    )
+}
+
+/// Holds SIGTERM (`interruptible`) around `body`, then acts on one that came meanwhile.
+pub fn holding_interrupts(body: &str) -> String {
+    format!(
+        "hold=1; {body}; hold=; [ -z \"$held\" ] || {{ {}; {}; }}",
+        Mark::Interrupted.echo(),
+        Exit::Interrupted.exit()
     )
 }
 
@@ -730,6 +740,28 @@ mod tests {
         let (code, out) = sh_with_stdin(&script, "");
         assert_eq!((code, out), (Some(85), format!("{waits}kamal-rs:halted\n")));
         assert_eq!(Exit::of(code).map(Exit::step), Some(Step::Halt));
+    }
+
+    /// SIGTERM while the lock is taken waits until the script has said so, then ends it.
+    #[test]
+    fn an_interrupt_while_taking_the_lock_waits_for_the_locked_mark() {
+        let script = format!(
+            "{}\n{}\necho after",
+            interruptible(),
+            holding_interrupts("kill -TERM $$; sleep 0.2; echo \"kamal-rs:locked\"")
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(130), "{stdout}");
+        assert!(
+            stdout.contains("kamal-rs:locked\nkamal-rs:interrupted"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("after"));
     }
 
     /// SIGTERM during a waited command ends the script at once, the command stopped with it.

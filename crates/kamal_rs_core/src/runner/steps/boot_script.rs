@@ -291,7 +291,9 @@ impl BootScript<'_> {
         );
         let cross = s.marked(Shown::info(Phase::Boot, &cross).with_var("${old}"), &cross);
         let alone = s.marked(Shown::info(Phase::Boot, &sync), &sync);
-        s.line(format!("if [ -n \"$old\" ]; then {cross}; else {alone}; fi"));
+        s.line(format!(
+            "if [ -n \"$old\" ]; then {cross}; else {alone}; fi"
+        ));
     }
 
     fn assets_cleanup(&self) -> String {

@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
-use crate::runner::script::{Exit, Mark, Script, Shown};
+use crate::runner::script::{holding_interrupts, Exit, Mark, Script, Shown};
 use crate::ssh;
 
 /// The lock's directory: `.kamal/lock-S[-D]`, or 1.x's `.kamal/locks/S[-D]`.
@@ -49,15 +49,16 @@ pub fn acquire(run: &Run<'_>) -> Script {
 }
 
 /// The lock taken at the start of the primary host's first script: a held lock ends the script there.
-/// It reads nothing from stdin (which carries the boot's env file).
+/// Ctrl-C's SIGTERM is held until the script has said it holds the lock (so the run releases it). It
+/// reads nothing from stdin (which carries the boot's env file).
 pub fn in_script(run: &Run<'_>) -> Script {
     acquire(run).map(|take| {
-        format!(
+        holding_interrupts(&format!(
             "{}; {{ {take}; }} </dev/null || {}; {}",
             Mark::Lock.echo(),
             Exit::Locked.exit(),
             Mark::Locked.echo()
-        )
+        ))
     })
 }
 
@@ -214,8 +215,8 @@ mod tests {
         assert!(s.shown[1].debug);
         let first = in_script(&run);
         let text = unmarked(&first.text());
-        assert!(text.starts_with("echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir "));
-        assert!(text.ends_with("} </dev/null || exit 77; echo \"kamal-rs:locked\""));
+        assert!(text.starts_with("hold=1; echo \"kamal-rs:lock\"; { mkdir -p .kamal && mkdir "));
+        assert!(text.ends_with("} </dev/null || exit 77; echo \"kamal-rs:locked\"; hold=; [ -z \"$held\" ] || { echo \"kamal-rs:interrupted\"; exit 130; }"));
         sh_n(&first.text());
         assert_eq!(
             release_command(&run),
