@@ -589,7 +589,7 @@ impl<'r, 'a> CommandLog<'r, 'a> {
                     return;
                 };
                 self.run.header(shown.phase);
-                if self.steps.enter(shown.phase, now) {
+                if !shown.background && self.steps.enter(shown.phase, now) {
                     self.run
                         .step_progress(self.host, self.script.role.as_deref(), shown.phase);
                 }

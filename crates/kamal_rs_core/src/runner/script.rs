@@ -442,6 +442,8 @@ pub struct Shown {
     /// A file written through stdin: logged as Kamal logs an upload (`Uploading <path> 100.0%`)
     /// once it is written, not as a command.
     pub upload: bool,
+    /// Runs in the background while the script goes on: logged, but the host's step is not its.
+    pub background: bool,
 }
 
 impl Shown {
@@ -452,6 +454,7 @@ impl Shown {
             phase,
             var: None,
             upload: false,
+            background: false,
         }
     }
 
@@ -468,6 +471,12 @@ impl Shown {
             upload: true,
             ..Shown::info(phase, path)
         }
+    }
+
+    /// The command runs in the background (`&`).
+    pub fn in_background(mut self) -> Shown {
+        self.background = true;
+        self
     }
 
     /// The command uses `var` (`${old}`), whose value its start marker carries.

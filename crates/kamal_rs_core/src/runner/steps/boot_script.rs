@@ -51,7 +51,10 @@ pub struct BootScript<'a> {
 pub fn list_in_background(app: &App<'_>, phase: Phase) -> Script {
     let mut s = Script::new();
     let list = app.containers_with_state();
-    let marked = s.marked(Shown::info(phase, &list), &format!("{list} >\"$ps_out\""));
+    let marked = s.marked(
+        Shown::info(phase, &list).in_background(),
+        &format!("{list} >\"$ps_out\""),
+    );
     s.line(format!(
         "trap '[ -z \"$ps_out\" ] || rm -f \"$ps_out\"' EXIT; ps_out=$(mktemp) || {}; {marked} </dev/null & ps_pid=$!",
         Exit::Pull.exit(),
