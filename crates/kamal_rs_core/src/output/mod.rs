@@ -322,20 +322,10 @@ impl Output {
     pub fn finished(&self, uuid: &str, seconds: f64, status: Option<i32>, host: &str, debug: bool) {
         let level = if debug { Level::Debug } else { Level::Info };
         let shown = self.shows(debug) && self.live.is_none();
-        let code = status.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
-        let verdict = if status == Some(0) {
-            "successful"
-        } else {
-            "failed"
-        };
-        let message =
-            format!("Finished in {seconds:.3} seconds with exit status {code} ({verdict}).");
+        let message = finished_message(seconds, status, |verdict| verdict.to_string());
         let painted = || {
             let colour = if status == Some(0) { GREEN } else { RED };
-            format!(
-                "Finished in {seconds:.3} seconds with exit status {code} ({}).",
-                self.paint(colour, verdict)
-            )
+            finished_message(seconds, status, |verdict| self.paint(colour, verdict))
         };
         self.command_line(level, uuid, host, None, &message, painted, shown);
     }
@@ -363,49 +353,31 @@ impl Output {
     /// arrives and its result show whatever `-q`/`-v` say, and above the live view.
     pub fn build_running(&self, uuid: &str, command: &str) {
         let command = self.redact(command);
-        let message = format!("Running {command} on localhost");
-        self.command_line(
+        self.build_command_line(
             Level::Info,
             uuid,
-            "localhost",
             None,
-            &message,
-            || message.clone(),
-            true,
+            &format!("Running {command} on localhost"),
         );
     }
 
     pub fn build_line(&self, uuid: &str, line: &str) {
-        let message = format!("\t{line}");
-        self.command_line(
+        self.build_command_line(
             Level::Debug,
             uuid,
-            "localhost",
             Some(Stream::Stdout),
-            &message,
-            || message.clone(),
-            true,
+            &format!("\t{line}"),
         );
     }
 
     pub fn build_finished(&self, uuid: &str, seconds: f64, status: Option<i32>) {
-        let verdict = if status == Some(0) {
-            "successful"
-        } else {
-            "failed"
-        };
-        let code = status.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
-        let message =
-            format!("Finished in {seconds:.3} seconds with exit status {code} ({verdict}).");
-        self.command_line(
-            Level::Info,
-            uuid,
-            "localhost",
-            None,
-            &message,
-            || message.clone(),
-            true,
-        );
+        let message = finished_message(seconds, status, |verdict| verdict.to_string());
+        self.build_command_line(Level::Info, uuid, None, &message);
+    }
+
+    fn build_command_line(&self, level: Level, uuid: &str, stream: Option<Stream>, message: &str) {
+        let painted = || message.to_string();
+        self.command_line(level, uuid, "localhost", stream, message, painted, true);
     }
 
     /// SSHKit's `info` inside a step: `  INFO <text>`.
@@ -591,6 +563,20 @@ impl Fleet {
             bar.set_message(lines.get(i).cloned().unwrap_or_default());
         }
     }
+}
+
+/// SSHKit's `Finished in 0.123 seconds with exit status 0 (successful).`, the verdict as `verdict` shows it.
+fn finished_message(seconds: f64, status: Option<i32>, verdict: impl Fn(&str) -> String) -> String {
+    let code = status.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+    let word = if status == Some(0) {
+        "successful"
+    } else {
+        "failed"
+    };
+    format!(
+        "Finished in {seconds:.3} seconds with exit status {code} ({}).",
+        verdict(word)
+    )
 }
 
 fn replace_words(text: &str, word: &str, with: &str) -> String {
