@@ -323,7 +323,8 @@ impl<'a> App<'a> {
     }
 
     pub fn proxy_deploy_args(&self, container_id: &str, version: &str) -> Vec<String> {
-        super::proxy_deploy::args(self, container_id, version)
+        let proxy = self.proxy_config();
+        super::proxy_deploy::args(self.config, self.role, proxy, container_id, version)
     }
 
     /// The env file's contents for this host (secrets looked up now).

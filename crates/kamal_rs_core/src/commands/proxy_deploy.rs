@@ -2,7 +2,7 @@
 //! lib/kamal/configuration/proxy.rb, Kamal 2.12.0): each `--flag=<escaped value>`, a true boolean as the
 //! bare `--flag`, an unset setting left out.
 
-use super::app::App;
+use crate::config::{Configuration, Role};
 use crate::shell::escape_shell_value;
 use crate::value::{Map, Value};
 
@@ -46,11 +46,18 @@ fn boolean(flag: &str, v: Option<Value>, default: Option<bool>) -> Option<String
     }
 }
 
-pub fn args(app: &App<'_>, container_id: &str, version: &str) -> Vec<String> {
-    let p = Settings(app.proxy_config());
-    let sd = app.config.service_and_destination();
-    let mut a = target_and_tls(app, &p, container_id, &sd);
-    let timeouts = app.config.timeouts();
+/// The flags of `kamal-proxy deploy` for `role` (its proxy settings: `proxy`, merged as the role's).
+pub fn args(
+    config: &Configuration,
+    role: &Role,
+    proxy: Map,
+    container_id: &str,
+    version: &str,
+) -> Vec<String> {
+    let p = Settings(proxy);
+    let sd = config.service_and_destination();
+    let mut a = target_and_tls(&role.name, &p, container_id, &sd);
+    let timeouts = config.timeouts();
     a.push(quoted(
         "deploy-timeout",
         format!("{}s", timeouts.deploy_timeout),
@@ -87,7 +94,7 @@ pub fn args(app: &App<'_>, container_id: &str, version: &str) -> Vec<String> {
     ));
     a.extend(boolean("tls-redirect", p.get(&["ssl_redirect"]), None));
     a.extend(logging(&p));
-    if app.config.get("error_pages_path").is_some() {
+    if config.get("error_pages_path").is_some() {
         a.push(quoted(
             "error-pages",
             format!("/home/kamal-proxy/.apps-config/{sd}/error_pages/{version}"),
@@ -97,7 +104,7 @@ pub fn args(app: &App<'_>, container_id: &str, version: &str) -> Vec<String> {
 }
 
 /// `--target`, each `--host`, `--tls` and custom certificates' paths.
-fn target_and_tls(app: &App<'_>, p: &Settings, container_id: &str, sd: &str) -> Vec<String> {
+fn target_and_tls(role: &str, p: &Settings, container_id: &str, sd: &str) -> Vec<String> {
     let port = p
         .get(&["app_port"])
         .map(|v| v.to_ruby_s())
@@ -115,7 +122,7 @@ fn target_and_tls(app: &App<'_>, p: &Settings, container_id: &str, sd: &str) -> 
         .and_then(Value::as_map)
         .is_some_and(|s| s.get("certificate_pem").is_some_and(Value::is_present));
     if custom {
-        let dir = format!("/home/kamal-proxy/.apps-config/{sd}/tls/{}", app.role.name);
+        let dir = format!("/home/kamal-proxy/.apps-config/{sd}/tls/{role}");
         a.push(quoted("tls-certificate-path", format!("{dir}/cert.pem")));
         a.push(quoted("tls-private-key-path", format!("{dir}/key.pem")));
     }

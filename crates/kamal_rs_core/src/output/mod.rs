@@ -256,17 +256,20 @@ impl Output {
         self.plain_line(None, text, self.verbosity > Verbosity::Quiet, Some(painted));
     }
 
-    /// SSHKit's `[uuid] message` line of a command on `host`, at `level`.
+    /// SSHKit's `[uuid] message` line of a command, at the level and on the host `of` names.
     fn command_line(
         &self,
-        level: Level,
-        uuid: &str,
-        host: &str,
-        stream: Option<Stream>,
+        of: CommandOf,
         message: &str,
         painted: impl FnOnce() -> String,
         shown: bool,
     ) {
+        let CommandOf {
+            level,
+            uuid,
+            host,
+            stream,
+        } = of;
         let text = format!("{:>6} [{uuid}] {message}", level.name());
         let painted = shown.then(|| {
             format!(
@@ -291,10 +294,12 @@ impl Output {
         let shown = self.shows(debug) && self.live.is_none();
         let command = self.redact(command);
         self.command_line(
-            level,
-            uuid,
-            host,
-            None,
+            CommandOf {
+                level,
+                uuid,
+                host,
+                stream: None,
+            },
             &format!("Running {command} on {host}"),
             || {
                 format!(
@@ -308,10 +313,12 @@ impl Output {
         let verbose = self.verbosity == Verbosity::Verbose;
         let message = format!("Command: {command}");
         self.command_line(
-            Level::Debug,
-            uuid,
-            host,
-            None,
+            CommandOf {
+                level: Level::Debug,
+                uuid,
+                host,
+                stream: None,
+            },
             &message,
             || format!("Command: {}", self.paint(BLUE, &command)),
             verbose,
@@ -327,7 +334,17 @@ impl Output {
             let colour = if status == Some(0) { GREEN } else { RED };
             finished_message(seconds, status, |verdict| self.paint(colour, verdict))
         };
-        self.command_line(level, uuid, host, None, &message, painted, shown);
+        self.command_line(
+            CommandOf {
+                level,
+                uuid,
+                host,
+                stream: None,
+            },
+            &message,
+            painted,
+            shown,
+        );
     }
 
     /// A line a command printed (`DEBUG [uuid] \t<line>`), shown with `-v`.
@@ -338,10 +355,12 @@ impl Output {
             let colour = if stream == Stream::Stdout { GREEN } else { RED };
             let painted = || self.paint(colour, &message);
             self.command_line(
-                Level::Debug,
-                uuid,
-                host,
-                Some(stream),
+                CommandOf {
+                    level: Level::Debug,
+                    uuid,
+                    host,
+                    stream: Some(stream),
+                },
                 &message,
                 painted,
                 verbose,
@@ -377,7 +396,17 @@ impl Output {
 
     fn build_command_line(&self, level: Level, uuid: &str, stream: Option<Stream>, message: &str) {
         let painted = || message.to_string();
-        self.command_line(level, uuid, "localhost", stream, message, painted, true);
+        self.command_line(
+            CommandOf {
+                level,
+                uuid,
+                host: "localhost",
+                stream,
+            },
+            message,
+            painted,
+            true,
+        );
     }
 
     /// SSHKit's `info` inside a step: `  INFO <text>`.
@@ -606,6 +635,14 @@ fn replace_words(text: &str, word: &str, with: &str) -> String {
 /// SSHKit's command uuid: 8 hex digits.
 pub fn uuid() -> String {
     crate::config::random_hex(4)
+}
+
+/// Whose line a command line is: its level, SSHKit uuid, host and stream.
+struct CommandOf<'a> {
+    level: Level,
+    uuid: &'a str,
+    host: &'a str,
+    stream: Option<Stream>,
 }
 
 #[cfg(test)]

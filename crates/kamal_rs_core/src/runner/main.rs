@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::interrupt;
 use super::loggers::Loggers;
 use super::options::Command;
+use super::plan;
 use super::report::{DeployReport, LockOutcome};
 use super::run::Run;
 use super::state::Lock;
 use super::steps::build::Build;
 use super::steps::hooks::run_hook;
 use super::steps::{lock, proxy, pull, tag};
-use super::v1;
+use super::{deploy_v1, env_push};
 use super::{rollback, rollout};
 use crate::commands::app::App;
 use crate::config::{lockfile, KamalMajor};
@@ -50,7 +52,7 @@ async fn interruptible<T>(run: &Run<'_>, work: impl Future<Output = Result<T>>) 
         done.notify_one();
         result
     };
-    let (result, ()) = tokio::join!(work, rollout::stop_on_interrupt(run, &done));
+    let (result, ()) = tokio::join!(work, interrupt::stop_on_interrupt(run, &done));
     match (result, run.cancel.is_cancelled()) {
         (Err(e), _) => Err(e),
         (Ok(_), true) => Err(Error::new(ErrorKind::Interrupted, "Interrupted")),
@@ -90,12 +92,12 @@ async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployR
 async fn steps(run: &Run<'_>) -> Result<()> {
     match (run.config.major, run.options.command) {
         (_, Command::Rollback) => return rollback::run(run).await,
-        (KamalMajor::V1, Command::EnvPush) => return v1::env_push::run(run).await,
-        (KamalMajor::V1, _) => return v1::deploy(run).await,
+        (KamalMajor::V1, Command::EnvPush) => return env_push::run(run).await,
+        (KamalMajor::V1, _) => return deploy_v1::deploy(run).await,
         _ => {}
     }
     run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
-    if run.options.skip_push && rollout::per_host(run) {
+    if run.options.skip_push && plan::per_host(run) {
         // Each host connects and goes on to its script at once: a host that cannot be reached stops
         // every boot at the pull barrier, as a failed pull does.
         run.header(Phase::Pull);
@@ -112,7 +114,7 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         built?;
         connected?;
     }
-    if rollout::per_host(run) {
+    if plan::per_host(run) {
         rollout::per_host_rollout(run).await?;
     } else {
         pull_then_lock(run).await?;
@@ -130,7 +132,7 @@ async fn steps(run: &Run<'_>) -> Result<()> {
     }
     run.checkpoint()?;
     // Each host's boot script tagged (the run would have failed otherwise).
-    if tag::in_boot(run) {
+    if plan::tags_in_boot(run) {
         return Ok(());
     }
     tag::tag_all(run).await

@@ -19,12 +19,16 @@
 
 pub mod cancel;
 pub mod commander;
+mod deploy_v1;
+mod env_push;
 mod failure;
 mod github;
+mod interrupt;
 mod loggers;
 mod main;
 pub mod options;
 mod performer;
+mod plan;
 pub mod report;
 mod rollback;
 mod rollout;
@@ -32,7 +36,6 @@ mod run;
 pub mod script;
 mod state;
 mod steps;
-mod v1;
 
 use std::sync::Arc;
 use std::time::Instant;

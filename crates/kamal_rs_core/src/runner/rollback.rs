@@ -14,12 +14,13 @@ use std::sync::atomic::Ordering;
 use futures::future::join_all;
 
 use super::failure::{combine, HostError};
+use super::plan;
 use super::rollout;
 use super::run::Run;
-use super::script::{Exit, Mark, Script, Shown};
+use super::script::{Mark, Script};
 use super::steps::hooks::run_hook;
-use super::steps::{lock, tag};
-use super::v1;
+use super::steps::v1;
+use super::steps::{check, lock, tag};
 use crate::commands::app::App;
 use crate::commands::v1::AppV1;
 use crate::config::{KamalMajor, Role};
@@ -59,17 +60,9 @@ impl RoleCommands {
     }
 }
 
-/// `container_id_for_version`, with 1.9's unquoted filter for 1.x configs.
-fn container_id_for(run: &Run<'_>, role: &Role, version: &str) -> String {
-    match run.config.major {
-        KamalMajor::V1 => AppV1::new(run.config, role, &run.run_id).container_id_for(version),
-        KamalMajor::V2 => App::new(run.config, role).container_id_for(version),
-    }
-}
-
 /// The steps of a rollback to `run.version`.
 pub async fn run(run: &Run<'_>) -> Result<()> {
-    if run.config.major == KamalMajor::V2 && rollout::per_host(run) {
+    if run.config.major == KamalMajor::V2 && plan::per_host(run) {
         return per_host(run).await;
     }
     prepare(run).await?;
@@ -95,21 +88,14 @@ async fn per_host(run: &Run<'_>) -> Result<()> {
     connect(run).await?;
     match rollout::per_host_rollout(run).await {
         // Kamal tells this failure apart by its message too (`container_available?`).
-        Err(e) if e.message.contains(NOT_FOUND) => return Err(not_available(run, e)),
+        Err(e) if e.message.contains(check::NOT_FOUND) => return Err(not_available(run, e)),
         result => result?,
     }
     run.checkpoint()?;
-    if tag::in_boot(run) {
+    if plan::tags_in_boot(run) {
         return Ok(());
     }
     tag::tag_all(run).await
-}
-
-/// What a host without the version says, as Kamal's `container_available?` raises it.
-const NOT_FOUND: &str = "Container not found";
-
-pub fn not_found(host: &str) -> HostError {
-    HostError::on_host(ErrorKind::Runtime, host, NOT_FOUND)
 }
 
 /// `pre-connect` and the connections, once.
@@ -136,11 +122,11 @@ async fn prepare(run: &Run<'_>) -> Result<()> {
 /// for each of its roles. When one does not, Kamal's lines, as an error: Kamal prints them in red and
 /// exits 0, kamal_rs exits 1 so that a script sees that nothing was rolled back.
 async fn available(run: &Run<'_>) -> Result<()> {
-    let checks = join_all(run.sel.app_hosts.iter().map(|host| check(run, host))).await;
+    let checks = join_all(run.sel.app_hosts.iter().map(|host| check::check(run, host))).await;
     let mut missing = Vec::new();
     for check in checks {
         match check {
-            Err(e) if e.message.contains(NOT_FOUND) => missing.push(e),
+            Err(e) if e.message.contains(check::NOT_FOUND) => missing.push(e),
             other => other?,
         }
     }
@@ -148,16 +134,6 @@ async fn available(run: &Run<'_>) -> Result<()> {
         Err(e) => Err(not_available(run, e)),
         Ok(()) => Ok(()),
     }
-}
-
-/// One host's check, in a command of its own.
-pub async fn check(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
-    let s = available_script(run, host, false);
-    let out = run.exec(host, &s, &mut |_| {}).await?;
-    if Mark::Missing.seen(&out.stdout) {
-        return Err(not_found(host));
-    }
-    Ok(())
 }
 
 /// Kamal's lines when the version is missing somewhere (`e`: which hosts), as an error.
@@ -173,30 +149,6 @@ fn not_available(run: &Run<'_>, e: Error) -> Error {
             run.version
         ),
     )
-}
-
-/// The check as a part of the host's first script: a role without the version ends it with
-/// `Exit::Unavailable`, before anything changed on the host.
-pub fn in_script(run: &Run<'_>, host: &str) -> Script {
-    available_script(run, host, true)
-}
-
-/// Each of the host's roles has a container of the version, or the script says which has none (and,
-/// `stop`, exits there).
-fn available_script(run: &Run<'_>, host: &str, stop: bool) -> Script {
-    let mut s = Script::new();
-    for role in run.roles_on(host) {
-        let find = container_id_for(run, role, &run.version);
-        let missing = Mark::Missing.echo_with(&role.name);
-        let found = s.marked(Shown::info(Phase::Check, &find), &format!("c=$({find})"));
-        let on_missing = if stop {
-            format!("{{ {missing}; {}; }}", Exit::Unavailable.exit())
-        } else {
-            missing
-        };
-        s.line(format!("{found}; [ -n \"$c\" ] || {on_missing}"));
-    }
-    s
 }
 
 /// For each of the host's roles: its name, its containers' names (`docker ps -a`) and the version it
@@ -327,33 +279,12 @@ mod tests {
     use crate::runner::script::PREFIX;
     use crate::runner::steps::boot::Boot;
     use crate::runner::steps::tests::{golden_config, sh_n};
-    use crate::runner::v1::tests::v1_config;
 
     fn rollback() -> DeployOptions {
         DeployOptions {
             command: Command::Rollback,
             ..DeployOptions::default()
         }
-    }
-
-    #[test]
-    fn availability_is_kamals_container_id_for_each_role() {
-        let c = golden_config();
-        let run = Run::for_test(&c, rollback());
-        let s = available_script(&run, "10.0.0.1", false);
-        assert_eq!(
-            s.shown[0].command,
-            "docker container ls --all --filter 'name=^app-web-staging-v2$' --quiet"
-        );
-        assert!(s.text().contains(&Mark::Missing.echo_with("web")));
-        sh_n(&s.text());
-        let c = v1_config();
-        let run = Run::for_test(&c, rollback());
-        let s = available_script(&run, "10.0.0.3", false);
-        assert_eq!(
-            s.shown[0].command,
-            "docker container ls --all --filter name=^app-workers-v2$ --quiet"
-        );
     }
 
     #[test]

@@ -16,18 +16,19 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::failure::HostError;
+use super::interrupt;
 use super::options::Command;
+use super::plan;
 use super::run::Run;
 use super::script::{
     gate, guard, interruptible, lock_gate, no_stdin, uninterruptible, Exit, Mark, Script, Step,
 };
+use super::steps;
 use super::steps::boot::{self, Boot};
 use super::steps::boot_script::list_in_background;
 use super::steps::hooks::run_hook;
-use super::steps::{lock, proxy, pull, tag};
-use super::{rollback, v1};
+use super::steps::{check, lock, proxy, pull, tag};
 use crate::commands::app::App;
-use crate::commands::server;
 use crate::config::{KamalMajor, Role};
 use crate::error::{ErrorKind, Result};
 use crate::output::timeline::Phase;
@@ -39,27 +40,16 @@ pub struct First {
     pub takes_lock: bool,
 }
 
-/// Whether each host can go on from its own pull to its boot without waiting for the others: only the
-/// lock must come first, unless a `pre-deploy` or `pre-app-boot` hook runs in between, `boot.limit`
-/// makes groups, `boot.wait` paces them, or a registry mirror is seeded first.
-pub fn per_host(run: &Run<'_>) -> bool {
-    !run.hooks.exists("pre-deploy")
-        && !run.hooks.exists("pre-app-boot")
-        && run.sel.boot_groups(run.config).len() == 1
-        && run.config.boot().wait.unwrap_or(0) == 0
-        && !pull::may_seed_mirrors(run)
-}
-
 /// Each host: pull, then (once the lock is held) kamal-proxy (deploy) and its boot, on its own. A host
 /// that fails before booting its primary-role container closes the barrier, as a failed boot would.
-/// With `tag::in_boot`, each host's last script then waits until every host's boots succeeded, and tags.
+/// With `plan::tags_in_boot`, each host's last script then waits until every host's boots succeeded, and tags.
 pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
     run.touched.store(true, Ordering::SeqCst);
     let primary = run.sel.primary_host.as_str();
     let lock_in_script = run.lock.to_take()
         && !run.options.lock_wait
         && run.sel.hosts.iter().any(|h| h == primary)
-        && pulls_in_boot(run, primary);
+        && plan::pulls_in_boot(run, primary);
     let hosts = run.on_hosts(&run.sel.hosts, |h| async move {
         let takes_lock = lock_in_script && h == primary;
         let go = async {
@@ -68,7 +58,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         };
         let result = tokio::select! {
             r = go => r,
-            e = unresponsive_after_interrupt(run, h) => Err(e),
+            e = interrupt::unresponsive_after_interrupt(run, h) => Err(e),
         };
         if takes_lock {
             // Whatever ended the primary's script, nobody waits for a lock that never came.
@@ -80,7 +70,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         if result.is_err() {
             // A host that fails before its boot stops the others before theirs (the pull barrier).
             run.pulled.halt();
-            if run.roles_on(h).iter().any(|r| boot::gatekeeper(run, r)) {
+            if run.roles_on(h).iter().any(|r| plan::gatekeeper(run, r)) {
                 run.barrier.set(false);
             }
         }
@@ -107,66 +97,13 @@ async fn take_lock(run: &Run<'_>, in_script: bool) -> Result<()> {
     result
 }
 
-/// After Ctrl-C, and again every 0.1 s until the run ends (`done`): a script that had not yet said its
-/// PID is stopped too.
-pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
-    tokio::select! {
-        _ = run.cancel.cancelled() => {}
-        _ = done.notified() => return,
-    }
-    // Scripts waiting at the pull barrier stop there, and scripts that booted do not tag; scripts
-    // still pulling get SIGTERM.
-    run.pulled.halt();
-    run.booted.halt();
-    loop {
-        let pids = run.before_boot.to_terminate();
-        join_all(pids.iter().map(|(host, pid)| async move {
-            let kill = server::terminate(pid);
-            let sent = run.exec_one(host, Phase::Other, &kill, true);
-            let _ = tokio::time::timeout(Duration::from_secs(5), sent).await;
-        }))
-        .await;
-        tokio::select! {
-            _ = done.notified() => return,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-    }
-}
-
-/// How long a host still before its boot may take to stop after Ctrl-C before kamal_rs stops waiting.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Resolves when the run was interrupted and this host, told to stop before its boot, has not
-/// stopped within `STOP_GRACE` (its connection hangs, say): the run then ends without it.
-pub async fn unresponsive_after_interrupt(run: &Run<'_>, host: &str) -> HostError {
-    run.cancel.cancelled().await;
-    loop {
-        if run.before_boot.unresponsive(host, STOP_GRACE) {
-            run.before_boot.passed(host);
-            for role in run.roles_on(host) {
-                run.reports.set_unchecked(
-                    host,
-                    &role.name,
-                    "could not check: no answer after Ctrl-C",
-                );
-            }
-            return HostError::on_host(
-                ErrorKind::Interrupted,
-                host,
-                format!("did not stop within {} s of Ctrl-C", STOP_GRACE.as_secs()),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// One host of the per-host rollout; `takes_lock`: its script takes the lock first.
 async fn roll_out_host(
     run: &Run<'_>,
     host: &str,
     takes_lock: bool,
 ) -> std::result::Result<(), HostError> {
-    if pulls_in_boot(run, host) {
+    if plan::pulls_in_boot(run, host) {
         let waits_first = !takes_lock && !pulls_before_lock(run, takes_lock);
         if waits_first && (!run.lock_settled.wait().await || run.cancel.is_cancelled()) {
             return Ok(());
@@ -183,7 +120,7 @@ async fn roll_out_host(
     }
     // A rollback checks for the version where a deploy pulls, but under the lock, as Kamal does.
     if rollback && run.is_app_host(host) {
-        rollback::check(run, host).await?;
+        check::check(run, host).await?;
     }
     if run.options.boots_proxy() {
         proxy::boot(run, host).await?;
@@ -198,19 +135,6 @@ async fn roll_out_host(
         return Ok(());
     }
     boot_host(run, host, None).await
-}
-
-/// Whether a host's pull (and kamal-proxy) can run in its first boot script: an app host of a Kamal 2
-/// config whose first role boots without waiting at the barrier, and whose roles boot one by one.
-fn pulls_in_boot(run: &Run<'_>, host: &str) -> bool {
-    let roles = run.roles_on(host);
-    let Some(first) = roles.first() else {
-        return false;
-    };
-    run.config.major == KamalMajor::V2
-        && run.is_app_host(host)
-        && (run.sel.roles.len() == 1 || boot::gatekeeper(run, first))
-        && (roles.len() == 1 || !run.config.boot().parallel_roles)
 }
 
 /// Whether a host that does not take the lock itself starts its script (its pull) at once and waits
@@ -238,7 +162,7 @@ fn first_script(
     let rollback = run.options.command == Command::Rollback;
     if rollback {
         // The version's image is there when its container is: nothing to pull.
-        s.append(rollback::in_script(run, host));
+        s.append(check::in_script(run, host));
     } else if let Some(pull) = pull::script(run, host)? {
         s.append(pull.map(|text| guard(&no_stdin(text), Exit::Pull)));
     }
@@ -313,7 +237,7 @@ pub async fn boot_host(
     };
     match &result {
         // The boot's script said so, and went on to tag.
-        Ok(()) if tag::in_boot(run) => {}
+        Ok(()) if plan::tags_in_boot(run) => {}
         Ok(()) => waiting_for_others(run, host),
         Err(e) => run.output.progress_failed(
             host,
@@ -330,7 +254,7 @@ fn waiting_for_others(run: &Run<'_>, host: &str) {
     );
 }
 
-/// One (host, role) boot: `first` before it, and (`tag::in_boot`, the host's last role) the tag after
+/// One (host, role) boot: `first` before it, and (`plan::tags_in_boot`, the host's last role) the tag after
 /// it, in one script; each exit code goes to the step that owns it.
 async fn boot_role(
     run: &Run<'_>,
@@ -342,7 +266,7 @@ async fn boot_role(
         return Ok(());
     }
     if run.config.major == KamalMajor::V1 {
-        return v1::boot::boot(run, host, role).await;
+        return steps::v1::boot::boot(run, host, role).await;
     }
     if first.is_none() {
         run.output
@@ -381,7 +305,7 @@ async fn boot_role(
             }
             return Ok(());
         }
-        Some(Step::Unavailable) => return Err(rollback::not_found(host)),
+        Some(Step::Unavailable) => return Err(check::not_found(host)),
         Some(Step::Interrupt) if Mark::Interrupted.seen(&out.stdout) => {
             return Err(HostError::new(
                 ErrorKind::Interrupted,
@@ -399,7 +323,7 @@ async fn boot_role(
     boot.finish().await
 }
 
-/// A (host, role) boot's script: `first` before the boot, and (`tag::in_boot`, the host's last role)
+/// A (host, role) boot's script: `first` before the boot, and (`plan::tags_in_boot`, the host's last role)
 /// the tag after it; with it, whether the tag releases the lock.
 fn role_script(
     boot: &Boot<'_, '_>,
@@ -415,7 +339,7 @@ fn role_script(
     script.append(boot.script(listed_in_background)?);
     let release = tag::releases_lock(run, host) || takes_lock;
     let last_role = run.roles_on(host).last().map(|r| &r.name) == Some(&boot.role.name);
-    let tag = (last_role && tag::in_boot(run))
+    let tag = (last_role && plan::tags_in_boot(run))
         .then(|| tag::script(run, host, release))
         .flatten();
     let tags = tag.is_some();
@@ -571,7 +495,7 @@ mod tests {
             ..DeployOptions::default()
         };
         let run = Run::for_test(&c, web_only);
-        assert!(tag::in_boot(&run));
+        assert!(plan::tags_in_boot(&run));
         let web = c.role("web").unwrap();
         let first = first_script(&run, "10.0.0.1", true).unwrap();
         let (script, tag) = role_script(&Boot::new(&run, "10.0.0.1", web), Some(first)).unwrap();
@@ -615,7 +539,7 @@ mod tests {
     fn a_role_without_kamal_proxy_keeps_the_tag_apart() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        assert!(!tag::in_boot(&run));
+        assert!(!plan::tags_in_boot(&run));
         for (host, role) in [
             ("10.0.0.1", "web"),
             ("10.0.0.2", "web"),
@@ -629,10 +553,13 @@ mod tests {
             sh_n(&script.text());
         }
         assert!(
-            !pulls_in_boot(&run, "10.0.0.3"),
+            !plan::pulls_in_boot(&run, "10.0.0.3"),
             "workers wait at the barrier"
         );
-        assert!(pulls_in_boot(&run, "10.0.0.1"));
-        assert!(!pulls_in_boot(&run, "10.0.0.9"), "an accessory-only host");
+        assert!(plan::pulls_in_boot(&run, "10.0.0.1"));
+        assert!(
+            !plan::pulls_in_boot(&run, "10.0.0.9"),
+            "an accessory-only host"
+        );
     }
 }

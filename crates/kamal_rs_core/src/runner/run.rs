@@ -53,7 +53,7 @@ pub struct Run<'a> {
     pub before_boot: BeforeBoot,
     /// A remote command has been sent (from the pull on).
     pub touched: AtomicBool,
-    /// Whether the boots' scripts also tag latest (prune, release the lock): `tag::in_boot`, decided
+    /// Whether the boots' scripts also tag latest (prune, release the lock): `plan::tags_in_boot`, decided
     /// once.
     pub tags_in_boot: OnceLock<bool>,
     /// Kamal 1.x: 32 hex digits naming this run's cord directories.

@@ -10,6 +10,7 @@ use crate::config::Role;
 use crate::error::{ErrorKind, Result};
 use crate::output::timeline::{Phase, Status};
 use crate::runner::failure::HostError;
+use crate::runner::plan;
 use crate::runner::report::RoleState;
 use crate::runner::run::Run;
 use crate::runner::script::{Exit, Mark, Script, Shown};
@@ -35,7 +36,7 @@ impl<'r, 'a> Boot<'r, 'a> {
 
     /// The primary role's boots set the barrier.
     pub fn gatekeeper(&self) -> bool {
-        gatekeeper(self.run, self.role)
+        plan::gatekeeper(self.run, self.role)
     }
 
     /// The boot's script, with its input looked up now: the env file, custom TLS certificates, and
@@ -204,10 +205,6 @@ impl<'r, 'a> Boot<'r, 'a> {
     }
 }
 
-pub fn gatekeeper(run: &Run<'_>, role: &Role) -> bool {
-    role.name == run.sel.primary_role
-}
-
 /// A role other than the primary one waits for the primary role's first health result (Kamal's
 /// `wait_at_barrier`). `Ok(false)`: the run was interrupted meanwhile.
 pub async fn wait_at_barrier(
@@ -215,7 +212,7 @@ pub async fn wait_at_barrier(
     host: &str,
     role: &Role,
 ) -> std::result::Result<bool, HostError> {
-    if run.sel.roles.len() <= 1 || gatekeeper(run, role) {
+    if run.sel.roles.len() <= 1 || plan::gatekeeper(run, role) {
         return Ok(true);
     }
     let primary = &run.sel.primary_role;

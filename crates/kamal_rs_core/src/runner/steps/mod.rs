@@ -4,12 +4,14 @@
 pub mod boot;
 pub mod boot_script;
 pub mod build;
+pub mod check;
 pub mod hooks;
 pub mod lock;
 pub mod poller;
 pub mod proxy;
 pub mod pull;
 pub mod tag;
+pub mod v1;
 
 #[cfg(test)]
 pub(crate) mod tests {

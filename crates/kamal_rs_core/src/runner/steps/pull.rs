@@ -12,6 +12,7 @@ use crate::commands::{builder, registry, server};
 use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::{combine, HostError};
+use crate::runner::plan;
 use crate::runner::run::Run;
 use crate::runner::script::{interruptible, waited, Mark, Script, Shown};
 use crate::ssh;
@@ -128,7 +129,7 @@ pub async fn pull_all(run: &Run<'_>) -> Result<()> {
         run.on_hosts(&hosts, |h| async move {
             tokio::select! {
                 r = pull(run, h) => r,
-                e = crate::runner::rollout::unresponsive_after_interrupt(run, h) => Err(e),
+                e = crate::runner::interrupt::unresponsive_after_interrupt(run, h) => Err(e),
             }
         })
         .await?;
@@ -165,15 +166,9 @@ pub async fn pull_order(run: &Run<'_>) -> Result<Vec<(Option<String>, Vec<String
     ])
 }
 
-/// Whether a mirror may need seeding: Docker applies mirrors to Docker Hub images only, and only with
-/// two app hosts or more is there a second host to pull from it.
-pub fn may_seed_mirrors(run: &Run<'_>) -> bool {
-    run.config.registry().docker_hub() && run.sel.app_hosts.len() >= 2
-}
-
 /// The first app host for each distinct first registry mirror.
 async fn mirror_seeds(run: &Run<'_>) -> Result<Vec<String>> {
-    if !may_seed_mirrors(run) {
+    if !plan::may_seed_mirrors(run) {
         return Ok(Vec::new());
     }
     let answers = join_all(run.sel.app_hosts.iter().map(|h| async move {
@@ -241,6 +236,6 @@ mod tests {
             script(&run, "10.0.0.9").unwrap().is_none(),
             "accessory-only host"
         );
-        assert!(!may_seed_mirrors(&run), "not Docker Hub");
+        assert!(!plan::may_seed_mirrors(&run), "not Docker Hub");
     }
 }

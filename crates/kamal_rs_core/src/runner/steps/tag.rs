@@ -5,11 +5,9 @@
 
 use super::lock;
 use crate::commands::{app, prune};
-use crate::config::KamalMajor;
 use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::rollout;
 use crate::runner::run::Run;
 use crate::runner::script::{booted_gate, or_exit, Exit, Mark, Script, Shown};
 use crate::ssh;
@@ -75,26 +73,6 @@ pub fn after_boot(run: &Run<'_>, tag: Script) -> Script {
     s
 }
 
-/// Whether each host tags `latest` (prunes, releases the lock) at the end of its last boot's script
-/// instead of in a command of its own, saving an SSH session per host: in the per-host rollout of a
-/// Kamal 2 config whose every host is an app host booting its roles one by one, the last one behind
-/// kamal-proxy (its script ends with the new version serving; a role without the proxy is waited for
-/// after its script).
-pub fn in_boot(run: &Run<'_>) -> bool {
-    *run.tags_in_boot.get_or_init(|| decide_in_boot(run))
-}
-
-fn decide_in_boot(run: &Run<'_>) -> bool {
-    run.config.major == KamalMajor::V2
-        && rollout::per_host(run)
-        && run.sel.hosts.iter().all(|h| {
-            let roles = run.roles_on(h);
-            run.is_app_host(h)
-                && roles.last().is_some_and(|r| r.running_proxy())
-                && (roles.len() == 1 || !run.config.boot().parallel_roles)
-        })
-}
-
 /// Whether this host's tag command releases the lock: the primary host, while this run holds it.
 pub fn releases_lock(run: &Run<'_>, host: &str) -> bool {
     host == run.sel.primary_host && run.lock.to_release()
@@ -155,6 +133,7 @@ async fn tag_and_prune(
 mod tests {
     use super::*;
     use crate::runner::options::{Command, DeployOptions};
+    use crate::runner::plan;
     use crate::runner::script::{unmarked, Gate};
     use crate::runner::steps::tests::{golden_config, sh_n};
 
@@ -198,7 +177,7 @@ mod tests {
         ));
         assert!(script(&run, "10.0.0.9", false).is_none());
         assert!(
-            !in_boot(&run),
+            !plan::tags_in_boot(&run),
             "the workers role boots without kamal-proxy: tagged on its own"
         );
     }

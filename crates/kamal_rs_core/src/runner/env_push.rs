@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{app, runs_traefik};
+use super::steps::v1::{app, runs_traefik, say_why_v1};
 use crate::commands::server;
 use crate::commands::v1::Traefik;
 use crate::config::env;
@@ -16,7 +16,7 @@ use crate::runner::steps::hooks::run_hook;
 use crate::runner::steps::lock;
 
 pub async fn run(run: &Run<'_>) -> Result<()> {
-    super::say_why_v1(run);
+    say_why_v1(run);
     run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
     run.connect_all().await?;
     run.touched.store(true, Ordering::SeqCst);

@@ -11,10 +11,11 @@ use crate::config::Role;
 use crate::error::ErrorKind;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
+use crate::runner::plan;
 use crate::runner::report::RoleState;
 use crate::runner::run::Run;
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
-use crate::runner::steps::boot::{close_barrier, gatekeeper, open_barrier};
+use crate::runner::steps::boot::{close_barrier, open_barrier};
 
 /// Poll period of the health waits, in seconds.
 const POLL: f64 = 0.25;
@@ -219,7 +220,7 @@ pub async fn boot(run: &Run<'_>, host: &str, role: &Role) -> std::result::Result
     let max_attempts = v1_app.max_attempts();
     run.output
         .progress(host, &format!("booting {} {}", role.name, run.version));
-    let gatekeeper = gatekeeper(run, role);
+    let gatekeeper = plan::gatekeeper(run, role);
     let mut on_line = |line: &str| {
         let Some((mark, arg)) = Mark::parse(line) else {
             return;
@@ -318,7 +319,7 @@ mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
     use crate::runner::steps::tests::{golden, run_sh, sh_n};
-    use crate::runner::v1::tests::v1_config;
+    use crate::runner::steps::v1::tests::v1_config;
     use crate::ssh::Output;
 
     #[test]

@@ -1,7 +1,7 @@
-//! `deploy` / `redeploy` of a Kamal 1.x config with Kamal 1.9.3's steps (`lib/kamal/cli/main.rb`,
-//! tag v1.9.3): the same run context, SSH layer, output and step parts as 2.x, with 1.9's commands.
-//! `redeploy` skips the registry login, the Traefik boot and the prune. `env push`, which 1.x deploys
-//! need once (they upload no env file), is in `env_push.rs`.
+//! Kamal 1.9.3's steps for 1.x (Traefik) configs, on the same run context, SSH layer and output as
+//! 2.x: the pull with its env-file check (`pull.rs`), the boot with its health cord and Traefik's
+//! (`boot.rs`), the tag and prune, and the helpers they share. The commands that use them are
+//! `runner/deploy_v1.rs` (`deploy`, `redeploy`), `runner/env_push.rs` and `runner/rollback.rs`.
 //!
 //! Kamal 1.9 sleeps to give Traefik time: 5 s after the new container is healthy, 5 s after the old
 //! one turns unhealthy, and the readiness delay for containers without a health check. kamal_rs polls
@@ -11,88 +11,32 @@
 //! stay on the clock.
 
 pub mod boot;
-pub mod env_push;
-mod pull;
+pub mod pull;
 
-use std::sync::atomic::Ordering;
-
-use super::failure::HostError;
-use super::rollout;
-use super::run::Run;
-use super::script::{Script, Shown};
-use super::steps::build::Build;
-use super::steps::hooks::run_hook;
-use super::steps::lock;
 use crate::commands::v1::{self as cmd, AppV1};
 use crate::commands::{app, prune};
 use crate::config::Role;
 use crate::error::Result;
 use crate::output::timeline::Phase;
+use crate::runner::failure::HostError;
+use crate::runner::run::Run;
+use crate::runner::script::{Script, Shown};
 
-fn app<'a>(run: &'a Run<'_>, role: &'a Role) -> AppV1<'a> {
+pub fn app<'a>(run: &'a Run<'_>, role: &'a Role) -> AppV1<'a> {
     AppV1::new(run.config, role, &run.run_id)
 }
 
 /// 1.9's audit line (unquoted) for `message`.
-fn audit(run: &Run<'_>, role: Option<&str>, message: &str) -> String {
+pub fn audit(run: &Run<'_>, role: Option<&str>, message: &str) -> String {
     let line = run.auditor().line(&run.clock.now(), role, message);
     cmd::audit(run.sd(), &line)
 }
 
 /// Traefik runs on a host when one of its roles runs it.
-fn runs_traefik(run: &Run<'_>, host: &str) -> bool {
+pub fn runs_traefik(run: &Run<'_>, host: &str) -> bool {
     run.roles_on(host)
         .iter()
         .any(|r| app(run, r).running_traefik())
-}
-
-/// The steps of Kamal 1.9's `deploy` (`redeploy`).
-pub async fn deploy(run: &Run<'_>) -> Result<()> {
-    let deploy = run.options.boots_proxy();
-    say_why_v1(run);
-    run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
-    if deploy {
-        // Locally (unless -P), then on every host with the pull.
-        run.output.say("Log into image registry...");
-        if !run.options.skip_push {
-            Build::new(run).login_locally().await?;
-        }
-    }
-    if run.options.skip_push {
-        run.connect_all().await?;
-        run.header(Phase::Pull);
-    } else {
-        run.say_step(Phase::Pull, "Build and push app image...");
-        let build = Build::new(run);
-        let (built, connected) = tokio::join!(build.push(), run.connect_all());
-        built?;
-        connected?;
-    }
-    run.touched.store(true, Ordering::SeqCst);
-    pull::pull_all(run).await?;
-    run.checkpoint()?;
-    lock::acquire_on_primary(run).await?;
-    run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
-    if deploy {
-        run.header(Phase::Proxy);
-        let hosts: Vec<String> = run
-            .sel
-            .hosts
-            .iter()
-            .filter(|h| runs_traefik(run, h))
-            .cloned()
-            .collect();
-        run.on_hosts(&hosts, |h| boot::boot_traefik(run, h)).await?;
-    }
-    run.header(Phase::Stale);
-    say_start(run);
-    rollout::in_groups(run).await?;
-    run.checkpoint()?;
-    if deploy {
-        run.header(Phase::Prune);
-    }
-    tag_all(run).await?;
-    lock::release(run).await
 }
 
 /// 1.9's `app boot` line.

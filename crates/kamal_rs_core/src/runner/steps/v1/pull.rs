@@ -79,7 +79,7 @@ pub async fn pull_all(run: &Run<'_>) -> Result<()> {
         run.on_hosts(&hosts, |h| async move {
             tokio::select! {
                 r = pull(run, h) => r,
-                e = crate::runner::rollout::unresponsive_after_interrupt(run, h) => Err(e),
+                e = crate::runner::interrupt::unresponsive_after_interrupt(run, h) => Err(e),
             }
         })
         .await?;
@@ -93,7 +93,7 @@ mod tests {
     use crate::runner::options::DeployOptions;
     use crate::runner::script::unmarked;
     use crate::runner::steps::tests::{run_sh, sh_n};
-    use crate::runner::v1::tests::v1_config;
+    use crate::runner::steps::v1::tests::v1_config;
 
     #[test]
     fn a_1_9_pull_checks_the_env_files_first() {
