@@ -3,6 +3,7 @@
 # (an app in two healthy versions and an unhealthy one, and a kamal-proxy stand-in). Needs root.
 #
 #   lab up N [--rtt MS] [--builder] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env
+#   lab up N --sim [--rtt MS] ...        (a simulated fleet: sim.rb)
 #
 # Everything the lab starts is recorded by PID in STATE/lab.json; `down` stops exactly that, removes the
 # namespaces, the bridge and the iptables rules tagged "kamal-rs-lab", and is safe to run twice.
@@ -135,7 +136,11 @@ module Lab
 
   # Every command the host's sshd ran: [{time:, ended:, status:, client:, command:}], by start time.
   def transcript(host)
-    path = Host.new(index: find_host(host)["index"]).transcript
+    read_transcript(Host.new(index: find_host(host)["index"]).transcript)
+  end
+
+  # A transcript file as written by a host's wrapper (lab.rb's or the simulated fleet's).
+  def read_transcript(path)
     return [] unless File.exist?(path)
 
     started = {}
@@ -154,8 +159,9 @@ module Lab
   end
 
   # The lab app's config/deploy.yml for `hosts` (one web role, the lab registry, the lab's SSH files);
-  # `proxy`: a jump host for `ssh.proxy`; `max_concurrent_starts`: sshkit's key.
-  def app_config(hosts, proxy: nil, max_concurrent_starts: nil)
+  # `proxy`: a jump host for `ssh.proxy`; `max_concurrent_starts`: sshkit's key. The simulated fleet
+  # passes its own `registry` and `ssh_config`.
+  def app_config(hosts, proxy: nil, max_concurrent_starts: nil, registry: REGISTRY, ssh_config: SSH_CONFIG)
     yaml = <<~YAML
       service: app
       image: app
@@ -163,14 +169,14 @@ module Lab
         web:
       #{hosts.map { |h| "    - #{h}" }.join("\n")}
       registry:
-        server: #{REGISTRY}
+        server: #{registry}
         username: lab
         password: lab
       builder:
         arch: amd64
       ssh:
         keys: [ #{KEY} ]
-        config: #{SSH_CONFIG}
+        config: #{ssh_config}
     YAML
     yaml += "  proxy: root@#{proxy}\n" if proxy
     yaml += "sshkit:\n  max_concurrent_starts: #{max_concurrent_starts}\n" if max_concurrent_starts
@@ -618,19 +624,33 @@ module Lab
 end
 
 if $PROGRAM_NAME == __FILE__
+  require_relative "sim"
+  option = ->(name) { ARGV.include?(name) ? ARGV[ARGV.index(name) + 1] : nil }
   begin
     case ARGV.shift
     when "up"
       count = Integer(ARGV.shift || 3)
-      rtt = ARGV.include?("--rtt") ? Integer(ARGV[ARGV.index("--rtt") + 1]) : 0
+      rtt = Integer(option.call("--rtt") || 0)
       started = Time.now
+      if ARGV.include?("--sim")
+        latency = option.call("--latency").to_s.split(",").to_h { |kv| k, v = kv.split("="); [ k, Float(v) ] }
+        SimLab.up(count, rtt: rtt, latency: latency, max_startups: option.call("--max-startups"),
+                         max_sessions: option.call("--max-sessions"))
+        puts "sim up: #{count} simulated hosts (#{SimLab.ip(1)} .. #{SimLab.ip(count)}), rtt #{rtt} ms, in #{(Time.now - started).round(1)} s"
+        puts "ssh -F #{SimLab::SSH_CONFIG} #{SimLab.ip(1)}"
+        exit 0
+      end
       builder = ARGV.include?("--builder")
       Lab.up(count, rtt: rtt, builder: builder)
       puts "lab up: #{count} hosts (#{Lab.hosts.map { |h| h["ip"] }.join(", ")}), rtt #{rtt} ms, in #{(Time.now - started).round(1)} s"
       puts "ssh -F #{Lab::SSH_CONFIG} #{Lab.hosts.first["ip"]}"
       puts "builder: DOCKER_HOST=unix://#{Lab::BUILDER_SOCKET}" if builder
-    when "down" then Lab.down
-    when "status" then Lab.status
+    when "down"
+      SimLab.down if SimLab.up?
+      Lab.down
+    when "status"
+      Lab.status
+      puts "sim: #{SimLab.hosts.size} simulated hosts" if SimLab.up?
     when "exec" then exit Lab.exec_in(ARGV.shift, *ARGV)
     when "transcript"
       Lab.transcript(ARGV.shift).each do |l|
@@ -638,9 +658,10 @@ if $PROGRAM_NAME == __FILE__
         puts "#{format("%.6f", l[:time])} #{l[:client]} (#{took}) #{l[:command]}"
       end
     when "reset-transcripts" then Lab.reset_transcripts
-    when "env" then Lab.env_exports.each { |k, v| puts "export #{k}=#{v}" }
+    when "env" then Lab.env_exports.merge(SimLab.env_exports).each { |k, v| puts "export #{k}=#{v}" }
     else
-      warn "usage: lab up N [--rtt MS] [--builder] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env"
+      warn "usage: lab up N [--rtt MS] [--builder] | up N --sim [--rtt MS] [--max-startups S] [--max-sessions M] " \
+           "[--latency pull=1.0,...] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env"
       exit 2
     end
   rescue Lab::Error => e

@@ -2,7 +2,8 @@
 //! to NFQUEUE 0, and this daemon hands each one back after a fixed delay, in arrival order.
 //!
 //! Usage: lab-netem DELAY_MS NETNS_PATH...   (a path is /proc/PID/ns/net or /run/netns/NAME;
-//! "self" means the daemon's own namespace). One thread per namespace, each bound to queue 0 there.
+//! "self" means the daemon's own namespace). One thread per namespace, each bound to queue 0 there
+//! (`LAB_NETEM_QUEUE=N`: queue N, so that the simulated fleet's daemon and the lab's can run together).
 //! Packets are delayed where they arrive, never in the sender's OUTPUT chain: a packet held there still
 //! counts against its socket's TCP small-queue budget and bulk transfers crawl.
 
@@ -58,16 +59,17 @@ fn enter_netns(path: &str) {
     }
 }
 
-/// Opens and binds queue 0. `nfq` does not expose its socket, so its number is found beforehand: the
+/// Opens and binds queue 0 (or `LAB_NETEM_QUEUE`). `nfq` does not expose its socket, so its number is found beforehand: the
 /// socket takes the lowest free descriptor, which `dup` reveals (this runs before any other thread).
 fn open_queue() -> std::io::Result<(Queue, i32)> {
+    let number: u16 = std::env::var("LAB_NETEM_QUEUE").ok().and_then(|q| q.parse().ok()).unwrap_or(0);
     let fd = unsafe { libc::dup(0) };
     unsafe { libc::close(fd) };
     let mut queue = Queue::open()?;
-    queue.bind(0)?;
-    queue.set_copy_range(0, 0)?;
-    queue.set_queue_max_len(0, 65536)?;
-    queue.set_fail_open(0, true)?;
+    queue.bind(number)?;
+    queue.set_copy_range(number, 0)?;
+    queue.set_queue_max_len(number, 65536)?;
+    queue.set_fail_open(number, true)?;
     queue.set_nonblocking(true);
     Ok((queue, fd))
 }
