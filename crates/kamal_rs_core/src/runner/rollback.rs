@@ -85,7 +85,13 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
 /// each host's script checks that it has the version and waits until every host has said so before it
 /// boots (`rollout::first_script`). A host without the version stops them all, with Kamal's lines.
 async fn per_host(run: &Run<'_>) -> Result<()> {
-    connect(run).await?;
+    if !run.connected() {
+        v1::say_why_v1(run);
+        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+        // Each host connects and goes on to its script at once, as in a deploy's per-host rollout: a
+        // host that cannot be reached stops every boot at the barrier.
+        run.prepare_connections()?;
+    }
     match rollout::per_host_rollout(run).await {
         // Kamal tells this failure apart by its message too (`container_available?`).
         Err(e) if e.message.contains(check::NOT_FOUND) => return Err(not_available(run, e)),
@@ -310,12 +316,12 @@ mod tests {
         let c = golden_config();
         let run = Run::for_test(&c, rollback());
         let s = Boot::new(&run, "10.0.0.1", c.role("web").unwrap())
-            .script(false)
+            .script(false, false)
             .unwrap();
         assert!(!s.text().contains("for stale in"));
         let deploy = Run::for_test(&c, DeployOptions::default());
         let s = Boot::new(&deploy, "10.0.0.1", c.role("web").unwrap())
-            .script(false)
+            .script(false, false)
             .unwrap();
         assert!(s.text().contains("for stale in"));
     }

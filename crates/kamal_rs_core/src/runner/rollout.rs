@@ -104,10 +104,7 @@ async fn roll_out_host(
     takes_lock: bool,
 ) -> std::result::Result<(), HostError> {
     if plan::pulls_in_boot(run, host) {
-        let waits_first = !takes_lock && !pulls_before_lock(run, takes_lock);
-        if waits_first && (!run.lock_settled.wait().await || run.cancel.is_cancelled()) {
-            return Ok(());
-        }
+        // Its script starts at once and waits for the lock inside (`first_script`).
         let first = first_script(run, host, takes_lock)?;
         return boot_host(run, host, Some(first)).await;
     }
@@ -137,17 +134,12 @@ async fn roll_out_host(
     boot_host(run, host, None).await
 }
 
-/// Whether a host that does not take the lock itself starts its script (its pull) at once and waits
-/// for the lock inside it (`lock_gate`), as Kamal pulls before its `with_lock`. A rollback checks for
-/// its version under the lock, as Kamal does: it starts once the lock is held.
-fn pulls_before_lock(run: &Run<'_>, takes_lock: bool) -> bool {
-    !takes_lock && run.options.command != Command::Rollback
-}
-
 /// What runs before a host's first boot in the per-host rollout: Ctrl-C's trap (until the boot, SIGTERM
 /// ends the script after its current command; from the boot on it is ignored, so a boot always
-/// finishes), the lock (primary host) or the wait for it (the other hosts, after their pull), the
-/// role's containers listed in the background (under the lock), the pull and (deploy) kamal-proxy.
+/// finishes), the lock (primary host) or the wait for it (the other hosts: a deploy's after its pull,
+/// as Kamal pulls before its `with_lock`; a rollback's before its check, which Kamal runs under the
+/// lock), the role's containers listed in the background (under the lock) and (deploy) kamal-proxy.
+/// Every host's script starts at once: the wait for the lock costs no new session once it is held.
 /// None of them reads stdin, which carries the gates' lines and then the boot's env file.
 fn first_script(
     run: &Run<'_>,
@@ -161,13 +153,18 @@ fn first_script(
     }
     let rollback = run.options.command == Command::Rollback;
     if rollback {
+        if !takes_lock {
+            s.append(lock_gate());
+        }
         // The version's image is there when its container is: nothing to pull.
         s.append(check::in_script(run, host));
-    } else if let Some(pull) = pull::script(run, host)? {
-        s.append(pull.map(|text| guard(&no_stdin(text), Exit::Pull)));
-    }
-    if pulls_before_lock(run, takes_lock) {
-        s.append(lock_gate());
+    } else {
+        if let Some(pull) = pull::script(run, host)? {
+            s.append(pull.map(|text| guard(&no_stdin(text), Exit::Pull)));
+        }
+        if !takes_lock {
+            s.append(lock_gate());
+        }
     }
     if run.options.boots_proxy() {
         s.append(proxy::in_script(run, host)?);
@@ -336,15 +333,17 @@ fn role_script(
     if let Some(first) = first {
         script.append(first.script);
     }
-    script.append(boot.script(listed_in_background)?);
     let release = tag::releases_lock(run, host) || takes_lock;
     let last_role = run.roles_on(host).last().map(|r| &r.name) == Some(&boot.role.name);
     let tag = (last_role && plan::tags_in_boot(run))
         .then(|| tag::script(run, host, release))
         .flatten();
     let tags = tag.is_some();
+    // The wait for the other hosts' boots overlaps this host's stop of its old container.
+    let announces = tags && run.sel.hosts.len() > 1 && boot.app.running_proxy();
+    script.append(boot.script(listed_in_background, announces)?);
     if let Some(tag) = tag {
-        script.append(tag::after_boot(run, tag));
+        script.append(tag::after_boot(run, tag, announces));
     }
     Ok((script, tags.then_some(release)))
 }
@@ -425,7 +424,7 @@ mod tests {
 
     /// Another host's first script pulls at once (as Kamal pulls before taking the lock), then waits
     /// for the lock before it lists the role's containers or touches kamal-proxy, then for the pull
-    /// barrier. A rollback's starts once the lock is held: no lock gate.
+    /// barrier. A rollback's waits for the lock first, then checks.
     #[test]
     fn another_hosts_first_script_pulls_then_waits_for_the_lock() {
         let c = golden_config();
@@ -453,7 +452,20 @@ mod tests {
         };
         let run = Run::for_test(&c, rollback);
         let first = first_script(&run, "10.0.0.2", false).unwrap().script;
-        assert_eq!(first.gates(), [Gate::Pulled], "{}", first.text());
+        assert_eq!(
+            first.gates(),
+            [Gate::Lock, Gate::Pulled],
+            "{}",
+            first.text()
+        );
+        // Kamal checks for the version under the lock.
+        assert_in_order(
+            &first.text(),
+            &[
+                "read -r go",
+                "docker container ls --all --filter 'name=^app-web-staging-v2$'",
+            ],
+        );
     }
 
     /// A rollback's first script: the lock, then the check that the host has the version (its own exit
@@ -484,8 +496,8 @@ mod tests {
     }
 
     /// With only the web role (every host behind kamal-proxy), each host's one script ends with the
-    /// tag: after its boot it says so and waits for every host's boots, then tags, prunes and (the
-    /// primary host) releases the lock. It reads the lock's line, the pull barrier's, the env file,
+    /// tag: once kamal-proxy serves the new container it says so, stops the old one, and waits for
+    /// every host's boots, then tags, prunes and (the primary host) releases the lock. It reads the lock's line, the pull barrier's, the env file,
     /// then the booted gate's.
     #[test]
     fn each_host_tags_at_the_end_of_its_boot_once_every_host_booted() {
@@ -508,8 +520,9 @@ mod tests {
                 "docker pull registry.example.com/app:v2",
                 "echo \"kamal-rs:ready\"; echo \"kamal-rs:wait pull-barrier\"; read -r go",
                 "docker run --detach",
-                "echo \"kamal-rs:healthy\"",
-                "echo \"kamal-rs:booted\"; echo \"kamal-rs:wait tag-wait\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
+                "echo \"kamal-rs:healthy\"\necho \"kamal-rs:booted\"",
+                "docker stop \"app-web-staging-${old}\"",
+                "echo \"kamal-rs:wait tag-wait\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }",
                 "docker tag registry.example.com/app:v2 registry.example.com/app:latest-staging",
                 "docker image prune --force --filter label=service=app",
                 "rm -r .kamal/lock-app-staging; } || exit 76",

@@ -363,12 +363,14 @@ pub fn lock_gate() -> Script {
     wait_for(Gate::Lock, None, Phase::LockWait)
 }
 
-/// After a host's last boot: it says its boots succeeded and waits until every host's did, as Kamal
-/// tags `latest` only after the last boot; `stop` (a boot failed elsewhere, or Ctrl-C) ends it with
-/// `Exit::Halted`, its new version serving but not tagged. Nothing in a boot reads stdin (the docker
-/// CLI reads it only with `-i`), so the line waits for this read.
-pub fn booted_gate() -> Script {
-    wait_for(Gate::Booted, Some(Mark::Booted), Phase::TagWait)
+/// After a host's last boot: it says its boots succeeded (unless the boot `announced` it already) and
+/// waits until every host's did, as Kamal tags `latest` only after the last boot; `stop` (a boot
+/// failed elsewhere, or Ctrl-C) ends it with `Exit::Halted`, its new version serving but not tagged.
+/// Nothing in a boot reads stdin (the docker CLI reads it only with `-i`), so the line waits for this
+/// read.
+pub fn booted_gate(announced: bool) -> Script {
+    let mark = (!announced).then_some(Mark::Booted);
+    wait_for(Gate::Booted, mark, Phase::TagWait)
 }
 
 /// Says `mark` (if any) and that it waits in `step`, then reads the gate's line.
@@ -742,13 +744,20 @@ mod tests {
     /// After its boot a script says so and tags only on `go`; without it, it ends with 85.
     #[test]
     fn the_booted_gate_tags_or_halts() {
-        let script = format!("{}\necho tagged", booted_gate().text());
+        let script = format!("{}\necho tagged", booted_gate(false).text());
         let (code, out) = sh_with_stdin(&script, "go\n");
         let waits = "kamal-rs:booted\nkamal-rs:wait tag-wait\n";
         assert_eq!((code, out), (Some(0), format!("{waits}tagged\n")));
         let (code, out) = sh_with_stdin(&script, "");
         assert_eq!((code, out), (Some(85), format!("{waits}kamal-rs:halted\n")));
         assert_eq!(Exit::of(code).map(Exit::step), Some(Step::Halt));
+        // Announced by the boot already: only the wait.
+        let script = format!("{}\necho tagged", booted_gate(true).text());
+        let (code, out) = sh_with_stdin(&script, "go\n");
+        assert_eq!(
+            (code, out),
+            (Some(0), "kamal-rs:wait tag-wait\ntagged\n".to_string())
+        );
     }
 
     /// SIGTERM while the lock is taken waits until the script has said so, then ends it.

@@ -42,7 +42,13 @@ impl<'r, 'a> Boot<'r, 'a> {
     /// The boot's script, with its input looked up now: the env file, custom TLS certificates, and
     /// (on the host's first role) the error pages. `listed_in_background`: the script follows a first
     /// part that is already reading the role's containers.
-    pub fn script(&self, listed_in_background: bool) -> std::result::Result<Script, HostError> {
+    /// The boot's script; `announces_booted`: it says the host's boots succeeded as soon as
+    /// kamal-proxy serves the new container, before the old one stops (`BootScript::announces_booted`).
+    pub fn script(
+        &self,
+        listed_in_background: bool,
+        announces_booted: bool,
+    ) -> std::result::Result<Script, HostError> {
         let run = self.run;
         let env_file = self.app.env_file(self.host)?;
         let tls = tls_certificates(run, &self.app)?;
@@ -75,6 +81,7 @@ impl<'r, 'a> Boot<'r, 'a> {
             error_pages: &error_pages,
             listed_in_background,
             stop_stale: run.options.stops_stale(),
+            announces_booted,
         };
         Ok(script.build())
     }
@@ -338,7 +345,7 @@ mod tests {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
         let s = Boot::new(&run, "10.0.0.2", c.role("web").unwrap())
-            .script(false)
+            .script(false, false)
             .unwrap();
         golden("web_boot.sh", &s.text());
         sh_n(&s.text());
@@ -363,7 +370,7 @@ mod tests {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
         let s = Boot::new(&run, "10.0.0.3", c.role("workers").unwrap())
-            .script(false)
+            .script(false, false)
             .unwrap();
         golden("workers_boot.sh", &s.text());
         sh_n(&s.text());
@@ -390,7 +397,7 @@ mod tests {
         }));
         let run = Run::for_test(&c, DeployOptions::default());
         let s = Boot::new(&run, "10.0.0.1", c.role("web").unwrap())
-            .script(true)
+            .script(true, false)
             .unwrap();
         std::fs::remove_dir_all(&dir).ok();
         let text = s.text();

@@ -41,6 +41,10 @@ pub struct BootScript<'a> {
     /// Running versions other than the current one are stopped first (deploy and redeploy; a
     /// rollback boots the version alone, as Kamal's `app:boot`).
     pub stop_stale: bool,
+    /// The host's last boot, with the tag after it in the same script: `kamal-rs:booted` is said once
+    /// kamal-proxy serves the new container, so the wait for the other hosts overlaps the old
+    /// container's stop (whose result Kamal ignores too: `raise_on_non_zero_exit: false`).
+    pub announces_booted: bool,
 }
 
 /// Starts reading the role's containers (`docker ps -a`) into a temporary file, in the background:
@@ -228,6 +232,9 @@ impl BootScript<'_> {
         );
         s.line(guard(&deploy, Exit::ProxyDeploy));
         s.line(Mark::Healthy.echo());
+        if self.announces_booted {
+            s.line(Mark::Booted.echo());
+        }
         // Kamal's `stop_old_version`: the old container stopped, then (only then) old assets and error
         // pages cleaned up.
         let mut after_old = vec![s.marked(

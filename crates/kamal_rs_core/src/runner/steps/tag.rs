@@ -59,12 +59,12 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
 }
 
 /// The tag at the end of a host's last boot script: with several hosts it first waits until every
-/// host's boots succeeded (`booted_gate`), as Kamal tags after the last boot; a failure in the tag, the
-/// prune or the release ends it with `Exit::Tag`.
-pub fn after_boot(run: &Run<'_>, tag: Script) -> Script {
+/// host's boots succeeded (`booted_gate`; `announced`: the boot said so already), as Kamal tags after
+/// the last boot; a failure in the tag, the prune or the release ends it with `Exit::Tag`.
+pub fn after_boot(run: &Run<'_>, tag: Script, announced: bool) -> Script {
     let mut s = Script::new();
     if run.sel.hosts.len() > 1 {
-        s.append(booted_gate());
+        s.append(booted_gate(announced));
     } else {
         s.line(Mark::Booted.echo());
     }
@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(phases[7], Phase::Release);
         assert_eq!(s.shown.len(), 8);
         sh_n(&s.text());
-        let folded = after_boot(&run, s);
+        let folded = after_boot(&run, s, false);
         let text = unmarked(&folded.text());
         assert!(
             text.starts_with("echo \"kamal-rs:booted\"; echo \"kamal-rs:wait tag-wait\"; read -r go || go=stop; [ \"$go\" = go ] || { echo \"kamal-rs:halted\"; exit 85; }\n"),
