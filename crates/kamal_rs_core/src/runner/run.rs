@@ -265,10 +265,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Checks that this process may open enough files for every host's connection, and writes the
-    /// ssh_config file: before any host is touched.
+    /// Checks that this process may open enough files, and this machine start enough processes (with
+    /// the memory and local ports they need), for every host's connection, and writes the ssh_config
+    /// file: before any host is touched.
     pub fn prepare_connections(&self) -> Result<()> {
         ssh::limits::ensure_open_files(self.sel.hosts.len())?;
+        // A proxy command may well be a jump too (`ssh -W`): counted as one.
+        let through_jump = self.ssh.jump.is_some() || self.ssh.proxy_command.is_some();
+        ssh::limits::ensure_machine(self.sel.hosts.len(), through_jump)?;
         self.ssh_config_file().map(|_| ())
     }
 
