@@ -100,11 +100,15 @@ fn lagging(hosts: &[HostLine], now: Instant) -> Vec<&HostLine> {
         .iter()
         .filter(|h| h.outcome == Outcome::Running)
         .collect();
-    let at = |step: &str| running.iter().filter(|h| h.step == step).count();
+    // Counted once: the view is drawn on every host's update, a thousand hosts' worth of times.
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for h in &running {
+        *at.entry(h.step.as_str()).or_default() += 1;
+    }
     let mut slow: Vec<&HostLine> = running
         .iter()
         .copied()
-        .filter(|h| now.duration_since(h.since) >= LAG && at(&h.step) * 5 <= running.len())
+        .filter(|h| now.duration_since(h.since) >= LAG && at[h.step.as_str()] * 5 <= running.len())
         .collect();
     slow.sort_by_key(|h| h.since);
     slow

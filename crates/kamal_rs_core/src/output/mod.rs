@@ -81,7 +81,7 @@ pub struct Output {
 
 pub mod events;
 pub mod file_log;
-mod fleet;
+pub mod fleet;
 pub mod otel;
 pub mod svg;
 pub mod timeline;

@@ -5,6 +5,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ssh;
 
 use super::script::{is_marker, Mark};
+use crate::output::fleet::PER_HOST_UP_TO;
 
 #[derive(Debug, Clone)]
 pub struct HostError {
@@ -92,12 +93,52 @@ pub fn combine(errors: Vec<HostError>) -> Result<()> {
         n => {
             let kind = errors[0].kind;
             let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+            let body = if n > PER_HOST_UP_TO {
+                grouped(&messages)
+            } else {
+                messages.join("\n")
+            };
             Err(Error::new(
                 kind,
-                format!("Exceptions on {n} hosts:\n{}", messages.join("\n")),
+                format!("Exceptions on {n} hosts:\n{body}"),
             ))
         }
     }
+}
+
+/// A fleet's failures, each different one once: the first host's message in full, then the other
+/// hosts where the same happened (Kamal would print a thousand copies of it).
+fn grouped(messages: &[String]) -> String {
+    const NAMED: usize = 10;
+    let mut groups: Vec<(String, &str, Vec<&str>)> = Vec::new();
+    for message in messages {
+        let host = message
+            .strip_prefix("Exception while executing on host ")
+            .and_then(|rest| rest.split_once(": "))
+            .map(|(host, _)| host)
+            .unwrap_or("");
+        let key = message.replacen(&format!("on host {host}: "), "on host *: ", 1);
+        match groups.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, _, hosts)) => hosts.push(host),
+            None => groups.push((key, message, Vec::new())),
+        }
+    }
+    let mut out = Vec::new();
+    for (_, first, others) in groups {
+        out.push(first.to_string());
+        if !others.is_empty() {
+            let named = others[..others.len().min(NAMED)].join(", ");
+            let rest = match others.len().saturating_sub(NAMED) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            out.push(format!(
+                "(the same on {} more hosts: {named}{rest})",
+                others.len()
+            ));
+        }
+    }
+    out.join("\n")
 }
 
 #[cfg(test)]
@@ -115,6 +156,32 @@ mod tests {
         assert_eq!(
             HostError::command_failed("h1", "docker", &out).message,
             "Exception while executing on host h1: docker exit status: 1\ndocker stdout: Error response\ndocker stderr: manifest unknown"
+        );
+    }
+
+    /// Beyond `PER_HOST_UP_TO` hosts, each different failure is shown once, with where else it happened.
+    #[test]
+    fn a_fleets_failures_are_grouped() {
+        let mut errors: Vec<HostError> = (1..=500)
+            .map(|i| {
+                HostError::on_host(
+                    ErrorKind::Connection,
+                    &format!("h{i}"),
+                    "connection refused",
+                )
+            })
+            .collect();
+        errors.insert(
+            3,
+            HostError::on_host(ErrorKind::Connection, "h0", "timed out"),
+        );
+        let e = combine(errors).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Exceptions on 501 hosts:\n\
+             Exception while executing on host h1: connection refused\n\
+             (the same on 499 more hosts: h2, h3, h4, h5, h6, h7, h8, h9, h10, h11 and 489 more)\n\
+             Exception while executing on host h0: timed out"
         );
     }
 

@@ -24,6 +24,7 @@ use crate::commands::app::App;
 use crate::config::{lockfile, KamalMajor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::timeline::Phase;
+use crate::output::Verbosity;
 
 /// Runs the command to its end; the lock is released whatever happened (Kamal releases it on failure;
 /// kamal_rs also on Ctrl-C, where Kamal leaves it held).
@@ -181,7 +182,8 @@ async fn report(
         primary_host: run.sel.primary_host.clone(),
     };
     if report.error.is_some() && !report.hosts.is_empty() {
-        for line in report.summary_lines() {
+        let every_host = run.output.verbosity() == Verbosity::Verbose;
+        for line in report.printed_summary(every_host) {
             run.output.red(&format!("  {line}"));
         }
     }

@@ -7,6 +7,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::error::Error;
+use crate::output::fleet::PER_HOST_UP_TO;
 
 /// Where one role on one host stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +121,31 @@ impl DeployReport {
             .collect()
     }
 
+    /// The summary as printed after a failure: a line per host up to `PER_HOST_UP_TO` hosts (or with
+    /// `every_host`, `-v`); beyond, a fleet's hosts grouped by where they stopped, the rarest outcome
+    /// (a failed host, usually) first and with its hosts named, so that one failure among a thousand
+    /// hosts is on the first line, not somewhere in a thousand.
+    pub fn printed_summary(&self, every_host: bool) -> Vec<String> {
+        let lines = self.summary_lines();
+        if every_host || lines.len() <= PER_HOST_UP_TO {
+            return lines;
+        }
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for line in lines {
+            let (host, body) = line.split_once(": ").unwrap_or(("", &line));
+            match groups.iter_mut().find(|(b, _)| b == body) {
+                Some((_, hosts)) => hosts.push(host.to_string()),
+                None => groups.push((body.to_string(), vec![host.to_string()])),
+            }
+        }
+        // Stable: outcomes of the same size keep the hosts' order.
+        groups.sort_by_key(|(_, hosts)| hosts.len());
+        groups
+            .into_iter()
+            .flat_map(|(body, hosts)| grouped(&body, &hosts))
+            .collect()
+    }
+
     /// What is known of a role: "could not check" is not "none".
     pub fn role_line(&self, r: &RoleReport) -> String {
         let old = match (&r.old_version, &r.unchecked) {
@@ -134,6 +160,22 @@ impl DeployReport {
             RoleState::Unknown(why) => format!("{}: state unknown ({why})", r.role),
         }
     }
+}
+
+/// One outcome's lines: each host on its own up to `NAMED_ALONE` hosts, else one line counting them
+/// and naming the first `NAMED`.
+fn grouped(body: &str, hosts: &[String]) -> Vec<String> {
+    const NAMED_ALONE: usize = 3;
+    const NAMED: usize = 10;
+    if hosts.len() <= NAMED_ALONE {
+        return hosts.iter().map(|h| format!("{h}: {body}")).collect();
+    }
+    let named = hosts[..hosts.len().min(NAMED)].join(", ");
+    let rest = match hosts.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more; -v lists them all"),
+    };
+    vec![format!("{} hosts: {body} [{named}{rest}]", hosts.len())]
 }
 
 /// `{version:, runtime:, hosts: [...], summary: [...], lock: "released" | "held" | "not_taken",
@@ -295,6 +337,34 @@ mod tests {
                 "h2: web: boot failed, old version v1 still serving; workers: not booted, no previous version"
             ]
         );
+    }
+
+    /// At a thousand hosts, the one that failed comes first, named; the rest are counted.
+    #[test]
+    fn a_fleets_summary_groups_hosts_by_outcome() {
+        let hosts: Vec<String> = (1..=1000).map(|i| format!("h{i}")).collect();
+        let reports = Reports::new(hosts.iter().map(|h| (h.clone(), vec!["web".to_string()])));
+        for h in &hosts {
+            reports.set_old_version(h, "web", Some("v1".into()));
+        }
+        reports.set_state("h500", "web", RoleState::Failed("unhealthy".into()));
+        for h in ["h7", "h8", "h9", "h10"] {
+            reports.set_state(h, "web", RoleState::Live);
+        }
+        let r = DeployReport {
+            hosts: reports.snapshot(),
+            ..report()
+        };
+        assert_eq!(
+            r.printed_summary(false),
+            [
+                "h500: web: boot failed, old version v1 still serving",
+                "4 hosts: web: new version v2 live [h7, h8, h9, h10]",
+                "995 hosts: web: not booted, old version v1 still serving [h1, h2, h3, h4, h5, h6, h11, h12, h13, h14 and 985 more; -v lists them all]",
+            ]
+        );
+        assert_eq!(r.printed_summary(true).len(), 1000);
+        assert_eq!(report().printed_summary(false), report().summary_lines());
     }
 
     #[test]
