@@ -14,41 +14,6 @@ OptionParser.new do |o|
   o.on("--rtt MS", Integer) { |v| rtt = v }
 end.parse!
 
-# pid => [ppid, comm] for every process.
-def processes
-  Dir.glob("/proc/[0-9]*/stat").filter_map do |f|
-    stat = File.read(f)
-    comm = stat[/\((.*)\)/m, 1]
-    ppid = stat[(stat.rindex(")") + 2)..].split[1].to_i
-    [ File.basename(File.dirname(f)).to_i, [ ppid, comm ] ]
-  rescue Errno::ENOENT, Errno::ESRCH
-    nil
-  end.to_h
-end
-
-# Peak open files and threads of the kamal-rs (ruby) process, and peak ssh processes it started
-# (the masters run on in the background, reparented, until the run closes them: counted by command line).
-def sample(pid, run_dir_hint)
-  peak = Hash.new(0)
-  while (Process.waitpid(pid, Process::WNOHANG)).nil?
-    procs = processes
-    # /usr/bin/time's child: Ruby renames itself (`kamal-rs`), so it is found by parent, not by name.
-    ruby = procs.find { |_, (ppid, _)| ppid == pid }&.first
-    if ruby
-      fds = Dir.children("/proc/#{ruby}/fd").size rescue 0
-      threads = File.read("/proc/#{ruby}/status")[/^Threads:\s+(\d+)/, 1].to_i rescue 0
-      peak[:fds] = [ peak[:fds], fds ].max
-      peak[:threads] = [ peak[:threads], threads ].max
-    end
-    ssh = procs.count do |p, (_, comm)|
-      comm == "ssh" && (File.read("/proc/#{p}/cmdline").include?(run_dir_hint) rescue false)
-    end
-    peak[:ssh] = [ peak[:ssh], ssh ].max
-    sleep 0.1
-  end
-  [ peak, $?.success? ]
-end
-
 prepare_bench!
 rows = []
 begin

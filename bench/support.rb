@@ -89,24 +89,29 @@ end
 # `docker run` and `kamal-proxy deploy` of container `name` for `version` with the deploy's own options
 # and env file, `docker stop` of container `stop`, tag latest. Nothing else.
 def floor_run(hosts, name:, version:, stop:, pull: false)
-  image = "#{Lab::REGISTRY}/app"
   timed do
     hosts.map do |h|
       Thread.new do
-        docker_run = "docker run --detach --restart unless-stopped --name #{name} --network kamal --hostname #{h}-#{SecureRandom.hex(6)} " \
-                     "--env KAMAL_CONTAINER_NAME=\"#{name}\" --env KAMAL_VERSION=\"#{version}\" --env KAMAL_HOST=\"#{h}\" " \
-                     "--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size=\"10m\" " \
-                     "--label service=\"app\" --label role=\"web\" --label destination #{image}:#{version}"
-        deploy = "docker exec kamal-proxy kamal-proxy deploy app-web --target=\"$(echo $cid | cut -c1-12):80\" --deploy-timeout=\"30s\" " \
-                 "--drain-timeout=\"30s\" --buffer-requests --buffer-responses --log-request-header=\"Cache-Control\" " \
-                 "--log-request-header=\"Last-Modified\" --log-request-header=\"User-Agent\""
-        script = "cid=$(#{docker_run}) && #{deploy} && docker stop #{stop} >/dev/null && docker tag #{image}:#{version} #{image}:latest"
-        script = "docker pull -q #{image}:#{version} >/dev/null && #{script}" if pull
+        script = floor_script(h, image: "#{Lab::REGISTRY}/app", name: name, version: version, stop: stop, pull: pull)
         _, status = Open3.capture2e("ssh", "-F", Lab::SSH_CONFIG, "-o", "BatchMode=yes", h, script)
         status.success?
       end
     end.all?(&:value)
   end
+end
+
+# The floor's one remote command on host `h`: the least docker work of a redeploy (with `pull`) or a
+# rollback, with the deploy's own options for the container.
+def floor_script(h, image:, name:, version:, stop:, pull:)
+  docker_run = "docker run --detach --restart unless-stopped --name #{name} --network kamal --hostname #{h}-#{SecureRandom.hex(6)} " \
+               "--env KAMAL_CONTAINER_NAME=\"#{name}\" --env KAMAL_VERSION=\"#{version}\" --env KAMAL_HOST=\"#{h}\" " \
+               "--env-file .kamal/apps/app/env/roles/web.env --log-opt max-size=\"10m\" " \
+               "--label service=\"app\" --label role=\"web\" --label destination #{image}:#{version}"
+  deploy = "docker exec kamal-proxy kamal-proxy deploy app-web --target=\"$(echo $cid | cut -c1-12):80\" --deploy-timeout=\"30s\" " \
+           "--drain-timeout=\"30s\" --buffer-requests --buffer-responses --log-request-header=\"Cache-Control\" " \
+           "--log-request-header=\"Last-Modified\" --log-request-header=\"User-Agent\""
+  script = "cid=$(#{docker_run}) && #{deploy} && docker stop #{stop} >/dev/null && docker tag #{image}:#{version} #{image}:latest"
+  pull ? "docker pull -q #{image}:#{version} >/dev/null && #{script}" : script
 end
 
 # A new version tag of the same image (the registry copies the manifest; no layer moves): each warm
@@ -124,4 +129,39 @@ def fresh_version(from)
   raise "registry: #{put.code} tagging app:#{version}" unless put.is_a?(Net::HTTPSuccess)
 
   version
+end
+
+# pid => [ppid, comm] for every process.
+def processes
+  Dir.glob("/proc/[0-9]*/stat").filter_map do |f|
+    stat = File.read(f)
+    comm = stat[/\((.*)\)/m, 1]
+    ppid = stat[(stat.rindex(")") + 2)..].split[1].to_i
+    [ File.basename(File.dirname(f)).to_i, [ ppid, comm ] ]
+  rescue Errno::ENOENT, Errno::ESRCH
+    nil
+  end.to_h
+end
+
+# Peak open files and threads of the kamal-rs (ruby) process, and peak ssh processes it started
+# (the masters run on in the background, reparented, until the run closes them: counted by command line).
+def sample(pid, run_dir_hint, every: 0.1)
+  peak = Hash.new(0)
+  while (Process.waitpid(pid, Process::WNOHANG)).nil?
+    procs = processes
+    # /usr/bin/time's child: Ruby renames itself (`kamal-rs`), so it is found by parent, not by name.
+    ruby = procs.find { |_, (ppid, _)| ppid == pid }&.first
+    if ruby
+      fds = Dir.children("/proc/#{ruby}/fd").size rescue 0
+      threads = File.read("/proc/#{ruby}/status")[/^Threads:\s+(\d+)/, 1].to_i rescue 0
+      peak[:fds] = [ peak[:fds], fds ].max
+      peak[:threads] = [ peak[:threads], threads ].max
+    end
+    ssh = procs.count do |p, (_, comm)|
+      comm == "ssh" && (File.read("/proc/#{p}/cmdline").include?(run_dir_hint) rescue false)
+    end
+    peak[:ssh] = [ peak[:ssh], ssh ].max
+    sleep every
+  end
+  [ peak, $?.success? ]
 end

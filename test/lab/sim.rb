@@ -64,7 +64,9 @@ module SimLab
     install_files(latency, max_startups: max_startups, max_sessions: max_sessions)
     names = (1..count).map { |i| "h#{i}" }
     network(count)
-    state["sshd"] = names.each_with_index.map { |name, i| start_sshd(name, ip(i + 1)) }
+    state["pids"]["holder"] = start_holder
+    save(state)
+    state["sshd"] = names.each_with_index.map { |name, i| start_sshd(state["pids"]["holder"], name, ip(i + 1)) }
     save(state)
     write_ssh_client_files(count)
     wait_for_sshds(count)
@@ -79,6 +81,7 @@ module SimLab
   def down(quiet: false)
     state = load
     Lab.stop_pid(state.dig("pids", "netem"))
+    Lab.stop_pid(state.dig("pids", "holder"))
     # Every process in the namespace: the sshds, their sessions and whatever those started.
     if File.exist?("/run/netns/#{NS}")
       pids, = Open3.capture2("ip", "netns", "pids", NS)
@@ -215,11 +218,24 @@ module SimLab
     Lab.sh("ip", "-n", NS, "-batch", batch)
   end
 
-  def start_sshd(name, address)
+  # A process holding the namespaces every sshd runs in: the fleet's network namespace, and a mount
+  # namespace where /root is an empty directory. sshd starts the ForceCommand with root's login shell,
+  # which (Debian's bash, under sshd) reads ~/.bashrc: this machine's own would run in every session.
+  def start_holder
+    root = File.join(STATE, "root")
+    FileUtils.mkdir_p(root)
+    pid = Process.spawn("nsenter", "--net=/run/netns/#{NS}", "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        "mount --bind #{root} /root && exec sleep infinity", pgroup: true, out: File::NULL, err: File.join(STATE, "holder.log"))
+    Process.detach(pid)
+    Lab.wait_until(what: "the simulated fleet's namespace holder") { File.read("/proc/#{pid}/comm").strip == "sleep" rescue false }
+    pid
+  end
+
+  def start_sshd(holder, name, address)
     dir = host_dir(name)
     FileUtils.mkdir_p(File.join(dir, "home"))
     FileUtils.touch(File.join(dir, "transcript.log"))
-    Lab.spawn_logged([ "nsenter", "--net=/run/netns/#{NS}", "/usr/sbin/sshd", "-D", "-f", SSHD_CONFIG,
+    Lab.spawn_logged([ "nsenter", "-t", holder.to_s, "-m", "-n", "/usr/sbin/sshd", "-D", "-f", SSHD_CONFIG,
                        "-o", "ListenAddress=#{address}:22", "-o", "ForceCommand=#{SHELL} #{name}",
                        "-E", File.join(dir, "sshd.log") ], File::NULL)
   end

@@ -1,0 +1,177 @@
+# Fleet benchmark (not a test): on N simulated hosts (test/lab/sim.rb: a sshd and a docker stand-in
+# per host, added RTT), once each and side by side: `kamal-rs deploy` (cold), `kamal-rs redeploy` of a
+# new version, the floor's redeploy, `kamal-rs rollback`, the floor's rollback, then Ruby Kamal 2.12's
+# redeploy and rollback on the same hosts (where it finishes: a failure or a hang is counted, with the
+# last lines it printed). For kamal-rs's redeploy: CPU, peak RSS, open files, ssh processes, and when
+# the new version went live on the first and on the last host (from its --events file).
+#
+# The floor opens one ControlMaster connection per host, at most `max_concurrent_starts` (30, sshkit's
+# default, which kamal-rs keeps) being set up at once, and runs over it one command with only the docker
+# work any tool must do (pull, run, kamal-proxy deploy, stop the old container, tag latest).
+#
+#   ruby bench/fleet.rb --hosts 1000 --rtt 50 [--kamal-timeout 900] [--no-kamal]   (as root)
+#
+# It brings up and takes down its own simulated fleet. The last line:
+#   fleet N hosts @MSms: kamal-rs W s, floor F s, ratio R, kamal K s        (or `kamal failed` / `kamal hung`)
+require "optparse"
+require "json"
+require "timeout"
+require_relative "support"
+require_relative "../test/lab/sim"
+
+counts = [ 128 ]
+rtt = 50
+kamal_timeout = 900
+with_kamal = true
+OptionParser.new do |o|
+  o.on("--hosts LIST", "simulated hosts (a list runs each in turn)") { |v| counts = v.split(",").map(&:to_i) }
+  o.on("--rtt MS", Integer) { |v| rtt = v }
+  o.on("--kamal-timeout SECONDS", Integer, "Ruby Kamal counts as hung after this long (default 900)") { |v| kamal_timeout = v }
+  o.on("--no-kamal", "leave Ruby Kamal out") { with_kamal = false }
+end.parse!
+
+STARTS = 30
+KAMAL_212 = KAMAL.empty? ? Shellwords.split(ENV.fetch("KAMAL_RS_FLEET_KAMAL", "kamal-2.12")) : KAMAL
+
+# The floor (see the top), over the simulated hosts.
+def sim_floor(hosts, name:, version:, stop:, pull:)
+  starts = Queue.new
+  STARTS.times { starts << true }
+  Dir.mktmpdir("floor") do |ctl|
+    timed do
+      hosts.each_with_index.map do |h, i|
+        Thread.new do
+          ssh = [ "ssh", "-F", SimLab::SSH_CONFIG, "-o", "BatchMode=yes", "-o", "ControlPath=#{ctl}/#{i}" ]
+          starts.pop
+          begin
+            connected = system(*ssh, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-f", "-N", h, err: File::NULL)
+          ensure
+            starts << true
+          end
+          script = floor_script(h, image: "#{SimLab::REGISTRY}/app", name: name, version: version, stop: stop, pull: pull)
+          out, status = Open3.capture2e(*ssh, h, script) if connected
+          system(*ssh, "-O", "exit", h, out: File::NULL, err: File::NULL)
+          warn "floor #{h}: #{out}" if connected && !status.success?
+          connected && status.success?
+        end
+      end.all?(&:value)
+    end
+  end
+end
+
+# `kamal-rs ARGS` under /usr/bin/time, sampled (bench/support.rb's `sample`), with an events file.
+def measured_kamal_rs(dir, *args)
+  events = File.join(dir, "events.jsonl")
+  time_out = File.join(dir, "time.txt")
+  log = File.join(dir, "kamal-rs.log")
+  env = { "RUBYLIB" => File.join(KAMAL_RS_ROOT, "lib") }
+  started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  pid = Process.spawn(env, "/usr/bin/time", "-o", time_out, "-f", "%U %S %M", RbConfig.ruby, File.join(KAMAL_RS_ROOT, "exe", "kamal-rs"),
+                      *args, "--events", events, "-q", chdir: dir, out: log, err: log)
+  peak, ok = sample(pid, "kamal-rs", every: 0.25)
+  wall = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+  warn File.read(log) unless ok
+  user, sys, rss_kb = File.read(time_out).split.last(3).map(&:to_f)
+  { wall: wall, cpu: user + sys, rss: rss_kb / 1024, ok: ok, **peak, **live_times(events) }
+end
+
+# When the new version went live (kamal-proxy's health check passed, else its boot ended) on the first
+# and on the last host, in seconds from the start of the run.
+def live_times(events)
+  ends = Hash.new { |h, k| h[k] = {} }
+  File.foreach(events) do |line|
+    e = JSON.parse(line)
+    next unless e["event"] == "step_end" && %w[boot health].include?(e["step"]) && e["status"] == "ok"
+
+    ends[e["host"]][e["step"]] = e["elapsed"] # at the step's end
+  end
+  live = ends.values.map { |s| s["health"] || s["boot"] }
+  { first_live: live.min, last_live: live.max, live_hosts: live.size }
+rescue Errno::ENOENT
+  {}
+end
+
+# Ruby Kamal's `args` in `dir`, timed; [seconds, :ok | :failed | :hung, why].
+def measured_kamal(dir, limit, *args)
+  log = File.join(dir, "kamal.log")
+  started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  pid = Process.spawn(*KAMAL_212, *args, chdir: dir, out: log, err: log, pgroup: true)
+  outcome = begin
+    Timeout.timeout(limit) { Process.wait(pid) }
+    $?.success? ? :ok : :failed
+  rescue Timeout::Error
+    Process.kill("-KILL", pid) rescue nil
+    Process.wait(pid) rescue nil
+    :hung
+  end
+  wall = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+  why = outcome == :ok ? nil : File.readlines(log).last(3).map(&:strip).join(" | ")
+  [ wall, outcome, why ]
+end
+
+prepare_bench!
+unless KAMAL_212.empty? || system("which", KAMAL_212.first, out: File::NULL)
+  warn "no #{KAMAL_212.first} (script/install-ruby-kamal): Ruby Kamal left out"
+  with_kamal = false
+end
+rows = []
+begin
+  counts.each do |n|
+    SimLab.up(n, rtt: rtt)
+    hosts = SimLab.hosts
+    with_app(hosts, SimLab.app_config(hosts)) do |dir|
+      row = { n: n, rtt: rtt }
+      row[:deploy], ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+      to = SimLab.push("v2-#{SecureRandom.hex(4)}")
+      row[:redeploy] = measured_kamal_rs(dir, "redeploy", "-P", "--version", to)
+      floor_version = SimLab.push("v2-#{SecureRandom.hex(4)}")
+      row[:floor], fok = sim_floor(hosts, name: "app-web-floor", version: floor_version, stop: "app-web-#{to}", pull: true)
+      # The rollback goes back to v1 (kamal-rs stops the floor's container, the role's running one);
+      # the floor's rollback then boots `to` again beside it.
+      row[:rollback], rok = kamal_rs(dir, "rollback", "v1")
+      row[:rollback_floor], rfok = sim_floor(hosts, name: "app-web-floor-rollback", version: to, stop: "app-web-v1", pull: false)
+      row[:ok] = ok && row[:redeploy][:ok] && fok && rok && rfok
+      if with_kamal
+        limit = kamal_timeout
+        row[:kamal] = measured_kamal(dir, limit, "redeploy", "-P", "--version", SimLab.push("v2-#{SecureRandom.hex(4)}"), "-q")
+        row[:kamal_rollback] = measured_kamal(dir, limit, "rollback", "v1", "-q") if row[:kamal][1] == :ok
+      end
+      rows << row
+      warn row.inspect
+    end
+  ensure
+    SimLab.down(quiet: true)
+  end
+end
+
+def kamal_cell(result)
+  return "-" unless result
+
+  seconds, outcome, = result
+  outcome == :ok ? format("%.1f s", seconds) : "#{outcome} (#{seconds.round} s)"
+end
+
+puts
+puts "| hosts | RTT | kamal-rs redeploy | floor | ratio | kamal-rs rollback | its floor | ratio | Ruby Kamal redeploy | Ruby Kamal rollback | cold deploy | CPU | peak RSS | open files | ssh procs | first / last host live | ok |"
+puts "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
+rows.each do |r|
+  d = r[:redeploy]
+  live = d[:first_live] ? format("%.1f / %.1f s", d[:first_live], d[:last_live]) : "-"
+  puts format("| %d | %d ms | %.1f s | %.1f s | %.2f× | %.1f s | %.1f s | %.2f× | %s | %s | %.1f s | %.1f s | %.0f MB | %d | %d | %s | %s |",
+    r[:n], r[:rtt], d[:wall], r[:floor], d[:wall] / r[:floor], r[:rollback], r[:rollback_floor], r[:rollback] / r[:rollback_floor],
+    kamal_cell(r[:kamal]), kamal_cell(r[:kamal_rollback]), r[:deploy], d[:cpu], d[:rss], d[:fds], d[:ssh], live, r[:ok] ? "yes" : "NO")
+end
+rows.each do |r|
+  next unless r[:kamal] && r[:kamal][1] != :ok
+
+  puts "Ruby Kamal at #{r[:n]} hosts: #{r[:kamal][1]}: #{r[:kamal][2]}"
+end
+rows.each do |r|
+  kamal = case r[:kamal]&.at(1)
+          when nil then "kamal not run"
+          when :ok then format("kamal %.1f s", r[:kamal][0])
+          else "kamal #{r[:kamal][1]}"
+          end
+  puts format("fleet %d hosts @%dms: kamal-rs %.1f s, floor %.1f s, ratio %.2f, %s", r[:n], r[:rtt], r[:redeploy][:wall], r[:floor],
+    r[:redeploy][:wall] / r[:floor], kamal)
+end
