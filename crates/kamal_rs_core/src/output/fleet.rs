@@ -94,7 +94,8 @@ pub fn lines(hosts: &[HostLine], now: Instant) -> Vec<String> {
 }
 
 /// Hosts in progress whose step is held by at most a fifth of the hosts in progress and has lasted
-/// `LAG` or more: the ones the rest wait for. Longest first.
+/// `LAG` or more: the ones the rest wait for. Longest first. A host waiting (for the lock, a barrier,
+/// a connection slot) is held up by others, not slow itself, so it is never named here.
 fn lagging(hosts: &[HostLine], now: Instant) -> Vec<&HostLine> {
     let running: Vec<&HostLine> = hosts
         .iter()
@@ -108,7 +109,11 @@ fn lagging(hosts: &[HostLine], now: Instant) -> Vec<&HostLine> {
     let mut slow: Vec<&HostLine> = running
         .iter()
         .copied()
-        .filter(|h| now.duration_since(h.since) >= LAG && at[h.step.as_str()] * 5 <= running.len())
+        .filter(|h| {
+            now.duration_since(h.since) >= LAG
+                && at[h.step.as_str()] * 5 <= running.len()
+                && !h.step.contains("waiting")
+        })
         .collect();
     slow.sort_by_key(|h| h.since);
     slow
@@ -195,5 +200,32 @@ mod tests {
             "{view:#?}"
         );
         assert!(view.last().unwrap().contains("and 59 more"), "{view:#?}");
+    }
+
+    /// Hosts held at a barrier wait for the slow ones; only the slow ones are named.
+    #[test]
+    fn hosts_waiting_at_a_barrier_are_not_lagging() {
+        let t0 = Instant::now();
+        let mut hosts: Vec<HostLine> = (0..20)
+            .map(|i| HostLine::new(&format!("h{i}"), t0))
+            .collect();
+        for (i, h) in hosts.iter_mut().enumerate() {
+            match i {
+                0..=15 => h.set("booting web v2", Outcome::Running, t0),
+                16..=17 => h.set(
+                    "v2 booted, waiting for the other hosts",
+                    Outcome::Running,
+                    t0,
+                ),
+                _ => h.set("pulling app:v2", Outcome::Running, t0),
+            }
+        }
+        let view = lines(&hosts, t0 + Duration::from_secs(30));
+        let lagging = view
+            .iter()
+            .find(|l| l.contains("lagging"))
+            .expect("a lagging line");
+        assert!(lagging.contains("h18 (pulling app:v2"), "{view:#?}");
+        assert!(!lagging.contains("waiting"), "{view:#?}");
     }
 }
