@@ -5,9 +5,9 @@
 # last lines it printed). For kamal-rs's redeploy: CPU, peak RSS, open files, ssh processes, and when
 # the new version went live on the first and on the last host (from its --events file).
 #
-# The floor opens one ControlMaster connection per host, at most `max_concurrent_starts` (30, sshkit's
-# default, which kamal-rs keeps) being set up at once, and runs over it one command with only the docker
-# work any tool must do (pull, run, kamal-proxy deploy, stop the old container, tag latest).
+# The floor opens one SSH connection per host, at most `max_concurrent_starts` (30, sshkit's default,
+# which kamal-rs keeps) being set up at once, and runs over it one command with only the docker work any
+# tool must do (pull, run, kamal-proxy deploy, stop the old container, tag latest).
 #
 #   ruby bench/fleet.rb --hosts 1000 --rtt 50 [--kamal-timeout 900] [--no-kamal]   (as root)
 #
@@ -33,29 +33,32 @@ end.parse!
 STARTS = 30
 KAMAL_212 = KAMAL.empty? ? Shellwords.split(ENV.fetch("KAMAL_RS_FLEET_KAMAL", "kamal-2.12")) : KAMAL
 
-# The floor (see the top), over the simulated hosts.
+# The floor (see the top), over the simulated hosts: one ssh process and one session per host, the
+# script's first line (`ready`, printed once the handshake and the session are up) freeing the host's
+# start slot, so at most STARTS handshakes run at once, as kamal-rs holds them.
 def sim_floor(hosts, name:, version:, stop:, pull:)
   starts = Queue.new
   STARTS.times { starts << true }
-  Dir.mktmpdir("floor") do |ctl|
-    timed do
-      hosts.each_with_index.map do |h, i|
-        Thread.new do
-          ssh = [ "ssh", "-F", SimLab::SSH_CONFIG, "-o", "BatchMode=yes", "-o", "ControlPath=#{ctl}/#{i}" ]
-          starts.pop
-          begin
-            connected = system(*ssh, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-f", "-N", h, err: File::NULL)
-          ensure
-            starts << true
-          end
-          script = floor_script(h, image: "#{SimLab::REGISTRY}/app", name: name, version: version, stop: stop, pull: pull)
-          out, status = Open3.capture2e(*ssh, h, script) if connected
-          system(*ssh, "-O", "exit", h, out: File::NULL, err: File::NULL)
-          warn "floor #{h}: #{out}" if connected && !status.success?
-          connected && status.success?
+  timed do
+    hosts.map do |h|
+      Thread.new do
+        script = floor_script(h, image: "#{SimLab::REGISTRY}/app", name: name, version: version, stop: stop, pull: pull)
+        starts.pop
+        freed = false
+        Open3.popen2e("ssh", "-F", SimLab::SSH_CONFIG, "-o", "BatchMode=yes", h, "echo ready && #{script}") do |stdin, out, wait|
+          stdin.close
+          first = out.gets
+          starts << true
+          freed = true
+          rest = out.read
+          ok = first&.strip == "ready" && wait.value.success?
+          warn "floor #{h}: #{first}#{rest}" unless ok
+          ok
         end
-      end.all?(&:value)
-    end
+      ensure
+        starts << true unless freed
+      end
+    end.all?(&:value)
   end
 end
 

@@ -90,7 +90,7 @@ pub mod timeline;
 struct Live {
     multi: MultiProgress,
     bars: Vec<(String, ProgressBar)>,
-    fleet: Option<Fleet>,
+    fleet: Option<Arc<Fleet>>,
 }
 
 struct Fleet {
@@ -531,13 +531,26 @@ impl Output {
         }
     }
 
-    /// Ends the live view (its last state stays on screen).
+    /// Ends the live view. A host's own line keeps its last state on screen, and so does a large
+    /// fleet's view when every host got to an end; one that stopped with hosts still in progress is
+    /// cleared, as the grouped summary printed next tells where each stopped (left on screen, it was
+    /// drawn again under that summary, its hosts still "in progress").
     pub fn finish(&self) {
         if let Some(live) = &self.live {
-            let fleet_lines = live.fleet.iter().flat_map(|f| f.lines.iter());
-            for bar in live.bars.iter().map(|(_, b)| b).chain(fleet_lines) {
+            for bar in live.bars.iter().map(|(_, b)| b) {
                 if !bar.is_finished() {
                     bar.finish();
+                }
+            }
+            if let Some(fleet) = &live.fleet {
+                let hosts = fleet.hosts.lock().unwrap_or_else(|e| e.into_inner());
+                let stopped = hosts.iter().any(|h| h.outcome == fleet::Outcome::Running);
+                for bar in &fleet.lines {
+                    if stopped {
+                        bar.finish_and_clear();
+                    } else {
+                        bar.finish();
+                    }
                 }
             }
         }
@@ -569,12 +582,30 @@ impl Live {
             lines,
         };
         fleet.draw(&fleet.hosts.lock().unwrap_or_else(|e| e.into_inner()));
+        let fleet = Arc::new(fleet);
+        redraw_every_second(Arc::downgrade(&fleet));
         Live {
             multi,
             bars: Vec::new(),
             fleet: Some(fleet),
         }
     }
+}
+
+/// The view is drawn on each host's update; a lagging host is named by how long its step has lasted,
+/// which grows while no host moves (all waiting on the last one), so the view is drawn each second too.
+/// Stops with the view (finished, or the output gone).
+fn redraw_every_second(fleet: std::sync::Weak<Fleet>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(fleet) = fleet.upgrade() else {
+            return;
+        };
+        if fleet.lines[0].is_finished() {
+            return;
+        }
+        fleet.draw(&fleet.hosts.lock().unwrap_or_else(|e| e.into_inner()));
+    });
 }
 
 impl Fleet {

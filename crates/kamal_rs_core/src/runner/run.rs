@@ -333,6 +333,8 @@ impl<'a> Run<'a> {
                     .record(host, None, Phase::Connect, from, Instant::now(), status);
                 conn?
             };
+            // Until its next step (a build still running, say), the host is no longer "connecting".
+            self.output.progress(host, "connected");
             // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
             let local_registry = self.config.registry().local_port();
             if let Some(port) = local_registry.filter(|_| self.is_app_host(host)) {
