@@ -25,6 +25,9 @@ pub fn login_redacted(server: Option<&str>) -> String {
 
 /// `docker login`, skipped when the host's `~/.docker/config.json` already holds these exact
 /// credentials for this registry (the end state is the same; it saves the registry round trips).
+/// docker writes the file indented, the `"auth"` line right after the registry's own: the file is
+/// read line by line with the shell's `read`, so the check starts no process (a fleet pays each
+/// process once per host).
 pub fn login_unless_logged_in(server: Option<&str>, username: &str, password: &str) -> String {
     use base64::Engine;
     let Some(server) = server else {
@@ -32,7 +35,69 @@ pub fn login_unless_logged_in(server: Option<&str>, username: &str, password: &s
     };
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     format!(
-        "grep -A1 -F '\"{server}\": {{' ~/.docker/config.json 2>/dev/null | grep -qF '\"auth\": \"{auth}\"' || {}",
+        "{{ kamal_rs_auth=; p=; [ ! -r ~/.docker/config.json ] || while IFS= read -r l; do case \"$p $l\" in *'\"{server}\": {{'*'\"auth\": \"{auth}\"'*) kamal_rs_auth=1; break;; esac; p=$l; done <~/.docker/config.json; [ -n \"$kamal_rs_auth\" ] || {}; }}",
         login(Some(server), username, password)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check run by `sh` and by `bash`, `docker` a stand-in that says it was called.
+    #[test]
+    fn login_is_skipped_only_for_the_same_credentials_on_the_same_registry() {
+        let dir = std::env::temp_dir().join(format!("kamal-rs-login-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join(".docker")).unwrap();
+        let docker = dir.join("bin/docker");
+        std::fs::write(&docker, "#!/bin/sh\necho \"docker $1 $2\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // As docker writes it ("user:pass" is dXNlcjpwYXNz).
+        let config = |server: &str, auth: &str| {
+            format!("{{\n\t\"auths\": {{\n\t\t\"{server}\": {{\n\t\t\t\"auth\": \"{auth}\"\n\t\t}}\n\t}}\n}}")
+        };
+        let cases = [
+            (None, true),
+            (Some(config("registry.example.com", "dXNlcjpwYXNz")), false),
+            (
+                Some(config("registry.example.com", "b3RoZXI6cGFzcw==")),
+                true,
+            ),
+            (Some(config("other.example.com", "dXNlcjpwYXNz")), true),
+            (Some(String::new()), true),
+        ];
+        let check = login_unless_logged_in(Some("registry.example.com"), "user", "pass");
+        for shell in ["sh", "bash"] {
+            for (file, logs_in) in &cases {
+                let path = dir.join(".docker/config.json");
+                match file {
+                    Some(text) => std::fs::write(&path, text).unwrap(),
+                    None => std::fs::remove_file(&path).unwrap_or(()),
+                }
+                let out = std::process::Command::new(shell)
+                    .arg("-c")
+                    .arg(format!("{check} && echo ok"))
+                    .env("HOME", &dir)
+                    .env(
+                        "PATH",
+                        format!("{}:/usr/bin:/bin", dir.join("bin").display()),
+                    )
+                    .output()
+                    .unwrap();
+                let expected = if *logs_in {
+                    "docker login registry.example.com\nok\n"
+                } else {
+                    "ok\n"
+                };
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    expected,
+                    "{shell}, {file:?}"
+                );
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

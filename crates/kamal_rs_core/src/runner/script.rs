@@ -523,6 +523,25 @@ pub enum Input {
     Bytes(Vec<u8>),
 }
 
+/// A command that begins with Kamal's `mkdir -p DIR` tests for the directory first: it exists on
+/// every deploy but the first, and the shell's `[` is a builtin, where `mkdir` is a process on the
+/// host (a fleet pays each once per host and command). Same effect and exit status.
+fn existing_directory_skipped(body: &str) -> std::borrow::Cow<'_, str> {
+    let Some(rest) = body.strip_prefix("mkdir -p ") else {
+        return body.into();
+    };
+    let (dir, after) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
+    let plain = !dir.is_empty()
+        && dir
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+    if plain && (after.is_empty() || after.starts_with(" && ") || after.starts_with(" ; ")) {
+        format!("{{ [ -d {dir} ] || mkdir -p {dir}; }}{after}").into()
+    } else {
+        body.into()
+    }
+}
+
 /// Shell lines, the Kamal commands they stand for, and what they read from stdin, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Script {
@@ -555,6 +574,7 @@ impl Script {
     /// `body`'s exit status, which the text keeps (a guard around it still sees the command's own).
     /// `body` may assign (`cid=$(docker run ...)`): the markers stay outside the substitution.
     pub fn marked(&mut self, shown: Shown, body: &str) -> String {
+        let body = existing_directory_skipped(body);
         let id = self.shown.len();
         let value = shown.var.map(|v| format!(" {v}")).unwrap_or_default();
         self.shown.push(shown);
@@ -663,21 +683,47 @@ impl Script {
     }
 }
 
-/// A script's text without its markers: the commands as they run (for tests that compare them).
+/// A script's text without its markers, and with Kamal's `mkdir -p DIR` where it tests for DIR
+/// first: the commands as Kamal writes them (for tests that compare them).
 #[cfg(test)]
 pub fn unmarked(text: &str) -> String {
     let start = Regex::new(r#"\{ echo "kamal-rs:start \d+[^"]*"; "#).unwrap();
     let end = Regex::new(r"; kamal_rs_end \d+ \$\?; \}").unwrap();
+    let dir = Regex::new(r"\{ \[ -d (\S+) \] \|\| mkdir -p \S+; \}").unwrap();
     let text = text
         .strip_prefix(PROLOGUE)
         .map_or(text, |t| t.trim_start_matches('\n'));
-    end.replace_all(&start.replace_all(text, ""), "")
-        .into_owned()
+    let text = end
+        .replace_all(&start.replace_all(text, ""), "")
+        .into_owned();
+    dir.replace_all(&text, "mkdir -p $1").into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_existing_directory_is_not_made_again() {
+        for (kamal, run) in [
+            ("mkdir -p .kamal", "{ [ -d .kamal ] || mkdir -p .kamal; }"),
+            (
+                "mkdir -p .kamal && echo \"x\" >> .kamal/app-audit.log",
+                "{ [ -d .kamal ] || mkdir -p .kamal; } && echo \"x\" >> .kamal/app-audit.log",
+            ),
+            (
+                "mkdir -p .kamal/cords/a ; touch .kamal/cords/a/cord",
+                "{ [ -d .kamal/cords/a ] || mkdir -p .kamal/cords/a; } ; touch .kamal/cords/a/cord",
+            ),
+            ("mkdir -p a b", "mkdir -p a b"),
+            ("mkdir -p \"$d\"", "mkdir -p \"$d\""),
+            ("mkdir -p .kamal| cat", "mkdir -p .kamal| cat"),
+            ("docker ps", "docker ps"),
+        ] {
+            assert_eq!(existing_directory_skipped(kamal), run);
+            assert_eq!(unmarked(run), kamal);
+        }
+    }
 
     #[test]
     fn every_mark_is_printed_then_parsed_back() {

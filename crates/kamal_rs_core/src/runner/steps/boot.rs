@@ -414,6 +414,104 @@ mod tests {
         sh_n(&text);
     }
 
+    /// The boot script's own glue (the container scan, the stale stops, the rename of a clashing
+    /// name, the container ID cut to 12) run by `sh` and by `bash` against a stand-in `docker`.
+    #[test]
+    fn the_container_scan_runs_in_sh_and_bash() {
+        let c = golden_config();
+        let run = Run::for_test(&c, DeployOptions::default());
+        let s = Boot::new(&run, "10.0.0.2", c.role("web").unwrap())
+            .script(false, false)
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("kamal-rs-scan-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let docker = dir.join("bin/docker");
+        std::fs::write(
+            &docker,
+            "#!/bin/sh\necho \"$*\" >>\"$DOCKER_LOG\"\ncase \"$1 $2\" in\n\
+             'ps -a') cat \"$DOCKER_PS\" ;;\n'ps --latest') echo app-web-staging-v0 ;;\n\
+             'run '*) echo 0123456789abcdef0123456789abcdef ;;\nesac\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // (docker ps -a lines, expected old version, the docker calls other than ps/run/exec)
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("", "", &[]),
+            (
+                "app-web-staging-v1 running\napp-web-staging-v0 exited\n",
+                "v1",
+                &["stop app-web-staging-v1"],
+            ),
+            (
+                "app-web-staging-v1 running\napp-web-staging-v0 paused\napp-web-staging-v2 exited\n",
+                "v1",
+                &[
+                    "stop app-web-staging-v0",
+                    "rename app-web-staging-v2 app-web-staging-v2_replaced_0123456789abcdef",
+                    "stop app-web-staging-v1",
+                ],
+            ),
+            (
+                "app-web-staging-v1 running\napp-web-staging-v0 restarting\n",
+                "v0",
+                &["stop app-web-staging-v1", "stop app-web-staging-v0"],
+            ),
+            (
+                "app-web-staging-v2 running\n",
+                "v2_replaced_0123456789abcdef",
+                &[
+                    "rename app-web-staging-v2 app-web-staging-v2_replaced_0123456789abcdef",
+                    "stop app-web-staging-v2_replaced_0123456789abcdef",
+                ],
+            ),
+        ];
+        for shell in ["sh", "bash"] {
+            for (ps, old, calls) in cases {
+                let log = dir.join("docker.log");
+                std::fs::write(&log, "").unwrap();
+                std::fs::write(dir.join("ps"), ps).unwrap();
+                let mut child = std::process::Command::new(shell)
+                    .arg("-c")
+                    .arg(s.text())
+                    .current_dir(&dir)
+                    .env(
+                        "PATH",
+                        format!("{}:/usr/bin:/bin", dir.join("bin").display()),
+                    )
+                    .env("DOCKER_LOG", &log)
+                    .env("DOCKER_PS", dir.join("ps"))
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(&s.stdin()).unwrap();
+                let out = child.wait_with_output().unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(out.status.success(), "{shell}, {ps:?}: {stdout}");
+                assert!(
+                    stdout.contains(&format!("kamal-rs:old {old}\n")),
+                    "{shell}, {ps:?}: {stdout}"
+                );
+                assert!(
+                    stdout.contains("kamal-rs:container 0123456789ab\n"),
+                    "{stdout}"
+                );
+                let called = std::fs::read_to_string(&log).unwrap();
+                let called: Vec<&str> = called
+                    .lines()
+                    .filter(|l| {
+                        !l.starts_with("ps ") && !l.starts_with("run ") && !l.starts_with("exec ")
+                    })
+                    .map(|l| l.split(" >").next().unwrap())
+                    .collect();
+                assert_eq!(&called, calls, "{shell}, {ps:?}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn failures_read_as_kamals() {
         let c = golden_config();

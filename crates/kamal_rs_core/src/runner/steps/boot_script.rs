@@ -99,7 +99,10 @@ impl BootScript<'_> {
         let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
         let phase = self.list_phase();
         if self.listed_in_background {
-            s.line("wait $ps_pid; containers=$(cat \"$ps_out\"); rm -f \"$ps_out\"; ps_out=");
+            // Read by the shell itself (`read` is a builtin): no `cat`, no subshell.
+            s.line(
+                "wait $ps_pid; containers=; while read -r n st; do containers=\"$containers $n $st\"; done <\"$ps_out\"; rm -f \"$ps_out\"; ps_out=",
+            );
         } else {
             let list = app.containers_with_state();
             s.run(Shown::info(phase, &list), &format!("containers=$({list})"));
@@ -111,9 +114,18 @@ impl BootScript<'_> {
         // With exactly one running (or restarting) container, that one is the current version whatever
         // its image, as both of Kamal's queries return it; with none, there is none. Only several
         // running containers need the `latest`-image preference.
+        //
+        // `$containers` holds `name state` pairs; they are walked with builtins only (no subshell, no
+        // `grep`): on a fleet every process a host's script starts is paid once per host. Container
+        // names and states never hold blanks or glob characters. Found: the running ones (`$live`, the
+        // last of them; `$nlive`), the running, restarting or paused ones (`$stale`, as versions: Kamal's
+        // `docker ps` without `-a` lists those three) and whether the new version's name is taken
+        // (`$clash`, in any state, as `docker ps -a` lists it).
         s.line(format!(
-            "live=$(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting) echo \"$n\";; esac; done); \
-             nlive=$(echo \"$live\" | grep -c .); case $nlive in 0) old= ;; 1) old=${{live#{prefix}-}} ;; *) {current} ;; esac"
+            "live=; nlive=0; stale=; clash=; n=; for w in $containers; do if [ -z \"$n\" ]; then n=$w; continue; fi; \
+             case \"$w\" in running|restarting) live=$n; nlive=$((nlive + 1)); stale=\"$stale ${{n#{prefix}-}}\";; paused) stale=\"$stale ${{n#{prefix}-}}\";; esac; \
+             [ \"$n\" != \"{prefix}-{v}\" ] || clash=1; n=; done; \
+             case $nlive in 0) old= ;; 1) old=${{live#{prefix}-}} ;; *) {current} ;; esac"
         ));
         // Running versions other than the current one are stale (Kamal's `docker ps` without `-a`
         // lists running, restarting and paused containers).
@@ -123,7 +135,7 @@ impl BootScript<'_> {
                 &format!("{} >/dev/null 2>&1", self.stop("stale")),
             );
             s.line(format!(
-                "for stale in $(echo \"$containers\" | while read n st; do case \"$st\" in running|restarting|paused) echo \"${{n#{prefix}-}}\";; esac; done); do [ \"$stale\" = \"$old\" ] && continue; {}; {stop}; done",
+                "for stale in $stale; do [ \"$stale\" = \"$old\" ] && continue; {}; {stop}; done",
                 Mark::Stale.echo_with("$stale"),
             ));
         }
@@ -142,7 +154,7 @@ impl BootScript<'_> {
             &app.current_version_into_old(),
         );
         s.line(format!(
-            "if echo \"$containers\" | grep -q \"^{prefix}-{v} \"; then {}; {} && \
+            "if [ -n \"$clash\" ]; then {}; {} && \
              if [ \"$nlive\" -gt 1 ]; then {current}; elif [ \"$old\" = \"{v}\" ]; then old={replaced}; fi; fi",
             Mark::Renamed.echo_with(&replaced),
             guard(&format!("{audit} && {rename}"), Exit::Rename),
@@ -205,11 +217,12 @@ impl BootScript<'_> {
             s.line(guard(&write, Exit::Files));
         }
         // `docker run --detach` prints the new container's ID: its first 12 characters are what Kamal
-        // reads back with `docker container ls --all --filter 'name=^NAME$' --quiet`.
+        // reads back with `docker container ls --all --filter 'name=^NAME$' --quiet` (cut here by
+        // parameter expansion, which needs no subshell).
         let run = app.run(self.host, v, self.hostname);
         let run = s.marked(Shown::info(Phase::Boot, &run), &format!("cid=$({run})"));
         s.line(format!(
-            "{}; {run} || {{ rc=$?; {}; {}; }}; cid=$(printf %.12s \"$cid\")",
+            "{}; {run} || {{ rc=$?; {}; {}; }}; case $cid in ????????????*) cid=${{cid%\"${{cid#????????????}}\"}};; esac",
             Mark::Run.echo(),
             Mark::Failed.echo_with("$rc"),
             Exit::Run.exit()

@@ -318,6 +318,7 @@ pub async fn boot_traefik(run: &Run<'_>, host: &str) -> std::result::Result<(), 
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::script::unmarked;
     use crate::runner::steps::tests::{golden, run_sh, sh_n};
     use crate::runner::steps::v1::tests::v1_config;
     use crate::ssh::Output;
@@ -331,7 +332,7 @@ mod tests {
         let text = s.text();
         golden("v1_web_boot.sh", &text);
         sh_n(&text);
-        assert!(text.contains("mkdir -p .kamal/cords/app-web-0123456789abcdef0123456789abcdef ; touch .kamal/cords/app-web-0123456789abcdef0123456789abcdef/cord"));
+        assert!(unmarked(&text).contains("mkdir -p .kamal/cords/app-web-0123456789abcdef0123456789abcdef ; touch .kamal/cords/app-web-0123456789abcdef0123456789abcdef/cord"));
         assert!(
             text.contains("echo \"kamal-rs:timeout-ready $st\""),
             "{text}"

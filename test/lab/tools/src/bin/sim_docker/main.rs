@@ -740,7 +740,9 @@ fn network_create(sim: &Sim, args: &[&str]) -> Out {
 
 fn login(sim: &Sim, args: &[&str]) -> Out {
     sim.wait("query");
-    let (flags, rest) = split_flags(args, &["--password-stdin"]);
+    // docker's CLI reads login's flags after the server too (`docker login SERVER -u U -p P`, as
+    // Kamal writes it).
+    let (flags, rest) = split_interspersed(args, &["--password-stdin"]);
     let server = rest.first().copied().unwrap_or("https://index.docker.io/v1/");
     let user = values(&flags, &["-u", "--username"]).first().copied().unwrap_or("");
     let password = values(&flags, &["-p", "--password"]).first().copied().unwrap_or("");
