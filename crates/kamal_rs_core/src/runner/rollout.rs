@@ -85,7 +85,11 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
 /// told how it went.
 async fn take_lock(run: &Run<'_>, in_script: bool) -> Result<()> {
     if in_script {
-        // Its heading comes with the script's lock command.
+        // Its heading comes with the script's lock command; a rollback's comes first, as in Kamal's
+        // log, since the other hosts' checks may start before the primary's lock.
+        if run.options.command == Command::Rollback {
+            run.header(Phase::Lock);
+        }
         return Ok(());
     }
     let result = if run.lock.to_take() {
@@ -137,8 +141,7 @@ async fn roll_out_host(
 /// What runs before a host's first boot in the per-host rollout: Ctrl-C's trap (until the boot, SIGTERM
 /// ends the script after its current command; from the boot on it is ignored, so a boot always
 /// finishes), the lock (primary host) or the wait for it (the other hosts: a deploy's after its pull,
-/// as Kamal pulls before its `with_lock`; a rollback's before its check, which Kamal runs under the
-/// lock), the role's containers listed in the background (under the lock) and (deploy) kamal-proxy.
+/// as Kamal pulls before its `with_lock`; a rollback's after its check, which only reads), the role's containers listed in the background (under the lock) and (deploy) kamal-proxy.
 /// Every host's script starts at once: the wait for the lock costs no new session once it is held.
 /// None of them reads stdin, which carries the gates' lines and then the boot's env file.
 fn first_script(
@@ -153,11 +156,13 @@ fn first_script(
     }
     let rollback = run.options.command == Command::Rollback;
     if rollback {
+        // The version's image is there when its container is: nothing to pull. Kamal checks under
+        // the lock; the check only reads, so a host other than the lock's runs it while the lock is
+        // being taken, and waits for the lock after it: no host boots before both.
+        s.append(check::in_script(run, host));
         if !takes_lock {
             s.append(lock_gate());
         }
-        // The version's image is there when its container is: nothing to pull.
-        s.append(check::in_script(run, host));
     } else {
         if let Some(pull) = pull::script(run, host)? {
             s.append(pull.map(|text| guard(&no_stdin(text), Exit::Pull)));
@@ -458,12 +463,14 @@ mod tests {
             "{}",
             first.text()
         );
-        // Kamal checks for the version under the lock.
+        // The check only reads: it runs while the primary takes the lock; the boot waits for both.
         assert_in_order(
             &first.text(),
             &[
-                "read -r go",
                 "docker container ls --all --filter 'name=^app-web-staging-v2$'",
+                "echo \"kamal-rs:wait lock-wait\"; read -r go",
+                "docker ps -a",
+                "echo \"kamal-rs:wait pull-barrier\"; read -r go",
             ],
         );
     }
