@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use live::Live;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
@@ -77,26 +78,17 @@ pub struct Output {
     live: Option<Live>,
     lines: Mutex<()>,
     sinks: RwLock<Vec<Arc<dyn Sink>>>,
+    notes: notes::HostNotes,
 }
 
 pub mod events;
 pub mod file_log;
 pub mod fleet;
+mod live;
+mod notes;
 pub mod otel;
 pub mod svg;
 pub mod timeline;
-
-/// The live view: a line per host, or for a large fleet (`fleet::PER_HOST_UP_TO`) a few lines of counts.
-struct Live {
-    multi: MultiProgress,
-    bars: Vec<(String, ProgressBar)>,
-    fleet: Option<Arc<Fleet>>,
-}
-
-struct Fleet {
-    hosts: Mutex<Vec<fleet::HostLine>>,
-    lines: Vec<ProgressBar>,
-}
 
 const MAGENTA: &str = "\x1b[35m";
 const RED: &str = "\x1b[31m";
@@ -145,6 +137,7 @@ impl Output {
             live,
             lines: Mutex::new(()),
             sinks: RwLock::new(Vec::new()),
+            notes: notes::HostNotes::default(),
         }
     }
 
@@ -252,6 +245,7 @@ impl Output {
 
     /// A step line (Kamal's `say`, magenta).
     pub fn say(&self, text: &str) {
+        self.say_held();
         let painted = self.paint(MAGENTA, text);
         self.plain_line(None, text, self.verbosity > Verbosity::Quiet, Some(painted));
     }
@@ -436,6 +430,30 @@ impl Output {
         self.level_line(Level::Info, BLUE, text, Some(host));
     }
 
+    /// A line Kamal says once per host, `kind` naming which (`notes`): under the live view, past the
+    /// first few, the terminal gets `rest` (`{n}`: how many more hosts) once, unless `-v`. `host`: an INFO line about
+    /// it, else a plain one.
+    pub fn per_host(&self, kind: &'static str, host: Option<&str>, text: &str, rest: &str) {
+        let shown = match self.verbosity {
+            Verbosity::Quiet => false,
+            // Without the live view (not a terminal, as in CI) the log has every host's lines anyway.
+            Verbosity::Normal => self.live.is_none() || self.notes.note(kind, rest),
+            Verbosity::Verbose => true,
+        };
+        match host {
+            Some(_) => self.level_line_as(Level::Info, BLUE, text, host, shown),
+            None => self.plain_line(Some(Level::Info), text, shown, None),
+        }
+    }
+
+    /// The lines standing for what `per_host` held, on the terminal only.
+    fn say_held(&self) {
+        for rest in self.notes.held() {
+            let painted = format!("{} {rest}", self.paint(BLUE, &format!("{:>6}", "INFO")));
+            self.print(&self.redact(&painted));
+        }
+    }
+
     /// ` DEBUG <text>`, shown with `-v`.
     pub fn debug_line(&self, text: &str) {
         self.level_line(Level::Debug, BLUE, text, None);
@@ -447,6 +465,17 @@ impl Output {
             Level::Debug => self.verbosity == Verbosity::Verbose,
             _ => self.verbosity > Verbosity::Quiet,
         };
+        self.level_line_as(level, colour, text, host, shown);
+    }
+
+    fn level_line_as(
+        &self,
+        level: Level,
+        colour: &str,
+        text: &str,
+        host: Option<&str>,
+        shown: bool,
+    ) {
         let plain = format!("{:>6} {text}", level.name());
         let painted = format!(
             "{} {text}",
@@ -536,6 +565,7 @@ impl Output {
     /// cleared, as the grouped summary printed next tells where each stopped (left on screen, it was
     /// drawn again under that summary, its hosts still "in progress").
     pub fn finish(&self) {
+        self.say_held();
         if let Some(live) = &self.live {
             for bar in live.bars.iter().map(|(_, b)| b) {
                 if !bar.is_finished() {
@@ -561,66 +591,6 @@ impl Output {
             Verbosity::Quiet => false,
             Verbosity::Normal => !debug,
             Verbosity::Verbose => true,
-        }
-    }
-}
-
-impl Live {
-    fn fleet(multi: MultiProgress, hosts: &[String]) -> Live {
-        let first = ProgressStyle::with_template("  {spinner} {wide_msg}").expect("valid template");
-        let rest = ProgressStyle::with_template("    {wide_msg}").expect("valid template");
-        let lines: Vec<ProgressBar> = (0..fleet::LINES)
-            .map(|i| {
-                let style = if i == 0 { first.clone() } else { rest.clone() };
-                multi.add(ProgressBar::new_spinner().with_style(style))
-            })
-            .collect();
-        lines[0].enable_steady_tick(Duration::from_millis(120));
-        let now = std::time::Instant::now();
-        let fleet = Fleet {
-            hosts: Mutex::new(hosts.iter().map(|h| fleet::HostLine::new(h, now)).collect()),
-            lines,
-        };
-        fleet.draw(&fleet.hosts.lock().unwrap_or_else(|e| e.into_inner()));
-        let fleet = Arc::new(fleet);
-        redraw_every_second(Arc::downgrade(&fleet));
-        Live {
-            multi,
-            bars: Vec::new(),
-            fleet: Some(fleet),
-        }
-    }
-}
-
-/// The view is drawn on each host's update; a lagging host is named by how long its step has lasted,
-/// which grows while no host moves (all waiting on the last one), so the view is drawn each second too.
-/// Stops with the view (finished, or the output gone).
-fn redraw_every_second(fleet: std::sync::Weak<Fleet>) {
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let Some(fleet) = fleet.upgrade() else {
-            return;
-        };
-        if fleet.lines[0].is_finished() {
-            return;
-        }
-        fleet.draw(&fleet.hosts.lock().unwrap_or_else(|e| e.into_inner()));
-    });
-}
-
-impl Fleet {
-    fn set(&self, host: &str, text: &str, outcome: fleet::Outcome) {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = hosts.iter_mut().find(|h| h.host == host) {
-            h.set(text, outcome, std::time::Instant::now());
-        }
-        self.draw(&hosts);
-    }
-
-    fn draw(&self, hosts: &[fleet::HostLine]) {
-        let lines = fleet::lines(hosts, std::time::Instant::now());
-        for (i, bar) in self.lines.iter().enumerate() {
-            bar.set_message(lines.get(i).cloned().unwrap_or_default());
         }
     }
 }

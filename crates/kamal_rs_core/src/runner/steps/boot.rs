@@ -95,12 +95,22 @@ impl<'r, 'a> Boot<'r, 'a> {
             run.header(Phase::Boot);
         }
         match mark {
-            Mark::Stale => run.output.plain(&format!(
-                "App Host: {host}\nStopping stale container for role {role} with version {arg}"
-            )),
-            Mark::Renamed => run.output.info_on(
-                host,
+            // Kamal's lines, once per host: on a fleet the first few, then one for the rest.
+            Mark::Stale => run.output.per_host(
+                "stale",
+                None,
+                &format!(
+                    "App Host: {host}\nStopping stale container for role {role} with version {arg}"
+                ),
+                &format!("Stopping stale containers for role {role} on {{n}} (-v lists them all)"),
+            ),
+            Mark::Renamed => run.output.per_host(
+                "renamed",
+                Some(host),
                 &format!("Renaming container {version} to {arg} as already deployed on {host}"),
+                &format!(
+                    "Renaming container {version} as already deployed on {{n}} (-v lists them all)"
+                ),
             ),
             Mark::Old => run
                 .reports
