@@ -43,17 +43,13 @@ pub fn login_unless_logged_in(server: Option<&str>, username: &str, password: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::StandInDocker;
 
     /// The check run by `sh` and by `bash`, `docker` a stand-in that says it was called.
     #[test]
     fn login_is_skipped_only_for_the_same_credentials_on_the_same_registry() {
-        let dir = std::env::temp_dir().join(format!("kamal-rs-login-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        std::fs::create_dir_all(dir.join(".docker")).unwrap();
-        let docker = dir.join("bin/docker");
-        std::fs::write(&docker, "#!/bin/sh\necho \"docker $1 $2\"\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let docker = StandInDocker::new("login", "#!/bin/sh\necho \"docker $1 $2\"\n");
+        std::fs::create_dir_all(docker.dir.join(".docker")).unwrap();
         // As docker writes it ("user:pass" is dXNlcjpwYXNz).
         let config = |server: &str, auth: &str| {
             format!("{{\n\t\"auths\": {{\n\t\t\"{server}\": {{\n\t\t\t\"auth\": \"{auth}\"\n\t\t}}\n\t}}\n}}")
@@ -71,33 +67,19 @@ mod tests {
         let check = login_unless_logged_in(Some("registry.example.com"), "user", "pass");
         for shell in ["sh", "bash"] {
             for (file, logs_in) in &cases {
-                let path = dir.join(".docker/config.json");
+                let path = docker.dir.join(".docker/config.json");
                 match file {
                     Some(text) => std::fs::write(&path, text).unwrap(),
                     None => std::fs::remove_file(&path).unwrap_or(()),
                 }
-                let out = std::process::Command::new(shell)
-                    .arg("-c")
-                    .arg(format!("{check} && echo ok"))
-                    .env("HOME", &dir)
-                    .env(
-                        "PATH",
-                        format!("{}:/usr/bin:/bin", dir.join("bin").display()),
-                    )
-                    .output()
-                    .unwrap();
+                let (_, stdout) = docker.run(shell, &format!("{check} && echo ok"), b"");
                 let expected = if *logs_in {
                     "docker login registry.example.com\nok\n"
                 } else {
                     "ok\n"
                 };
-                assert_eq!(
-                    String::from_utf8_lossy(&out.stdout),
-                    expected,
-                    "{shell}, {file:?}"
-                );
+                assert_eq!(stdout, expected, "{shell}, {file:?}");
             }
         }
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -268,7 +268,7 @@ impl Output {
         let painted = shown.then(|| {
             format!(
                 "{} [{}] {}",
-                self.paint(BLUE, &format!("{:>6}", level.name())),
+                self.painted_level(level, BLUE),
                 self.paint(GREEN, uuid),
                 painted()
             )
@@ -411,10 +411,7 @@ impl Output {
     /// `  INFO <text>` for the log only: a terminal with the live view does not scroll with it.
     pub fn info_in_log(&self, text: &str) {
         let plain = format!("{:>6} {text}", Level::Info.name());
-        let painted = format!(
-            "{} {text}",
-            self.paint(BLUE, &format!("{:>6}", Level::Info.name()))
-        );
+        let painted = format!("{} {text}", self.painted_level(Level::Info, BLUE));
         let line = LogLine {
             level: Some(Level::Info),
             text: &plain,
@@ -446,10 +443,15 @@ impl Output {
         }
     }
 
+    /// A line's level as SSHKit prints it (`  INFO`), in `colour` on a terminal.
+    fn painted_level(&self, level: Level, colour: &str) -> String {
+        self.paint(colour, &format!("{:>6}", level.name()))
+    }
+
     /// The lines standing for what `per_host` held, on the terminal only.
     fn say_held(&self) {
         for rest in self.notes.held() {
-            let painted = format!("{} {rest}", self.paint(BLUE, &format!("{:>6}", "INFO")));
+            let painted = format!("{} {rest}", self.painted_level(Level::Info, BLUE));
             self.print(&self.redact(&painted));
         }
     }
@@ -477,10 +479,7 @@ impl Output {
         shown: bool,
     ) {
         let plain = format!("{:>6} {text}", level.name());
-        let painted = format!(
-            "{} {text}",
-            self.paint(colour, &format!("{:>6}", level.name()))
-        );
+        let painted = format!("{} {text}", self.painted_level(level, colour));
         let line = LogLine {
             level: Some(level),
             text: &plain,

@@ -348,6 +348,7 @@ mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
     use crate::runner::steps::tests::{golden, golden_config, golden_config_with, sh_n};
+    use crate::test_support::StandInDocker;
     use serde_json::json;
 
     #[test]
@@ -433,18 +434,12 @@ mod tests {
         let s = Boot::new(&run, "10.0.0.2", c.role("web").unwrap())
             .script(false, false)
             .unwrap();
-        let dir = std::env::temp_dir().join(format!("kamal-rs-scan-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        let docker = dir.join("bin/docker");
-        std::fs::write(
-            &docker,
-            "#!/bin/sh\necho \"$*\" >>\"$DOCKER_LOG\"\ncase \"$1 $2\" in\n\
-             'ps -a') cat \"$DOCKER_PS\" ;;\n'ps --latest') echo app-web-staging-v0 ;;\n\
+        let docker = StandInDocker::new(
+            "scan",
+            "#!/bin/sh\necho \"$*\" >>\"$HOME/docker.log\"\ncase \"$1 $2\" in\n\
+             'ps -a') cat \"$HOME/ps\" ;;\n'ps --latest') echo app-web-staging-v0 ;;\n\
              'run '*) echo 0123456789abcdef0123456789abcdef ;;\nesac\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         // (docker ps -a lines, expected old version, the docker calls other than ps/run/exec)
         let cases: &[(&str, &str, &[&str])] = &[
             ("", "", &[]),
@@ -478,28 +473,11 @@ mod tests {
         ];
         for shell in ["sh", "bash"] {
             for (ps, old, calls) in cases {
-                let log = dir.join("docker.log");
+                let log = docker.dir.join("docker.log");
                 std::fs::write(&log, "").unwrap();
-                std::fs::write(dir.join("ps"), ps).unwrap();
-                let mut child = std::process::Command::new(shell)
-                    .arg("-c")
-                    .arg(s.text())
-                    .current_dir(&dir)
-                    .env(
-                        "PATH",
-                        format!("{}:/usr/bin:/bin", dir.join("bin").display()),
-                    )
-                    .env("DOCKER_LOG", &log)
-                    .env("DOCKER_PS", dir.join("ps"))
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(&s.stdin()).unwrap();
-                let out = child.wait_with_output().unwrap();
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                assert!(out.status.success(), "{shell}, {ps:?}: {stdout}");
+                std::fs::write(docker.dir.join("ps"), ps).unwrap();
+                let (ok, stdout) = docker.run(shell, &s.text(), &s.stdin());
+                assert!(ok, "{shell}, {ps:?}: {stdout}");
                 assert!(
                     stdout.contains(&format!("kamal-rs:old {old}\n")),
                     "{shell}, {ps:?}: {stdout}"
@@ -519,7 +497,6 @@ mod tests {
                 assert_eq!(&called, calls, "{shell}, {ps:?}");
             }
         }
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
