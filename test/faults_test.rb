@@ -264,10 +264,13 @@ class FaultsTest < Minitest::Test
     end
 
     def wait_for_pulls(ips)
-      Timeout.timeout(60) do
-        sleep 0.05 until ips.all? { |ip| Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
-      end
+      pulling = ->(ip) { Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
+      Timeout.timeout(60) { sleep 0.05 until ips.all?(&pulling) }
       true
+    rescue Timeout::Error
+      # Seen once in a full run (passing on its own): say what each host ran instead of a bare timeout.
+      ran = ips.reject(&pulling).map { |ip| "#{ip}: #{Lab.transcript(ip).map { |c| [ c[:command][0, 80], c[:ended] ] }.inspect}" }
+      flunk "no pull in progress after 60 s on #{ran.join("; ")}"
     end
 
     # Every web host serves `version`, and the workers host runs it.
