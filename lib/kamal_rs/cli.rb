@@ -38,7 +38,7 @@ module KamalRs
     rescue StandardError, ScriptError, SystemStackError => e
       # Every failure ends in one line, whatever raised it (a config's ERB included), naming the class
       # Kamal would name.
-      error_line(e.class.respond_to?(:kamal_name) ? e.class.kamal_name : e.class, e.message)
+      error_line(kamal_name(e), e.message)
       @out.puts e.backtrace if ENV["VERBOSE"]
       1
     end
@@ -53,6 +53,14 @@ module KamalRs
         yield
       ensure
         Signal.trap("TERM", previous || "DEFAULT")
+      end
+
+      # The class Kamal names for the failure: the error's own (a secrets failure carries the class Kamal
+      # raised), its class's, else its Ruby class.
+      def kamal_name(error)
+        return error.kamal_name if error.respond_to?(:kamal_name)
+
+        error.class.respond_to?(:kamal_name) ? error.class.kamal_name : error.class
       end
 
       def error_line(klass, message)

@@ -1,4 +1,5 @@
 require "yaml"
+require "kamal_rs/secrets"
 
 module KamalRs
   # The resolved deploy config. Ruby reads the files as Kamal does (ERB with trim_mode "-", then YAML
@@ -37,6 +38,8 @@ module KamalRs
       trees = files.map { |file| load_file(file, trim_mode: trim_mode) }
       foreign = []
       new(Native::Configuration.load(trees, destination, version, ENV["VERSION"], foreign), foreign).tap do |config|
+        # Kamal looks up `ssh.key_data`'s names among the secrets as it reads the config.
+        config.read_secrets if config.native.secrets_read_with_config
         # As Kamal: on stderr, each time a config is read.
         config.native.warnings.each { |w| warn w }
       end
@@ -79,6 +82,17 @@ module KamalRs
     def initialize(native, foreign)
       @native = native
       @foreign = foreign
+    end
+
+    # Reads `.kamal/secrets*` (KamalRs::Secrets) for the native core, once; a 1.x config's secrets are
+    # ENV's.
+    def read_secrets
+      return if @secrets_read
+
+      if (path, destination = @native.secrets_to_read)
+        @native.provide_secrets(Secrets.read(secrets_path: path, destination: destination).to_a)
+      end
+      @secrets_read = true
     end
 
     # What `kamal config` prints: Kamal's Configuration#to_h.

@@ -69,6 +69,8 @@ module KamalRs
   def self.run_command(command, options)
     native_options = Options.native(command, options)
     config = Configuration.create_from(**options.slice(*Options::CONFIG_NAMES))
+    # Before any host: where Kamal would stop on its secrets, this stops first.
+    config.read_secrets
     $stdout.flush
     report = run_native { config.native.deploy(native_options) }
     result = Result.new(report)

@@ -24,7 +24,7 @@ pub mod validator;
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::secrets::{CommandSubstitution, Secrets, ShellCommand};
+use crate::secrets::{Secrets, SecretsSource, ShellCommand};
 use crate::shell::{argumentize, optionize};
 use crate::value::{Map, Value};
 pub use accessory::Accessory;
@@ -45,8 +45,8 @@ pub struct LoadOptions {
     pub version: Option<String>,
     /// `ENV["VERSION"]`, read by the caller.
     pub env_version: Option<String>,
-    /// Runs `$(...)` in secrets files.
-    pub commands: Arc<dyn CommandSubstitution + Send + Sync>,
+    /// Who reads `.kamal/secrets*` (2.x).
+    pub secrets: SecretsSource,
     /// The Kamal the app's Gemfile.lock locks (`lockfile::for_app`).
     pub locked: lockfile::Locked,
 }
@@ -57,7 +57,7 @@ impl Default for LoadOptions {
             destination: None,
             version: None,
             env_version: None,
-            commands: Arc::new(ShellCommand),
+            secrets: SecretsSource::Read(Arc::new(ShellCommand)),
             locked: lockfile::Locked::Nothing,
         }
     }
@@ -114,7 +114,7 @@ impl Configuration {
                 Secrets::new(
                     &secrets_path,
                     options.destination.as_deref(),
-                    options.commands,
+                    options.secrets,
                 )
             }
         };

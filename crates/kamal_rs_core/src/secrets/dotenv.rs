@@ -9,15 +9,16 @@ use regex::Regex;
 
 use crate::error::{Error, Result};
 
-/// Runs the `$(...)` of a secrets file. Kamal serves `kamal secrets ...` in-process and hands every
-/// other command to `/bin/sh -c`; a binding can plug its own in-process handler in here.
+/// Runs the `$(...)` of a secrets file. Kamal serves `kamal secrets ...` in-process and runs every
+/// other command with Ruby's backticks: the gem plugs in its Ruby handler (`lib/kamal_rs/secrets.rb`).
 pub trait CommandSubstitution {
-    /// Runs the command text (variables already expanded) and returns its stdout.
+    /// Runs the command text (variables already expanded) and returns the text that replaces
+    /// `$(...)` (Kamal's: the output chomped).
     fn run(&self, command: &str) -> Result<String>;
 }
 
-/// The default: `sh -c`, as Ruby's backticks. Like backticks, a failing command is not an error: its
-/// output (often empty) is the value, and its stderr goes to the terminal.
+/// The core's own: `sh -c`, chomped. A failing command is not an error: its output (often empty)
+/// is the value, and its stderr goes to the terminal.
 pub struct ShellCommand;
 
 impl CommandSubstitution for ShellCommand {
@@ -29,7 +30,7 @@ impl CommandSubstitution for ShellCommand {
             .stderr(std::process::Stdio::inherit())
             .output()
             .map_err(|e| Error::runtime(format!("Could not run a secrets command: {e}")))?;
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(chomp(&String::from_utf8_lossy(&output.stdout)).to_string())
     }
 }
 
@@ -37,7 +38,9 @@ fn line_regex() -> &'static Regex {
     static LINE: OnceLock<Regex> = OnceLock::new();
     LINE.get_or_init(|| {
         Regex::new(
-            r#"(?m)(?:^|\A)\s*(?P<export>export\s+)?(?P<key>[A-Za-z0-9_.]+)(?:(?:\s*=\s*?|:\s+?)(?P<value>\s*'(?:\\'|[^'])*'|\s*"(?:\\"|[^"])*"|[^#\n]+)?)?\s*(?:#.*)?(?:$|\z)"#,
+            // Ruby's `\s` is ASCII whitespace only (U+00A0 and U+3000 are not space to dotenv).
+            &r#"(?m)(?:^|\A)\s*(?P<export>export\s+)?(?P<key>[A-Za-z0-9_.]+)(?:(?:\s*=\s*?|:\s+?)(?P<value>\s*'(?:\\'|[^'])*'|\s*"(?:\\"|[^"])*"|[^#\n]+)?)?\s*(?:#.*)?(?:$|\z)"#
+                .replace(r"\s", r"[\t\n\x0B\x0C\r ]"),
         )
         .expect("valid regex")
     })
@@ -94,7 +97,9 @@ fn parse_value(
     env: &dyn Fn(&str) -> Option<String>,
     commands: &dyn CommandSubstitution,
 ) -> Result<String> {
-    let trimmed = raw.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    // Ruby's `strip`: ASCII whitespace and NUL, nothing else.
+    let trimmed =
+        raw.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r' | '\0'));
     let (mut value, quote) = strip_quotes(trimmed);
     if quote == Some('"') {
         value = if lookup(vars, env, "DOTENV_LINEBREAK_MODE").as_deref() == Some("legacy") {
@@ -158,8 +163,7 @@ fn substitute_commands(
                     out.push_str(&value[dollar..=close]);
                 } else {
                     let command = substitute_variables(inner, vars, env);
-                    let output = commands.run(&command)?;
-                    out.push_str(chomp(&output));
+                    out.push_str(&commands.run(&command)?);
                 }
                 i = close + 1;
                 continue;
@@ -172,11 +176,18 @@ fn substitute_commands(
     Ok(out)
 }
 
-/// The index of the `)` closing the `(` at `open`, if the group is balanced and not empty.
+/// The index of the `)` closing the `(` at `open`, if the group is balanced and not empty. A
+/// backslash takes the next character as it is (Kamal's `InlineCommandSubstitution` pattern).
 fn matching_paren(bytes: &[u8], open: usize) -> Option<usize> {
     let mut depth = 0usize;
+    let mut escaped = false;
     for (j, &b) in bytes.iter().enumerate().skip(open) {
+        if escaped {
+            escaped = false;
+            continue;
+        }
         match b {
+            b'\\' if j > open => escaped = true,
             b'(' => depth += 1,
             b')' => {
                 depth -= 1;
@@ -246,7 +257,7 @@ mod tests {
     struct Echo;
     impl CommandSubstitution for Echo {
         fn run(&self, command: &str) -> Result<String> {
-            Ok(format!("<{command}>\n"))
+            Ok(format!("<{command}>"))
         }
     }
 
@@ -304,5 +315,27 @@ mod tests {
     fn export_without_value_needs_an_earlier_definition() {
         assert!(parse("export NOPE\n", &env, &Echo).is_err());
         assert_eq!(get(&p("A=1\nexport A\n"), "A"), "1");
+    }
+
+    #[test]
+    fn only_ascii_whitespace_is_trimmed_as_ruby_strips() {
+        let vars = p("NBSP=\u{a0}x\u{a0}\nIDEO=\u{3000}y\u{3000}\nTAB=\tt\t\nVT=\x0bv\x0b\n");
+        assert_eq!(get(&vars, "NBSP"), "\u{a0}x\u{a0}");
+        assert_eq!(get(&vars, "IDEO"), "\u{3000}y\u{3000}");
+        assert_eq!(get(&vars, "TAB"), "t");
+        assert_eq!(get(&vars, "VT"), "v");
+    }
+
+    #[test]
+    fn a_backslash_in_a_command_takes_the_next_parenthesis_as_it_is() {
+        // After unescaping, `\\(` is `\(`: a parenthesis the command group does not count.
+        let vars = p("X=$(echo \\\\(a\\\\))\n");
+        assert_eq!(get(&vars, "X"), "<echo \\(a\\)>");
+    }
+
+    #[test]
+    fn the_runner_gives_the_final_text_and_the_shell_runner_chomps_once() {
+        let vars = parse("X=$(printf a; echo; echo)\n", &env, &ShellCommand).unwrap();
+        assert_eq!(get(&vars, "X"), "a\n");
     }
 }

@@ -1,6 +1,9 @@
 //! Kamal 2's secrets: `<secrets_path>-common`, then `<secrets_path>` (or `<secrets_path>.<destination>`),
-//! each parsed on its own, later files winning. Loaded on first lookup only, as Kamal does, because
-//! loading can run commands (password managers) that prompt.
+//! each parsed on its own, later files winning (`lib/kamal/secrets.rb`, Kamal 2.12.0).
+//!
+//! Who reads them is the `SecretsSource`: the Ruby gem reads them before a run (with the app's own
+//! Kamal where it can be loaded, see `lib/kamal_rs/secrets.rb`) and hands the values over; the core
+//! alone reads them itself on first lookup, as Kamal does, because loading can run commands that prompt.
 
 pub mod dotenv;
 
@@ -10,12 +13,21 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 pub use dotenv::{CommandSubstitution, ShellCommand};
 
+/// Where a config's 2.x secrets come from.
+#[derive(Clone)]
+pub enum SecretsSource {
+    /// Read the files here, running `$(...)` with this.
+    Read(Arc<dyn CommandSubstitution + Send + Sync>),
+    /// Handed over by the caller (`Secrets::provide`) before any lookup.
+    Provided,
+}
+
 pub struct Secrets {
     /// Kamal 1.x: secrets are environment variables (its `.env` files were loaded into ENV), and these
     /// are the names the config refers to.
     env_keys: Option<Vec<String>>,
     filenames: Vec<String>,
-    commands: Arc<dyn CommandSubstitution + Send + Sync>,
+    source: SecretsSource,
     loaded: Mutex<Option<Vec<(String, String)>>>,
 }
 
@@ -29,11 +41,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    pub fn new(
-        secrets_path: &str,
-        destination: Option<&str>,
-        commands: Arc<dyn CommandSubstitution + Send + Sync>,
-    ) -> Self {
+    pub fn new(secrets_path: &str, destination: Option<&str>, source: SecretsSource) -> Self {
         let main = match destination {
             Some(d) => format!("{secrets_path}.{d}"),
             None => secrets_path.to_string(),
@@ -41,7 +49,7 @@ impl Secrets {
         Secrets {
             env_keys: None,
             filenames: vec![format!("{secrets_path}-common"), main],
-            commands,
+            source,
             loaded: Mutex::new(None),
         }
     }
@@ -51,7 +59,7 @@ impl Secrets {
         Secrets {
             env_keys: Some(keys),
             filenames: Vec::new(),
-            commands: Arc::new(ShellCommand),
+            source: SecretsSource::Provided,
             loaded: Mutex::new(None),
         }
     }
@@ -65,6 +73,16 @@ impl Secrets {
             .collect()
     }
 
+    /// The values, read by the caller (`SecretsSource::Provided`), in load order.
+    pub fn provide(&self, pairs: Vec<(String, String)>) {
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(pairs);
+    }
+
+    /// Whether the values come from secrets files (2.x), not from the environment (1.x).
+    pub fn from_files(&self) -> bool {
+        self.env_keys.is_none()
+    }
+
     fn with_loaded<T>(&self, f: impl FnOnce(&[(String, String)]) -> T) -> Result<T> {
         let mut guard = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let (None, Some(keys)) = (guard.as_ref(), &self.env_keys) {
@@ -75,12 +93,20 @@ impl Secrets {
             );
         }
         if guard.is_none() {
+            let commands = match &self.source {
+                SecretsSource::Read(commands) => commands.clone(),
+                SecretsSource::Provided => {
+                    return Err(Error::runtime(
+                        "internal error: the secrets were looked up before they were read",
+                    ))
+                }
+            };
             let env = |name: &str| std::env::var(name).ok();
             let mut all: Vec<(String, String)> = Vec::new();
             for file in self.files() {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| Error::runtime(format!("Could not read {file}: {e}")))?;
-                for (k, v) in dotenv::parse(&text, &env, self.commands.as_ref())? {
+                for (k, v) in dotenv::parse(&text, &env, commands.as_ref())? {
                     if let Some(slot) = all.iter_mut().find(|(key, _)| *key == k) {
                         slot.1 = v;
                     } else {

@@ -32,7 +32,8 @@ impl Configuration {
             version,
             env_version,
             locked: kamal_rs_core::config::lockfile::for_app(),
-            ..LoadOptions::default()
+            // Ruby reads `.kamal/secrets*` (lib/kamal_rs/secrets.rb) and hands the values over.
+            secrets: kamal_rs_core::secrets::SecretsSource::Provided,
         };
         Core::load(&trees, options)
             .map(|inner| Configuration { inner })
@@ -83,6 +84,32 @@ impl Configuration {
         super::deploy::deploy(ruby, &rb_self.inner, options)
     }
 
+    /// `[secrets_path, destination]` for a 2.x config (its secrets files), else nil (1.x: ENV's).
+    fn secrets_to_read(&self) -> Option<(String, Option<String>)> {
+        let secrets = &self.inner.secrets;
+        secrets.from_files().then(|| {
+            let path = self
+                .inner
+                .raw
+                .get("secrets_path")
+                .map(|v| v.to_ruby_s())
+                .unwrap_or_else(|| ".kamal/secrets".into());
+            (path, self.inner.destination.clone())
+        })
+    }
+
+    /// Whether reading the config itself looks up secrets (Kamal's `ssh.key_data` check).
+    fn secrets_read_with_config(&self) -> bool {
+        self.inner
+            .get("ssh")
+            .and_then(|v| v.as_map())
+            .is_some_and(|m| m.get("key_data").is_some())
+    }
+
+    fn provide_secrets(&self, pairs: Vec<(String, String)>) {
+        self.inner.secrets.provide(pairs);
+    }
+
     fn primary_host(&self) -> Option<String> {
         self.inner.primary_host().map(str::to_string)
     }
@@ -100,6 +127,18 @@ pub fn init(ruby: &Ruby, native: &RModule) -> Result<(), Error> {
     class.define_method("role_names", method!(Configuration::role_names, 0))?;
     class.define_method("warnings", method!(Configuration::warnings, 0))?;
     class.define_method("primary_host", method!(Configuration::primary_host, 0))?;
+    class.define_method(
+        "secrets_to_read",
+        method!(Configuration::secrets_to_read, 0),
+    )?;
+    class.define_method(
+        "secrets_read_with_config",
+        method!(Configuration::secrets_read_with_config, 0),
+    )?;
+    class.define_method(
+        "provide_secrets",
+        method!(Configuration::provide_secrets, 1),
+    )?;
     class.define_method("deploy", method!(Configuration::deploy, 1))?;
     Ok(())
 }

@@ -36,12 +36,42 @@ fn error_classes() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// dotenv 3.2's rules over `text`. With a block, each `$(...)` is the block's value for the command
+/// text (variables expanded): the Ruby side runs them as Kamal does, and whatever the block raises
+/// (Errno::ENOENT from backticks, Kamal's own errors) reaches the caller as it was raised.
 fn parse_dotenv(ruby: &Ruby, text: String) -> Result<Vec<(String, String)>, Error> {
     let env = |name: &str| std::env::var(name).ok();
-    kamal_rs_core::secrets::dotenv::parse(
-        &text,
-        &env,
-        &kamal_rs_core::secrets::dotenv::ShellCommand,
-    )
-    .map_err(|e| errors::to_ruby(ruby, e))
+    let result = if ruby.block_given() {
+        let block = RubyCommands {
+            block: ruby.block_proc()?,
+            raised: std::cell::RefCell::new(None),
+        };
+        let parsed = kamal_rs_core::secrets::dotenv::parse(&text, &env, &block);
+        if let Some(raised) = block.raised.into_inner() {
+            return Err(raised);
+        }
+        parsed
+    } else {
+        kamal_rs_core::secrets::dotenv::parse(
+            &text,
+            &env,
+            &kamal_rs_core::secrets::dotenv::ShellCommand,
+        )
+    };
+    result.map_err(|e| errors::to_ruby(ruby, e))
+}
+
+/// A Ruby block as the parser's `$(...)` runner; runs with the GVL held (parse_dotenv's caller's).
+struct RubyCommands {
+    block: magnus::block::Proc,
+    raised: std::cell::RefCell<Option<Error>>,
+}
+
+impl kamal_rs_core::secrets::CommandSubstitution for RubyCommands {
+    fn run(&self, command: &str) -> kamal_rs_core::Result<String> {
+        self.block.call::<_, String>((command,)).map_err(|e| {
+            self.raised.borrow_mut().get_or_insert(e);
+            kamal_rs_core::Error::runtime("a secrets command raised")
+        })
+    }
 }
