@@ -92,6 +92,28 @@ class SecretsTest < Minitest::Test
     end
   end
 
+  # A secret the config names and the files do not give (here: its file named a tool that is not
+  # installed, so Kamal reads nothing from it): Kamal stops at its first lookup of it, kamal-rs before
+  # any host, with the same error.
+  def test_a_missing_secret_stops_the_deploy_before_any_host
+    listener = TCPServer.new("127.0.0.1", 0)
+    connections = 0
+    counter = Thread.new { loop { listener.accept.close && connections += 1 } }
+    dir = with_config(File.join(CASES, "missing_tool"), ssh_port: listener.addr[1], password: "COMMON", env: "GITHUB_TOKEN")
+    script = 'require "kamal"; begin; Kamal::Secrets.new(secrets_path: ".kamal/secrets")["GITHUB_TOKEN"]; rescue => e; puts "#{e.class}: #{e.message}"; end'
+    kamal, status = Open3.capture2(*RubyKamal.command, "--ruby", "-e", script, chdir: dir)
+    assert status.success?
+    out, status = Open3.capture2e(ENVIRONMENT.merge("RUBYLIB" => File.join(ROOT, "lib")),
+                                  RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), "deploy", "-P", chdir: dir)
+    assert_equal 1, status.exitstatus, out
+    assert_equal 0, connections, out
+    assert_equal "Kamal::ConfigurationError: Secret 'GITHUB_TOKEN' not found in .kamal/secrets-common, .kamal/secrets", kamal.chomp
+    assert_includes out, "ERROR (Kamal::ConfigurationError): Secret 'GITHUB_TOKEN' not found in .kamal/secrets-common, .kamal/secrets"
+  ensure
+    counter&.kill
+    listener&.close
+  end
+
   # Where Kamal 2 can be loaded (here: in Ruby Kamal's chroot), kamal_rs reads with Kamal's own
   # Kamal::Secrets, and a failure comes out as a KamalRs::SecretsError naming Kamal's class.
   def test_with_kamal_loadable_kamals_own_code_reads
@@ -133,7 +155,7 @@ class SecretsTest < Minitest::Test
     end
 
     # A copy of the case with a config whose registry password and env name its secrets.
-    def with_config(dir, ssh_port: 22)
+    def with_config(dir, ssh_port: 22, password: "KAMAL_REGISTRY_PASSWORD", env: "A")
       copy = Dir.mktmpdir
       FileUtils.cp_r(File.join(dir, "."), copy)
       FileUtils.mkdir_p(File.join(copy, "config"))
@@ -142,8 +164,8 @@ class SecretsTest < Minitest::Test
         image: secrets-test/app
         servers: [ 127.0.0.1 ]
         ssh: { port: #{ssh_port} }
-        registry: { server: localhost:5555, username: tester, password: [ KAMAL_REGISTRY_PASSWORD ] }
-        env: { secret: [ A ] }
+        registry: { server: localhost:5555, username: tester, password: [ #{password} ] }
+        env: { secret: [ #{env} ] }
         builder: { arch: amd64 }
       YAML
       copy

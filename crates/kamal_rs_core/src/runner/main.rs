@@ -17,7 +17,7 @@ use super::run::Run;
 use super::state::Lock;
 use super::steps::build::Build;
 use super::steps::hooks::run_hook;
-use super::steps::{lock, proxy, pull, tag};
+use super::steps::{lock, proxy, pull, secrets, tag};
 use super::{deploy_v1, env_push};
 use super::{rollback, rollout};
 use crate::commands::app::App;
@@ -33,6 +33,10 @@ pub async fn run(mut run: Run<'_>) -> DeployReport {
     // The app's Gemfile.lock locks another Kamal than the one kamal_rs behaves as: said once.
     if let Some(note) = lockfile::note(&run.config.locked) {
         run.output.warn(&note);
+    }
+    // Where Kamal would stop on a missing secret, stop before any host.
+    if let Err(e) = secrets::check(&run) {
+        return finish(&run, &loggers, Err(e)).await;
     }
     if run.options.command == Command::Rollback && run.version.is_empty() {
         match interruptible(&run, rollback::choose(&run)).await {

@@ -300,7 +300,7 @@ pub fn close_barrier(run: &Run<'_>, host: &str) -> bool {
 
 /// Custom TLS certificates (`proxy.ssl: {certificate_pem:, private_key_pem:}` naming secrets) of a
 /// proxy role: their contents, for `.kamal/proxy/apps-config/S[-D]/tls/R/`.
-fn tls_certificates(run: &Run<'_>, app: &App<'_>) -> Result<Option<(String, String)>> {
+pub(crate) fn tls_certificates(run: &Run<'_>, app: &App<'_>) -> Result<Option<(String, String)>> {
     if !app.running_proxy() {
         return Ok(None);
     }

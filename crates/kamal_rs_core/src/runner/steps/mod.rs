@@ -10,6 +10,7 @@ pub mod lock;
 pub mod poller;
 pub mod proxy;
 pub mod pull;
+pub mod secrets;
 pub mod tag;
 pub mod v1;
 
