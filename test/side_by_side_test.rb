@@ -59,12 +59,18 @@ class SideBySideTest < Minitest::Test
     self.class.lab
   end
 
+  # A fixture's `steps` file (one command line each, aliases of its config say) stands for STEPS.
+  def self.steps(fixture)
+    file = File.join(fixture, "steps")
+    File.exist?(file) ? File.readlines(file, chomp: true).map(&:split) : STEPS
+  end
+
   CONFIGS.each do |fixture|
     name = File.basename(fixture)
     define_method("test_#{name}") do
       kamal = run_steps(:kamal, fixture)
       ours = run_steps(:kamal_rs, fixture)
-      STEPS.each_with_index do |step, i|
+      self.class.steps(fixture).each_with_index do |step, i|
         HOSTS.each do |host|
           theirs, mine = kamal[:states][i][host], ours[:states][i][host]
           where = "#{name}, #{host}, after #{step.first}"
@@ -75,7 +81,7 @@ class SideBySideTest < Minitest::Test
           (theirs.keys - [ :containers ]).each { |k| assert_equal theirs[k], mine[k], "#{where}: #{k}" unless theirs[k] == mine[k] }
         end
       end
-      STEPS.each_with_index do |step, i|
+      self.class.steps(fixture).each_with_index do |step, i|
         HOSTS.each do |host|
           theirs, mine = [ kamal, ours ].map { |r| commands(r[:logs][i], host) }
           if ENV["SIDE_BY_SIDE_SHOW"]
@@ -101,7 +107,7 @@ class SideBySideTest < Minitest::Test
         system("git init -q && git -c user.email=t@t -c user.name=t commit -q --allow-empty -m app", chdir: app, exception: true)
         args = File.exist?(File.join(app, "args")) ? File.read(File.join(app, "args")).split : []
         logs, states = [], []
-        STEPS.each do |step|
+        self.class.steps(fixture).each do |step|
           logs << run!(tool, *step, *args, "-v", dir: app)
           states << HOSTS.to_h { |h| [ h, snapshot(h) ] }
         end

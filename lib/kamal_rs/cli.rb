@@ -105,9 +105,34 @@ module KamalRs
         when *HandOver::KAMAL_COMMANDS, *HandOver::KAMAL_1_COMMANDS
           HandOver.exec([ command, *argv ])
         else
-          @err.puts %(Could not find command "#{command}".)
-          1
+          alias_command(command, argv)
         end
+      end
+
+      # An alias of the config's `aliases:` (Kamal 2, lib/kamal/cli/alias/command.rb): its command line,
+      # then the arguments given after it, run as if typed; deploy, redeploy and rollback here, any
+      # other command by Ruby Kamal. Kamal reads the config (with -c and -d) to find it.
+      def alias_command(name, argv)
+        @aliases_followed ||= 0
+        expansion = Configuration.aliases(**config_options(argv))[name]
+        unless expansion && (@aliases_followed += 1) <= 10
+          @err.puts %(Could not find command "#{name}".)
+          return 1
+        end
+        dispatch(normalize(Shellwords.split(expansion.to_s) + argv))
+      end
+
+      # -c and -d, as Thor reads them anywhere on the line.
+      def config_options(argv)
+        options = {}
+        names = { "-c" => :config_file, "--config-file" => :config_file, "-d" => :destination, "--destination" => :destination }
+        argv.each_with_index do |arg, i|
+          flag, value = arg.start_with?("--") ? arg.split("=", 2) : [ arg[0, 2], (arg[2..] unless arg.length <= 2) ]
+          next unless (key = names[flag])
+
+          options[key] = value || argv[i + 1]
+        end
+        options
       end
 
       def config_command(options)

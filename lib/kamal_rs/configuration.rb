@@ -34,6 +34,22 @@ module KamalRs
       config
     end
 
+    # The config's `aliases:` (name => command line), read as Kamal's resolve_alias reads them: the
+    # files rendered and merged, nothing validated.
+    def self.aliases(config_file: nil, destination: nil)
+      ENV["KAMAL_DESTINATION"] = destination
+      base = File.expand_path((config_file || DEFAULT_CONFIG_FILE).to_s)
+      files = [ base ]
+      files << "#{base.delete_suffix(File.extname(base))}.#{destination}.yml" if destination
+      raw = files.map { |file| load_file(file) }.inject({}) { |merged, tree| deep_merge(merged, tree.is_a?(Hash) ? tree : {}) }
+      raw["aliases"].is_a?(Hash) ? raw["aliases"] : {}
+    end
+
+    def self.deep_merge(base, other)
+      base.merge(other) { |_, a, b| a.is_a?(Hash) && b.is_a?(Hash) ? deep_merge(a, b) : b }
+    end
+    private_class_method :deep_merge
+
     def self.read(files, destination, version, trim_mode:)
       trees = files.map { |file| load_file(file, trim_mode: trim_mode) }
       foreign = []

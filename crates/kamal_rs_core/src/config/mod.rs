@@ -253,6 +253,15 @@ impl Configuration {
             .clone()
     }
 
+    /// The app's own version, whatever `--version` says: `VERSION`, else git HEAD. A rollback's
+    /// `pre-connect` hook sees this one, since Kamal runs it before it sets the rollback's version.
+    pub fn app_version(&self) -> Result<String> {
+        match &self.env_version {
+            Some(v) => Ok(v.clone()),
+            None => git::version(self.builder_uses_git_clone()),
+        }
+    }
+
     /// The build uses a clean git clone unless `builder.context` is set.
     pub fn builder_uses_git_clone(&self) -> bool {
         self.builder_config()

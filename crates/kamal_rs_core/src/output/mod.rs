@@ -85,6 +85,7 @@ pub mod events;
 pub mod file_log;
 pub mod fleet;
 mod live;
+pub mod local;
 mod notes;
 pub mod otel;
 pub mod svg;
@@ -360,47 +361,6 @@ impl Output {
                 verbose,
             );
         }
-    }
-
-    /// The build runs under Kamal's `with_verbosity(:debug)`: its command, each output line as it
-    /// arrives and its result show whatever `-q`/`-v` say, and above the live view.
-    pub fn build_running(&self, uuid: &str, command: &str) {
-        let command = self.redact(command);
-        self.build_command_line(
-            Level::Info,
-            uuid,
-            None,
-            &format!("Running {command} on localhost"),
-        );
-    }
-
-    pub fn build_line(&self, uuid: &str, line: &str) {
-        self.build_command_line(
-            Level::Debug,
-            uuid,
-            Some(Stream::Stdout),
-            &format!("\t{line}"),
-        );
-    }
-
-    pub fn build_finished(&self, uuid: &str, seconds: f64, status: Option<i32>) {
-        let message = finished_message(seconds, status, |verdict| verdict.to_string());
-        self.build_command_line(Level::Info, uuid, None, &message);
-    }
-
-    fn build_command_line(&self, level: Level, uuid: &str, stream: Option<Stream>, message: &str) {
-        let painted = || message.to_string();
-        self.command_line(
-            CommandOf {
-                level,
-                uuid,
-                host: "localhost",
-                stream,
-            },
-            message,
-            painted,
-            true,
-        );
     }
 
     /// SSHKit's `info` inside a step: `  INFO <text>`.

@@ -101,19 +101,22 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         (KamalMajor::V1, _) => return deploy_v1::deploy(run).await,
         _ => {}
     }
-    run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+    // `pre-connect` runs right before the first SSH use, after the step's heading, as in Kamal.
     if run.options.skip_push && plan::per_host(run) {
         // Each host connects and goes on to its script at once: a host that cannot be reached stops
         // every boot at the pull barrier, as a failed pull does.
         run.header(Phase::Pull);
+        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
         run.prepare_connections()?;
     } else if run.options.skip_push {
         run.header(Phase::Pull);
+        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
         run.connect_all().await?;
     } else {
         // Connecting touches nothing on the servers, so it overlaps the build; a failed build still
         // stops before the first remote command.
         run.say_step(Phase::Pull, "Build and push app image...");
+        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
         let build = Build::new(run);
         let (built, connected) = tokio::join!(build.push(), run.connect_all());
         built?;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::config::{Configuration, KamalMajor};
 use crate::error::{Error, ErrorKind, Result};
+use crate::output::local::HookResult;
 use crate::output::{Output, Verbosity};
 use crate::runner::cancel::Cancel;
 use crate::runner::failure::failure_text;
@@ -18,6 +19,7 @@ pub struct Hooks {
     pub skip: bool,
     /// `hooks_output`: `verbose` or `quiet`, for every hook or per hook.
     output: Option<Value>,
+    v1: bool,
 }
 
 impl Hooks {
@@ -26,6 +28,7 @@ impl Hooks {
             path: config.hooks_path(),
             skip,
             output: config.get("hooks_output").cloned(),
+            v1: config.major == KamalMajor::V1,
         }
     }
 
@@ -42,6 +45,15 @@ impl Hooks {
         }
     }
 
+    /// The verbosity a hook's lines show at: -q and -v win, else its `hooks_output`.
+    fn level(&self, hook: &str, given: Verbosity) -> Verbosity {
+        match (given, self.visibility(hook).as_deref()) {
+            (Verbosity::Normal, Some("quiet")) => Verbosity::Quiet,
+            (Verbosity::Normal, Some("verbose")) => Verbosity::Verbose,
+            (given, _) => given,
+        }
+    }
+
     /// Runs the hook; a cancellation kills it (as Ctrl-C in a terminal would) and fails the step.
     pub async fn run(
         &self,
@@ -54,6 +66,8 @@ impl Hooks {
             return Ok(());
         }
         let file = format!("{}/{name}", self.path);
+        let uuid = crate::output::uuid();
+        let started = std::time::Instant::now();
         let child = tokio::process::Command::new(&file)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
@@ -67,15 +81,22 @@ impl Hooks {
         };
         let stdout = String::from_utf8_lossy(&output.stdout).to_string();
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-        let show = match out.verbosity() {
-            Verbosity::Verbose => true,
-            Verbosity::Quiet => false,
-            Verbosity::Normal => self.visibility(name).as_deref() == Some("verbose"),
+        let result = HookResult {
+            seconds: started.elapsed().as_secs_f64(),
+            status: output.status.code(),
+            stdout: &stdout,
+            stderr: &stderr,
         };
-        if show {
-            for line in stdout.lines().chain(stderr.lines()) {
-                out.plain(&format!("  {line}"));
+        if self.v1 {
+            // 1.9 announced the hook itself (`say`); its output shows with -v or `verbose`.
+            if self.level(name, out.verbosity()) == Verbosity::Verbose {
+                for line in stdout.lines().chain(stderr.lines()) {
+                    out.plain(&format!("  {line}"));
+                }
             }
+        } else {
+            let command = format!("/usr/bin/env {file}");
+            out.hook_lines(&uuid, &command, self.level(name, out.verbosity()), result);
         }
         if output.status.success() {
             return Ok(());
@@ -138,15 +159,26 @@ pub async fn run_hook(
         return Ok(());
     }
     let mut env = env(run, hosts);
+    if name == "pre-connect" && run.options.command == Command::Rollback {
+        // Kamal runs `pre-connect` as it takes the lock, before it sets the rollback's version
+        // (`Kamal::Cli::Main#rollback`, Kamal 2.12.0 and 1.9.3): the hook sees the app's own.
+        let version = run.config.app_version()?;
+        let service_version = format!("{}@{}", run.config.service(), abbreviated(&version));
+        for (key, value) in env.iter_mut() {
+            match key.as_str() {
+                "KAMAL_VERSION" => *value = version.clone(),
+                "KAMAL_SERVICE_VERSION" => *value = service_version.clone(),
+                _ => {}
+            }
+        }
+    }
     env.extend(extra.iter().cloned());
     if with_secrets {
         env.extend(run.config.secrets.pairs()?);
     }
     if run.config.major == KamalMajor::V1 {
-        // 1.9 announces a hook with `say` (magenta), 2.x with an INFO line.
+        // 1.9 announces a hook with `say` (magenta); 2.x's lines are SSHKit's for the command.
         run.output.say(&format!("Running the {name} hook..."));
-    } else {
-        run.output.info(&format!("Running the {name} hook..."));
     }
     run.hooks.run(name, &env, &run.output, &run.cancel).await
 }
