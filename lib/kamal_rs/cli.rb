@@ -141,14 +141,17 @@ module KamalRs
         0
       end
 
+      # 0 when every targeted host runs the new version, 3 when hosts were left behind within --max-fail.
       def deploy_command(options)
-        KamalRs.deploy(**options)
-        0
+        exit_status(KamalRs.deploy(**options))
       end
 
       def redeploy_command(options)
-        KamalRs.redeploy(**options)
-        0
+        exit_status(KamalRs.redeploy(**options))
+      end
+
+      def exit_status(result)
+        result.complete? ? 0 : 3
       end
 
       # `rollback [VERSION]`: the version as Kamal's argument (or --version), else chosen on the servers.
@@ -156,8 +159,7 @@ module KamalRs
         options = parse(argv, "rollback", positional: 1)
         version = options.delete(:arguments).first
         ENV["VERBOSE"] = "1" if options[:verbose]
-        KamalRs.rollback(version, **options)
-        0
+        exit_status(KamalRs.rollback(version, **options))
       end
 
       # Thor accepts `--skip_push` for `--skip-push`.

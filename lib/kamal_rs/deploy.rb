@@ -2,7 +2,9 @@ module KamalRs
   # What a deploy or redeploy did: the version, the runtime, and each host's outcome per role.
   class Result
     # lock: :released, :held (releasing it failed) or :not_taken; primary_host: where it lives.
-    attr_reader :version, :runtime, :hosts, :summary, :lock, :primary_host
+    # left_behind: the hosts the run went on without (`max_fail:`), [{host:, reason:}], and
+    # finish_command: the command line that deploys exactly those, once they are back.
+    attr_reader :version, :runtime, :hosts, :summary, :lock, :primary_host, :left_behind, :finish_command
 
     def initialize(report)
       @version = report[:version]
@@ -13,11 +15,18 @@ module KamalRs
       @summary = report[:summary]
       @lock = report[:lock].to_sym
       @primary_host = report[:primary_host]
+      @left_behind = report[:left_behind] || []
+      @finish_command = report[:finish_command]
       @error = report[:error]
     end
 
     def success?
       @error.nil?
+    end
+
+    # Every targeted host runs the new version: nothing was left behind.
+    def complete?
+      success? && @left_behind.empty?
     end
   end
 
@@ -38,8 +47,9 @@ module KamalRs
   # Deploys to the config's servers as `kamal deploy` does (Kamal 2, or 1.9 for a 1.x config). Options are
   # the command line's, as keywords (KamalRs::Options::NAMES): config_file:, destination:, version:,
   # skip_push:, no_cache:, hosts:, roles:, primary:, skip_hooks:, verbose:, quiet:, lock_wait:,
-  # lock_wait_timeout:, lock_wait_interval:, command_timeout:. Returns a KamalRs::Result; raises a
-  # KamalRs::Error (with #result) on failure. The GVL is released while it runs.
+  # lock_wait_timeout:, lock_wait_interval:, command_timeout:, max_fail: ("N" or "P%": hosts that may be
+  # left behind). Returns a KamalRs::Result (not #complete? when hosts were left behind within
+  # max_fail:); raises a KamalRs::Error (with #result) on failure. The GVL is released while it runs.
   def self.deploy(**options)
     run_command(:deploy, options)
   end

@@ -4,7 +4,7 @@ module KamalRs
   # their option names from here, and hand the chosen values to the core as one Hash.
   module Options
     # Each option: name (Symbol), short ("-P" or nil), arg ("VERSION", nil for a flag), kind (:flag,
-    # :text, :number), scope (:global, :deploy, :api), default, description, config (read with the config).
+    # :text, :number), scope (:global, :deploy, :rollout, :api), default, description, config (read with the config).
     SPECS = Native.options.map do |spec|
       spec.merge(name: spec[:name].to_sym, kind: spec[:kind].to_sym, scope: spec[:scope].to_sym)
     end.freeze
@@ -16,7 +16,9 @@ module KamalRs
 
     # The options offered on the command line for `command`.
     def self.cli(command)
-      scopes = %w[deploy redeploy].include?(command) ? %i[global deploy] : %i[global]
+      scopes = [ :global ]
+      scopes << :deploy if %w[deploy redeploy].include?(command)
+      scopes << :rollout if %w[deploy redeploy rollback].include?(command)
       SPECS.select { |s| scopes.include?(s[:scope]) }
     end
 
@@ -36,6 +38,7 @@ module KamalRs
         value = Float(value) if spec(name)[:kind] == :number
         [ name.to_s, value ]
       end.merge("command" => command.to_s, "terminal" => $stdout.tty? && !options[:quiet])
+         .merge(options[:config_file] ? { "config_file" => options[:config_file].to_s } : {})
     end
 
     # For a Rake task: each option from its environment variable (SKIP_PUSH=1, HOSTS=...); task

@@ -6,9 +6,20 @@
 #
 # Every option of `kamal-rs deploy` is an environment variable of its name in capitals
 # (KamalRs::Options): DESTINATION, VERSION, SKIP_PUSH=1, NO_CACHE=1, HOSTS, ROLES, CONFIG_FILE,
-# LOCK_WAIT=1, QUIET=1, VERBOSE=1, ...
+# LOCK_WAIT=1, QUIET=1, VERBOSE=1, MAX_FAIL=2%, ... A run that left hosts behind within MAX_FAIL
+# exits 3, as `kamal-rs` does.
 require "kamal_rs"
 require "rake"
+
+module KamalRs
+  module Tasks
+    # Hosts left behind within MAX_FAIL: the task exits 3 (the run printed them and the command that
+    # finishes the job).
+    def self.finish(result)
+      exit 3 unless result.complete?
+    end
+  end
+end
 
 namespace :kamal_rs do
   desc "Show the resolved deploy config, as `kamal config` does"
@@ -19,16 +30,16 @@ namespace :kamal_rs do
 
   desc "Deploy the app, as `kamal deploy` does"
   task :deploy, [ :destination, :version ] do |_task, args|
-    KamalRs.deploy(**KamalRs::Options.from_env(args.to_h))
+    KamalRs::Tasks.finish(KamalRs.deploy(**KamalRs::Options.from_env(args.to_h)))
   end
 
   desc "Redeploy the app (no proxy boot, no prune), as `kamal redeploy` does"
   task :redeploy, [ :destination, :version ] do |_task, args|
-    KamalRs.redeploy(**KamalRs::Options.from_env(args.to_h))
+    KamalRs::Tasks.finish(KamalRs.redeploy(**KamalRs::Options.from_env(args.to_h)))
   end
 
   desc "Roll back to a version whose containers are still on the servers, as `kamal rollback` does"
   task :rollback, [ :destination, :version ] do |_task, args|
-    KamalRs.rollback(**KamalRs::Options.from_env(args.to_h))
+    KamalRs::Tasks.finish(KamalRs.rollback(**KamalRs::Options.from_env(args.to_h)))
   end
 end

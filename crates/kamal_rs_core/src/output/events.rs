@@ -43,7 +43,7 @@ pub struct RunStart<'a> {
 
 /// `run_end`: how it ended (`hosts`: the report's hosts, as `KamalRs::Result#hosts`).
 #[derive(Serialize)]
-pub struct RunEnd<'a, H: Serialize> {
+pub struct RunEnd<'a, H: Serialize, L: Serialize> {
     pub command: &'a str,
     pub version: &'a str,
     pub status: &'a str,
@@ -51,6 +51,9 @@ pub struct RunEnd<'a, H: Serialize> {
     pub lock: &'a str,
     pub error: Option<ErrorOut<'a>>,
     pub hosts: H,
+    /// Hosts left behind within the failure budget (`--max-fail`) and the command that finishes the job.
+    pub left_behind: L,
+    pub finish_command: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -93,7 +96,7 @@ impl EventsFile {
         self.tagged("run_start", start);
     }
 
-    pub fn run_end<H: Serialize>(&self, end: &RunEnd<'_, H>) {
+    pub fn run_end<H: Serialize, L: Serialize>(&self, end: &RunEnd<'_, H, L>) {
         self.tagged("run_end", end);
         let _ = self.file.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
@@ -170,6 +173,8 @@ mod tests {
                 message: "boom",
             }),
             hosts: Vec::<String>::new(),
+            left_behind: Vec::<String>::new(),
+            finish_command: None,
         });
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).ok();

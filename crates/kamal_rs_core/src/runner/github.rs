@@ -106,6 +106,20 @@ pub fn summary(report: &DeployReport, facts: &RunFacts<'_>) -> String {
         LockOutcome::NotTaken => "not taken".to_string(),
     };
     let _ = writeln!(md, "Deploy lock on {}: {lock}.\n", report.primary_host);
+    if let Some(command) = &report.finish_command {
+        let _ = writeln!(
+            md,
+            "**Left behind** ({} hosts, each still running what it ran before):\n",
+            report.left_behind.len()
+        );
+        for l in &report.left_behind {
+            let _ = writeln!(md, "- `{}`: {}", l.host, cell(&l.reason));
+        }
+        let _ = writeln!(
+            md,
+            "\nFinish the job once they are back:\n\n```\n{command}\n```\n"
+        );
+    }
     let steps: Vec<Phase> = facts
         .spans
         .iter()
@@ -228,6 +242,8 @@ mod tests {
             )),
             touched: true,
             lock: LockOutcome::Released,
+            left_behind: Vec::new(),
+            finish_command: None,
             primary_host: "10.0.0.1".into(),
         }
     }

@@ -149,6 +149,9 @@ impl Loggers {
         let spans = run.timeline.spans();
         let outcome = if error.is_some() {
             "failed"
+        } else if !report.left_behind.is_empty() {
+            // Within the failure budget, with hosts left behind (exit 3).
+            "partial"
         } else {
             "succeeded"
         };
@@ -182,6 +185,8 @@ impl Loggers {
                 lock: report.lock.name(),
                 error: error.map(|(class, message)| ErrorOut { class, message }),
                 hosts: &report.hosts,
+                left_behind: &report.left_behind,
+                finish_command: report.finish_command.as_deref(),
             });
         }
         if let Some(path) = &self.timeline {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::budget;
 use super::interrupt;
 use super::loggers::Loggers;
 use super::options::Command;
 use super::plan;
-use super::report::{DeployReport, LockOutcome};
+use super::report::{DeployReport, LeftBehind, LockOutcome};
 use super::run::Run;
 use super::state::Lock;
 use super::steps::build::Build;
@@ -35,7 +36,7 @@ pub async fn run(mut run: Run<'_>) -> DeployReport {
         run.output.warn(&note);
     }
     // Where Kamal would stop on a missing secret, stop before any host.
-    if let Err(e) = secrets::check(&run) {
+    if let Err(e) = budget::fits(&run).and_then(|()| secrets::check(&run)) {
         return finish(&run, &loggers, Err(e)).await;
     }
     if run.options.command == Command::Rollback && run.version.is_empty() {
@@ -179,6 +180,13 @@ async fn report(
         Lock::Released => LockOutcome::Released,
         Lock::Free | Lock::Inherited => LockOutcome::NotTaken,
     };
+    let left_behind: Vec<LeftBehind> = run
+        .budget
+        .left_behind()
+        .into_iter()
+        .map(|(host, reason)| LeftBehind { host, reason })
+        .collect();
+    let hosts: Vec<String> = left_behind.iter().map(|l| l.host.clone()).collect();
     let report = DeployReport {
         version: run.version.clone(),
         runtime,
@@ -187,6 +195,8 @@ async fn report(
         touched,
         lock,
         primary_host: run.sel.primary_host.clone(),
+        finish_command: (!hosts.is_empty()).then(|| budget::finish_command(run, &hosts)),
+        left_behind,
     };
     if report.error.is_some() && !report.hosts.is_empty() {
         let every_host = run.output.verbosity() == Verbosity::Verbose;
@@ -194,8 +204,27 @@ async fn report(
             run.output.red(&format!("  {line}"));
         }
     }
+    say_left_behind(run, &report);
     loggers.finish(run, &report);
     report
+}
+
+/// The hosts left behind and the command that finishes the job, last, where a person looks.
+fn say_left_behind(run: &Run<'_>, report: &DeployReport) {
+    let Some(command) = &report.finish_command else {
+        return;
+    };
+    run.output.warn(&format!(
+        "Left behind: {} of {} hosts (--max-fail {}), each still running what it ran before:",
+        report.left_behind.len(),
+        run.sel.hosts.len(),
+        run.budget.max()
+    ));
+    for l in &report.left_behind {
+        run.output.warn(&format!("  {}: {}", l.host, l.reason));
+    }
+    run.output
+        .warn(&format!("Finish the job once they are back: {command}"));
 }
 
 /// Which version the roles that were not booted (or whose boot failed) run now; what could not be

@@ -17,6 +17,7 @@
 //! health result before other roles boot, `boot.limit` groups, and `latest` tagged only after every host
 //! booted.
 
+pub mod budget;
 pub mod cancel;
 pub mod commander;
 mod deploy_v1;

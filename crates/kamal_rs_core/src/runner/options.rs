@@ -73,6 +73,10 @@ pub struct DeployOptions {
     pub events: Option<String>,
     /// Where to draw the run's timeline as SVG (else `KAMAL_RS_TIMELINE`).
     pub timeline: Option<String>,
+    /// How many hosts may be left behind (`N` or `P%`, else `KAMAL_RS_MAX_FAIL`; none: 0).
+    pub max_fail: Option<String>,
+    /// `-c` as given (the config is read by the caller): the finishing command names it.
+    pub config_file: Option<String>,
 }
 
 impl Default for DeployOptions {
@@ -95,6 +99,8 @@ impl Default for DeployOptions {
             command_timeout: COMMAND_TIMEOUT,
             events: None,
             timeline: None,
+            max_fail: None,
+            config_file: None,
         }
     }
 }
@@ -159,6 +165,11 @@ impl DeployOptions {
     pub fn timeline_file(&self) -> Option<String> {
         given_or_env(&self.timeline, "KAMAL_RS_TIMELINE")
     }
+
+    /// `--max-fail`, else `KAMAL_RS_MAX_FAIL`.
+    pub fn max_fail(&self) -> Option<String> {
+        given_or_env(&self.max_fail, "KAMAL_RS_MAX_FAIL")
+    }
 }
 
 fn given_or_env(given: &Option<String>, var: &str) -> Option<String> {
@@ -176,6 +187,8 @@ pub enum Scope {
     Global,
     /// `deploy` and `redeploy`.
     Deploy,
+    /// `deploy`, `redeploy` and `rollback`.
+    Rollout,
     /// The Ruby API and Rake tasks only.
     Api,
 }
@@ -242,7 +255,7 @@ const fn config_spec(mut s: OptionSpec) -> OptionSpec {
 }
 
 use Kind::{Flag, Number, Text};
-use Scope::{Api, Deploy, Global};
+use Scope::{Api, Deploy, Global, Rollout};
 
 /// Every option, in Kamal's help order.
 pub const OPTIONS: &[OptionSpec] = &[
@@ -380,6 +393,15 @@ pub const OPTIONS: &[OptionSpec] = &[
         Deploy,
         Some(DefaultValue::Flag(true)),
         "Boot no host before every host has pulled the image, as Kamal (--no-pull-barrier: each host boots once its own pull is done)",
+    ),
+    spec(
+        "max_fail",
+        None,
+        Some("N|P%"),
+        Text,
+        Rollout,
+        None,
+        "Leave behind up to N hosts (or P% of them) that cannot be reached, pull or boot, and go on with the rest; exit 3 when any were (or KAMAL_RS_MAX_FAIL)",
     ),
     spec(
         "events",

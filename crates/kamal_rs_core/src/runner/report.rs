@@ -89,6 +89,17 @@ pub struct DeployReport {
     pub lock: LockOutcome,
     /// Where the lock lives.
     pub primary_host: String,
+    /// Hosts left behind within the failure budget (`--max-fail`), each with its reason.
+    pub left_behind: Vec<LeftBehind>,
+    /// The command line that deploys exactly those hosts with the same version, destination and roles.
+    pub finish_command: Option<String>,
+}
+
+/// A host the run went on without (`--max-fail`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LeftBehind {
+    pub host: String,
+    pub reason: String,
 }
 
 impl DeployReport {
@@ -102,6 +113,8 @@ impl DeployReport {
             touched: false,
             lock: LockOutcome::NotTaken,
             primary_host: String::new(),
+            left_behind: Vec::new(),
+            finish_command: None,
         }
     }
 
@@ -179,7 +192,7 @@ fn grouped(body: &str, hosts: &[String]) -> Vec<String> {
 }
 
 /// `{version:, runtime:, hosts: [...], summary: [...], lock: "released" | "held" | "not_taken",
-/// primary_host:, error: {class:, message:} | nil}`.
+/// primary_host:, left_behind: [{host:, reason:}], finish_command:, error: {class:, message:} | nil}`.
 impl Serialize for DeployReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -188,13 +201,15 @@ impl Serialize for DeployReport {
             kamal_class: &'static str,
             message: &'e str,
         }
-        let mut s = serializer.serialize_struct("DeployReport", 7)?;
+        let mut s = serializer.serialize_struct("DeployReport", 9)?;
         s.serialize_field("version", &self.version)?;
         s.serialize_field("runtime", &self.runtime)?;
         s.serialize_field("hosts", &self.hosts)?;
         s.serialize_field("summary", &self.summary_lines())?;
         s.serialize_field("lock", self.lock.name())?;
         s.serialize_field("primary_host", &self.primary_host)?;
+        s.serialize_field("left_behind", &self.left_behind)?;
+        s.serialize_field("finish_command", &self.finish_command)?;
         let error = self.error.as_ref().map(|e| ErrorOut {
             class: e.kind.ruby_class(),
             kamal_class: e.kind.kamal_class(),
@@ -325,6 +340,8 @@ mod tests {
             touched: true,
             lock: LockOutcome::Released,
             primary_host: "h1".into(),
+            left_behind: Vec::new(),
+            finish_command: None,
         }
     }
 
@@ -383,6 +400,8 @@ mod tests {
             touched: true,
             lock: LockOutcome::NotTaken,
             primary_host: "h2".into(),
+            left_behind: Vec::new(),
+            finish_command: None,
         };
         assert_eq!(
             r.summary_lines(),

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::budget;
 use super::failure::HostError;
 use super::interrupt;
 use super::options::Command;
@@ -64,6 +65,11 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
             // Whatever ended the primary's script, nobody waits for a lock that never came.
             lock::settled(run, false);
         }
+        if let Err(e) = &result {
+            if left_behind(run, h, e) {
+                return Ok(());
+            }
+        }
         // A host that ended before saying its boots succeeded stops the tag everywhere; once every
         // host's had, this changes nothing.
         run.booted.halt();
@@ -79,6 +85,28 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
     let (lock, hosts) = tokio::join!(take_lock(run, lock_in_script), hosts);
     lock?;
     hosts
+}
+
+/// Whether a host that failed is left behind within the failure budget: the others stop waiting for
+/// it and go on. Never the primary host, which holds the deploy lock, nor a host stopped by Ctrl-C.
+fn left_behind(run: &Run<'_>, host: &str, error: &HostError) -> bool {
+    let eligible = matches!(
+        error.kind,
+        ErrorKind::Connection | ErrorKind::CommandFailed | ErrorKind::Boot | ErrorKind::Healthcheck
+    );
+    if !eligible || host == run.sel.primary_host || run.cancel.is_cancelled() {
+        return false;
+    }
+    if !run.budget.leave(host, &budget::reason(&error.message)) {
+        return false;
+    }
+    run.pulled.leave(host);
+    run.booted.leave(host);
+    run.output.progress_failed(
+        host,
+        &format!("left behind: {}", budget::reason(&error.message)),
+    );
+    true
 }
 
 /// The lock, unless the primary host's script takes it (`in_script`); the hosts waiting for it are
@@ -127,7 +155,7 @@ async fn roll_out_host(
         proxy::boot(run, host).await?;
     }
     if run.is_app_host(host) {
-        run.pulled.ready();
+        run.pulled.ready(host);
         if !run.pulled.wait().await {
             return Ok(());
         }
@@ -360,11 +388,11 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
     };
     match mark {
         Mark::Locked => lock::settled(run, true),
-        Mark::Ready => run.pulled.ready(),
+        Mark::Ready => run.pulled.ready(boot.host),
         Mark::Pid => run.before_boot.started(boot.host, arg),
         Mark::Boot => run.before_boot.passed(boot.host),
         Mark::Booted => {
-            run.booted.ready();
+            run.booted.ready(boot.host);
             waiting_for_others(run, boot.host);
         }
         _ => boot.on_mark(mark, arg),

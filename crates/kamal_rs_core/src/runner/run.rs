@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 
+use super::budget::{Budget, MaxFail};
 use super::cancel::Cancel;
 use super::commander::Selection;
 use super::failure::{combine, HostError};
@@ -45,6 +46,8 @@ pub struct Run<'a> {
     pub barrier: Barrier,
     /// No host boots before every app host is ready (the per-host rollout, `--pull-barrier`).
     pub pulled: HostsBarrier,
+    /// The failure budget: hosts left behind (`--max-fail`).
+    pub budget: Budget,
     /// Every host's boots succeeded (the per-host rollout with `latest` tagged in the boots' scripts):
     /// each host's script goes on to tag, or stops.
     pub booted: HostsBarrier,
@@ -139,6 +142,10 @@ impl<'a> Run<'a> {
             .iter()
             .map(|h| (h.clone(), Slot::default()))
             .collect();
+        let budget = match options.max_fail() {
+            Some(text) => Budget::new(MaxFail::parse(&text)?.hosts(sel.hosts.len())),
+            None => Budget::new(0),
+        };
         let pull_barrier_hosts = if options.boot_barrier() {
             sel.app_hosts.len()
         } else {
@@ -157,6 +164,7 @@ impl<'a> Run<'a> {
             lock: LockState::new(inherited),
             barrier: Barrier::default(),
             pulled: HostsBarrier::new(pull_barrier_hosts),
+            budget,
             booted: HostsBarrier::new(hosts),
             lock_settled: Latch::default(),
             before_boot: BeforeBoot::default(),
@@ -222,6 +230,16 @@ impl<'a> Run<'a> {
             .iter()
             .filter_map(|name| config.role(name))
             .filter(|r| r.hosts.iter().any(|h| h == host))
+            .collect()
+    }
+
+    /// The run's hosts less those left behind (`--max-fail`): the steps after the rollout act on these.
+    pub fn active_hosts(&self) -> Vec<String> {
+        self.sel
+            .hosts
+            .iter()
+            .filter(|h| !self.budget.is_left_behind(h))
+            .cloned()
             .collect()
     }
 

@@ -2,7 +2,6 @@
 //! deploy lock being settled) and the lock's lifecycle.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -130,17 +129,25 @@ impl LockState {
 /// And Kamal tags `latest` after the last boot: in the per-host rollout each host tags once every
 /// host's boots succeeded.
 pub struct HostsBarrier {
-    expected: usize,
-    ready: AtomicUsize,
+    count: Mutex<HostsCount>,
     latch: Latch<bool>,
+}
+
+struct HostsCount {
+    expected: usize,
+    ready: std::collections::HashSet<String>,
+    left: std::collections::HashSet<String>,
 }
 
 impl HostsBarrier {
     /// `expected` hosts must be ready; with none (or no barrier wanted) it is open from the start.
     pub fn new(expected: usize) -> HostsBarrier {
         let barrier = HostsBarrier {
-            expected,
-            ready: AtomicUsize::new(0),
+            count: Mutex::new(HostsCount {
+                expected,
+                ready: Default::default(),
+                left: Default::default(),
+            }),
             latch: Latch::default(),
         };
         if expected == 0 {
@@ -149,9 +156,26 @@ impl HostsBarrier {
         barrier
     }
 
-    /// One more host is ready.
-    pub fn ready(&self) {
-        if self.ready.fetch_add(1, Ordering::SeqCst) + 1 >= self.expected {
+    fn count(&self) -> std::sync::MutexGuard<'_, HostsCount> {
+        self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `host` is ready.
+    pub fn ready(&self, host: &str) {
+        let mut count = self.count();
+        count.ready.insert(host.to_string());
+        if count.ready.len() >= count.expected {
+            self.latch.set(true);
+        }
+    }
+
+    /// `host` was left behind (the failure budget): the others no longer wait for it.
+    pub fn leave(&self, host: &str) {
+        let mut count = self.count();
+        if !count.ready.contains(host) && count.left.insert(host.to_string()) {
+            count.expected = count.expected.saturating_sub(1);
+        }
+        if count.ready.len() >= count.expected {
             self.latch.set(true);
         }
     }
@@ -241,9 +265,11 @@ mod tests {
     #[test]
     fn the_pull_barrier_opens_when_all_are_ready_and_closes_on_one_failure() {
         let b = HostsBarrier::new(2);
-        b.ready();
+        b.ready("a");
         assert_eq!(b.latch.get(), None);
-        b.ready();
+        b.ready("a");
+        assert_eq!(b.latch.get(), None, "a host counts once");
+        b.ready("b");
         assert_eq!(b.latch.get(), Some(true));
         b.halt();
         assert_eq!(
@@ -252,12 +278,29 @@ mod tests {
             "a boot failing later changes nothing"
         );
         let b = HostsBarrier::new(3);
-        b.ready();
+        b.ready("a");
         b.halt();
-        b.ready();
-        b.ready();
+        b.ready("b");
+        b.ready("c");
         assert_eq!(b.latch.get(), Some(false));
         assert_eq!(HostsBarrier::new(0).latch.get(), Some(true));
+    }
+
+    #[test]
+    fn a_host_left_behind_is_no_longer_waited_for() {
+        let b = HostsBarrier::new(3);
+        b.ready("a");
+        b.leave("c");
+        assert_eq!(b.latch.get(), None);
+        b.leave("c");
+        b.ready("b");
+        assert_eq!(b.latch.get(), Some(true));
+        let b = HostsBarrier::new(2);
+        b.ready("a");
+        b.leave("a");
+        assert_eq!(b.latch.get(), None, "a host that was ready still counts");
+        b.leave("b");
+        assert_eq!(b.latch.get(), Some(true));
     }
 
     #[test]

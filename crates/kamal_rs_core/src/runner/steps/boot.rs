@@ -153,7 +153,7 @@ impl<'r, 'a> Boot<'r, 'a> {
             .error_on(host, &format!("Failed to boot {role} on {host}"));
         run.reports
             .set_state(host, role, RoleState::Failed(error.message.clone()));
-        if self.gatekeeper() && close_barrier(run, host) {
+        if self.gatekeeper() && close_barrier(run, host, &error.message) {
             match run
                 .exec_one(host, Phase::Other, &self.app.logs(&run.version), false)
                 .await
@@ -197,7 +197,7 @@ impl<'r, 'a> Boot<'r, 'a> {
             );
         }
         if self.gatekeeper() {
-            close_barrier(run, host);
+            close_barrier(run, host, &error.message);
         }
         error
     }
@@ -285,9 +285,30 @@ pub fn open_barrier(run: &Run<'_>, host: &str) {
     }
 }
 
+/// Hosts of the primary role besides `host` that are not left behind.
+fn other_gatekeepers(run: &Run<'_>, host: &str) -> bool {
+    run.sel.hosts.iter().any(|h| {
+        h != host
+            && !run.budget.is_left_behind(h)
+            && run
+                .roles_on(h)
+                .iter()
+                .any(|r| r.name == run.sel.primary_role)
+    })
+}
+
 /// The first primary-role result is a failure: the other roles will not boot. True when this call
 /// closed it.
-pub fn close_barrier(run: &Run<'_>, host: &str) -> bool {
+pub fn close_barrier(run: &Run<'_>, host: &str, why: &str) -> bool {
+    // Within the failure budget, a primary-role host that fails is left behind; another one still
+    // opens the barrier (`rollout::left_behind` decides the same for this host).
+    if run.budget.allows_any()
+        && host != run.sel.primary_host
+        && run.budget.leave(host, &crate::runner::budget::reason(why))
+        && other_gatekeepers(run, host)
+    {
+        return false;
+    }
     let closed = run.barrier.set(false);
     if closed {
         run.output.info(&format!(

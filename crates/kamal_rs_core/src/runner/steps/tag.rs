@@ -98,10 +98,10 @@ pub fn failed(host: &str, out: &ssh::Output) -> HostError {
 pub async fn tag_all(run: &Run<'_>) -> Result<()> {
     let release = run.lock.to_release();
     let primary = run.sel.primary_host.as_str();
-    run.on_hosts(&run.sel.hosts, |h| {
-        tag_and_prune(run, h, release && h == primary)
-    })
-    .await
+    // A host left behind (`--max-fail`) keeps what it had: `latest` only where the version booted.
+    let hosts = run.active_hosts();
+    run.on_hosts(&hosts, |h| tag_and_prune(run, h, release && h == primary))
+        .await
 }
 
 async fn tag_and_prune(

@@ -266,7 +266,7 @@ pub async fn boot(run: &Run<'_>, host: &str, role: &Role) -> std::result::Result
     let error = failure(host, &out);
     if !healthy {
         if gatekeeper {
-            close_barrier(run, host);
+            close_barrier(run, host, &error.message);
         }
         run.reports
             .set_state(host, &role.name, RoleState::Failed(error.message.clone()));
@@ -380,7 +380,7 @@ mod tests {
         let run = Run::for_test(&c, DeployOptions::default());
         open_barrier(&run, "10.0.0.1");
         assert!(
-            !close_barrier(&run, "10.0.0.2"),
+            !close_barrier(&run, "10.0.0.2", "unhealthy"),
             "a later result changes nothing"
         );
         assert_eq!(run.barrier.get(), Some(true));

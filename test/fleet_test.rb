@@ -1,0 +1,136 @@
+require "test_helper"
+require "json"
+require "tmpdir"
+require_relative "lab_helpers"
+require_relative "lab/faults"
+
+# A fleet that ends in one known state, on six lab hosts (web with kamal-proxy on h1-h5, workers on h6),
+# each test from v1 deployed everywhere: the failure budget (`--max-fail`) leaves a host that cannot be
+# reached, or whose new container never gets healthy, behind, goes on with the rest, exits 3 and prints
+# the command that finishes the job; over the budget, or on the lock's host, the run fails as Kamal's.
+# The health check path is served from a host directory bind-mounted into the app (`/root/health`), so
+# one host's new container can be made never healthy by removing its file.
+class FleetTest < Minitest::Test
+  include LabHelpers
+
+  WEB = %w[10.213.0.11 10.213.0.12 10.213.0.13 10.213.0.14 10.213.0.15].freeze
+  WORKER = "10.213.0.16".freeze
+  HOSTS = (WEB + [ WORKER ]).freeze
+
+  def self.app
+    @app ||= begin
+      LabHelpers.fresh_lab(6)
+      dir = Dir.mktmpdir("fleet-app")
+      Minitest.after_run { FileUtils.rm_rf(dir) }
+      FileUtils.mkdir_p([ File.join(dir, "config"), File.join(dir, ".kamal") ])
+      File.write(File.join(dir, ".kamal", "secrets"), "REGISTRY_PASSWORD=lab\n")
+      File.write(File.join(dir, "config", "deploy.yml"), <<~YAML)
+        service: app
+        image: app
+        servers:
+          web: [ #{WEB.join(", ")} ]
+          workers: [ #{WORKER} ]
+        proxy:
+          healthcheck: { path: /health/up, interval: 1, timeout: 2 }
+        volumes: [ "/root/health:/www/health" ]
+        registry: { server: "#{Lab::REGISTRY}", username: lab, password: [ REGISTRY_PASSWORD ] }
+        builder: { arch: amd64 }
+        deploy_timeout: 6
+        readiness_delay: 0
+        ssh: { keys: [ #{Lab::KEY} ], config: #{Lab::SSH_CONFIG} }
+      YAML
+      dir
+    end
+  end
+
+  def setup
+    flunk "the lab needs root: run the tests as root" unless Process.uid.zero?
+    @app = self.class.app
+    Lab::Faults.heal_all
+    HOSTS.each { |ip| Lab::Faults.start_sshd(host_name(ip)) }
+    HOSTS.each { |ip| remote(ip, "mkdir -p /root/health && echo ok > /root/health/up && rm -rf .kamal/lock-app") }
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v1")
+    status, out = run_kamal_rs(@app, "deploy", "-P", "--version", "v1") unless status.zero?
+    assert_equal 0, status, out
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
+  end
+
+  def teardown
+    Lab::Faults.heal_all
+    HOSTS.each { |ip| Lab::Faults.start_sshd(host_name(ip)) }
+  end
+
+  # (a) One web host unreachable from the start, --max-fail 1: exit 3, the other five on v2, that one
+  # untouched; the printed command, run once it is back, exits 0 with all six on v2.
+  def test_a_host_unreachable_from_the_start_is_left_behind_and_the_printed_command_finishes_the_job
+    Lab::Faults.kill_sshd("h3")
+    events = File.join(@app, "events.jsonl")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--max-fail", "1", "--events", events)
+    assert_equal 3, status, out
+    assert_includes out, "Left behind: 1 of 6 hosts (--max-fail 1), each still running what it ran before:"
+    assert_match(/  10\.213\.0\.13: could not connect: connection refused/, out)
+    command = out[/Finish the job once they are back: (.*)$/, 1]
+    assert_equal "kamal-rs redeploy -P --version v2 -h 10.213.0.13", command
+    run_end = File.readlines(events).map { |l| JSON.parse(l) }.find { |e| e["event"] == "run_end" }
+    assert_equal [ "partial", [ "10.213.0.13" ], command ],
+                 [ run_end["status"], run_end["left_behind"].map { |l| l["host"] }, run_end["finish_command"] ]
+    Lab::Faults.start_sshd("h3")
+    assert_versions(HOSTS.to_h { |ip| [ ip, ip == "10.213.0.13" ? "v1" : "v2" ] })
+    assert_no_lock
+    status, out = run_kamal_rs(@app, *command.split.drop(1))
+    assert_equal 0, status, out
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v2" ] })
+  ensure
+    FileUtils.rm_f(events) if events
+  end
+
+  # A non-primary web host whose new container never gets healthy, within --max-fail 1: the others
+  # switch, that host keeps serving v1 (kamal-proxy never switched to the new container).
+  def test_a_host_whose_boot_fails_is_left_behind_serving_the_old_version
+    remote(WEB[3], "rm -f /root/health/up")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--max-fail", "1")
+    assert_equal 3, status, out
+    assert_match(/  10\.213\.0\.14: /, out)
+    assert_versions(HOSTS.to_h { |ip| [ ip, ip == WEB[3] ? "v1" : "v2" ] })
+    assert_no_lock
+  end
+
+  # Over the budget (two hosts down, --max-fail 1) the run fails before any boot, as Kamal's does; the
+  # lock's host (the primary) down fails it whatever the budget.
+  def test_over_the_budget_or_the_lock_host_down_nothing_changes
+    %w[h2 h3].each { |h| Lab::Faults.kill_sshd(h) }
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--max-fail", "1")
+    assert_equal 1, status, out
+    %w[h2 h3].each { |h| Lab::Faults.start_sshd(h) }
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
+    Lab::Faults.kill_sshd("h1")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--max-fail", "50%")
+    assert_equal 1, status, out
+    Lab::Faults.start_sshd("h1")
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
+    assert_no_lock
+  end
+
+  private
+    def host_name(ip)
+      "h#{ip.split(".").last.to_i - 10}"
+    end
+
+    # What each host runs: web hosts answer through kamal-proxy, the worker's running container says.
+    def assert_versions(expected)
+      actual = expected.keys.to_h do |ip|
+        version = if WEB.include?(ip)
+                    http_get(ip).split.last
+                  else
+                    docker(ip, "ps --filter label=role=workers --format '{{.Image}}'").strip.split(":").last
+                  end
+        [ ip, version ]
+      end
+      assert_equal expected, actual
+    end
+
+    def assert_no_lock
+      out, = remote(WEB[0], "ls -d .kamal/lock-app 2>/dev/null || echo none")
+      assert_equal "none", out.strip, "the deploy lock is released"
+    end
+end
