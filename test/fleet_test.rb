@@ -39,6 +39,8 @@ class FleetTest < Minitest::Test
         readiness_delay: 0
         ssh: { keys: [ #{Lab::KEY} ], config: #{Lab::SSH_CONFIG} }
       YAML
+      # Kamal names the performer and (for a rollback's hooks and lock) the app's version from git.
+      system("git init -q && git -c user.email=t@t -c user.name=t commit -q --allow-empty -m app", chdir: dir, exception: true)
       dir
     end
   end
@@ -48,9 +50,12 @@ class FleetTest < Minitest::Test
     @app = self.class.app
     Lab::Faults.heal_all
     HOSTS.each { |ip| Lab::Faults.start_sshd(host_name(ip)) }
-    HOSTS.each { |ip| remote(ip, "mkdir -p /root/health && echo ok > /root/health/up && rm -rf .kamal/lock-app") }
-    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v1")
-    status, out = run_kamal_rs(@app, "deploy", "-P", "--version", "v1") unless status.zero?
+    # Every test starts from the same state: the app's containers, files and audit log gone, v1 deployed.
+    HOSTS.each do |ip|
+      remote(ip, "mkdir -p /root/health && echo ok > /root/health/up && rm -rf .kamal/lock-app .kamal/apps .kamal/app-audit.log; " \
+                 "docker ps -aq --filter label=service=app | xargs -r docker rm -f >/dev/null")
+    end
+    status, out = run_kamal_rs(@app, "deploy", "-P", "--version", "v1")
     assert_equal 0, status, out
     assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
   end
@@ -95,6 +100,30 @@ class FleetTest < Minitest::Test
     assert_no_lock
   end
 
+  # (b) A non-primary web host whose new container is never healthy, --revert-on-failure: exit 1, every
+  # host that switched back on v1, each as `kamal rollback v1` leaves it (Ruby Kamal 2.12's, run after
+  # the same failed redeploy without the revert), the lock released.
+  def test_revert_on_failure_puts_every_switched_host_back_as_kamal_rollback_would
+    flunk "needs Ruby Kamal 2.12: script/install-ruby-kamal (script/setup runs it)" if ruby_kamal.empty?
+    switched = HOSTS - [ WEB[3] ]
+    remote(WEB[3], "rm -f /root/health/up")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--revert-on-failure")
+    assert_equal 1, status, out
+    assert_includes out, "reverted: 5 hosts back on v1"
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
+    assert_no_lock
+    ours = switched.to_h { |ip| [ ip, state_of(ip) ] }
+
+    setup
+    remote(WEB[3], "rm -f /root/health/up")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2")
+    assert_equal 1, status, out
+    out, status = Open3.capture2e(*ruby_kamal, "rollback", "v1", "-h", switched.join(","), chdir: @app)
+    assert status.success?, out
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
+    switched.each { |ip| assert_equal state_of(ip), ours[ip], "#{ip}: the revert left what kamal rollback v1 leaves" }
+  end
+
   # Over the budget (two hosts down, --max-fail 1) the run fails before any boot, as Kamal's does; the
   # lock's host (the primary) down fails it whatever the budget.
   def test_over_the_budget_or_the_lock_host_down_nothing_changes
@@ -127,6 +156,17 @@ class FleetTest < Minitest::Test
         [ ip, version ]
       end
       assert_equal expected, actual
+    end
+
+    # A host's state as a rollback leaves it: containers (name, state, image; a replaced container's
+    # random suffix left out), their labels, the `.kamal` files, the audit log's lines without times.
+    def state_of(ip)
+      containers = docker(ip, "ps -a --format '{{.Names}} {{.State}} {{.Image}} {{.Labels}}'").lines.map do |l|
+        l.sub(/_replaced_\h+/, "_replaced_X").split(" ", 4).then { |n, st, img, labels| [ n, st, img, labels.to_s.split(",").sort ] }
+      end
+      files, = remote(ip, "find .kamal -type f | sort")
+      audit, = remote(ip, "cat .kamal/app-audit.log 2>/dev/null")
+      { containers: containers.sort, files: files.lines.map(&:strip), audit: audit.lines.map { |l| l.sub(/\A\[[^\]]*\]/, "[T]").sub(/_replaced_\h+/, "_replaced_X").strip } }
     end
 
     def assert_no_lock

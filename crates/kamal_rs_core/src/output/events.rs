@@ -43,7 +43,7 @@ pub struct RunStart<'a> {
 
 /// `run_end`: how it ended (`hosts`: the report's hosts, as `KamalRs::Result#hosts`).
 #[derive(Serialize)]
-pub struct RunEnd<'a, H: Serialize, L: Serialize> {
+pub struct RunEnd<'a, H: Serialize, L: Serialize, L2: Serialize> {
     pub command: &'a str,
     pub version: &'a str,
     pub status: &'a str,
@@ -54,6 +54,8 @@ pub struct RunEnd<'a, H: Serialize, L: Serialize> {
     /// Hosts left behind within the failure budget (`--max-fail`) and the command that finishes the job.
     pub left_behind: L,
     pub finish_command: Option<&'a str>,
+    /// `--revert-on-failure`: the hosts that went back, by version.
+    pub reverted: L2,
 }
 
 #[derive(Serialize)]
@@ -96,7 +98,7 @@ impl EventsFile {
         self.tagged("run_start", start);
     }
 
-    pub fn run_end<H: Serialize, L: Serialize>(&self, end: &RunEnd<'_, H, L>) {
+    pub fn run_end<H: Serialize, L: Serialize, L2: Serialize>(&self, end: &RunEnd<'_, H, L, L2>) {
         self.tagged("run_end", end);
         let _ = self.file.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
@@ -175,6 +177,7 @@ mod tests {
             hosts: Vec::<String>::new(),
             left_behind: Vec::<String>::new(),
             finish_command: None,
+            reverted: Vec::<String>::new(),
         });
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).ok();

@@ -156,6 +156,9 @@ pub fn summary(report: &DeployReport, facts: &RunFacts<'_>) -> String {
                     role.old_version.clone().unwrap_or_else(|| "–".into()),
                 ),
                 RoleState::Unknown(why) => (format!("❓ {}", cell(why)), "unknown".into()),
+                RoleState::Reverted(v) => {
+                    (format!("↩ reverted from {}", report.version), v.clone())
+                }
             };
             let mut row = format!("| {} | {} | {outcome} | {version} |", host.host, role.role);
             for s in &steps {
@@ -244,6 +247,7 @@ mod tests {
             lock: LockOutcome::Released,
             left_behind: Vec::new(),
             finish_command: None,
+            reverted: Vec::new(),
             primary_host: "10.0.0.1".into(),
         }
     }

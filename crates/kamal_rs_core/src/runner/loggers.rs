@@ -42,6 +42,15 @@ impl Loggers {
     /// Every logger the config and options ask for, each a sink of the run's log from now on. A
     /// logger that cannot start says why and the run goes on without it, as Kamal's setup does.
     pub fn start(run: &Run<'_>) -> Loggers {
+        if run.options.nested {
+            // A run inside another (a revert) writes through the outer run's loggers.
+            return Loggers {
+                output: Vec::new(),
+                events: None,
+                timeline: None,
+                github: None,
+            };
+        }
         let run_id = otel::run_id();
         let (cmd, sub) = command(run);
         let file_command = sub.map_or(cmd.to_string(), |s| format!("{cmd}_{s}"));
@@ -187,6 +196,7 @@ impl Loggers {
                 hosts: &report.hosts,
                 left_behind: &report.left_behind,
                 finish_command: report.finish_command.as_deref(),
+                reverted: &report.reverted,
             });
         }
         if let Some(path) = &self.timeline {

@@ -20,7 +20,7 @@ use super::steps::build::Build;
 use super::steps::hooks::run_hook;
 use super::steps::{lock, proxy, pull, secrets, tag};
 use super::{deploy_v1, env_push};
-use super::{rollback, rollout};
+use super::{revert, rollback, rollout};
 use crate::commands::app::App;
 use crate::config::{lockfile, KamalMajor};
 use crate::error::{Error, ErrorKind, Result};
@@ -69,6 +69,16 @@ async fn interruptible<T>(run: &Run<'_>, work: impl Future<Output = Result<T>>) 
 /// What every run does at its end: the lock released, the runtime, `post-deploy` after a run that
 /// changed what it set out to change, the report.
 async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployReport {
+    // `--revert-on-failure`: under the lock still, every host that switched goes back.
+    let reverts = result.is_err()
+        && run.options.reverts_on_failure()
+        && run.touched.load(Ordering::SeqCst)
+        && !run.cancel.is_cancelled();
+    let reverted = if reverts {
+        Some(revert::revert(run).await)
+    } else {
+        None
+    };
     if run.lock.to_release() {
         run.header(Phase::Release);
         if let Err(e) = lock::release(run).await {
@@ -92,7 +102,7 @@ async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployR
         }
         Err(e) => Some(e),
     };
-    report(run, loggers, runtime, error).await
+    report(run, loggers, runtime, error, reverted).await
 }
 
 async fn steps(run: &Run<'_>) -> Result<()> {
@@ -169,6 +179,7 @@ async fn report(
     loggers: &Loggers,
     runtime: f64,
     error: Option<Error>,
+    reverted: Option<revert::Outcome>,
 ) -> DeployReport {
     let touched = run.touched.load(Ordering::SeqCst);
     if error.is_some() && touched {
@@ -197,6 +208,10 @@ async fn report(
         primary_host: run.sel.primary_host.clone(),
         finish_command: (!hosts.is_empty()).then(|| budget::finish_command(run, &hosts)),
         left_behind,
+        reverted: reverted
+            .as_ref()
+            .map(|r| r.reverted.clone())
+            .unwrap_or_default(),
     };
     if report.error.is_some() && !report.hosts.is_empty() {
         let every_host = run.output.verbosity() == Verbosity::Verbose;
@@ -205,6 +220,9 @@ async fn report(
         }
     }
     say_left_behind(run, &report);
+    if let Some(outcome) = &reverted {
+        say_reverted(run, outcome);
+    }
     loggers.finish(run, &report);
     report
 }
@@ -225,6 +243,20 @@ fn say_left_behind(run: &Run<'_>, report: &DeployReport) {
     }
     run.output
         .warn(&format!("Finish the job once they are back: {command}"));
+}
+
+/// `reverted: 12 hosts back on v41`, a line per version, and each host that could not go back.
+fn say_reverted(run: &Run<'_>, outcome: &revert::Outcome) {
+    for r in &outcome.reverted {
+        run.output.warn(&format!(
+            "reverted: {} hosts back on {}",
+            r.hosts.len(),
+            r.version
+        ));
+    }
+    for (host, why) in &outcome.not_reverted {
+        run.output.red(&format!("  not reverted: {host}: {why}"));
+    }
 }
 
 /// Which version the roles that were not booted (or whose boot failed) run now; what could not be

@@ -31,6 +31,7 @@ pub mod options;
 mod performer;
 mod plan;
 pub mod report;
+mod revert;
 mod rollback;
 mod rollout;
 mod run;

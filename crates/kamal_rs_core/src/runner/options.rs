@@ -77,6 +77,15 @@ pub struct DeployOptions {
     pub max_fail: Option<String>,
     /// `-c` as given (the config is read by the caller): the finishing command names it.
     pub config_file: Option<String>,
+    /// A failed run puts every host that switched back on the version it ran before (else
+    /// `KAMAL_RS_REVERT_ON_FAILURE=1`).
+    pub revert_on_failure: bool,
+    /// The run's caller holds the deploy lock (a revert inside the run that took it).
+    #[serde(skip)]
+    pub lock_held: bool,
+    /// A run inside another (a revert): no events, timeline, summary or output logs of its own.
+    #[serde(skip)]
+    pub nested: bool,
 }
 
 impl Default for DeployOptions {
@@ -101,6 +110,9 @@ impl Default for DeployOptions {
             timeline: None,
             max_fail: None,
             config_file: None,
+            revert_on_failure: false,
+            lock_held: false,
+            nested: false,
         }
     }
 }
@@ -164,6 +176,13 @@ impl DeployOptions {
     /// `--timeline`, else `KAMAL_RS_TIMELINE`.
     pub fn timeline_file(&self) -> Option<String> {
         given_or_env(&self.timeline, "KAMAL_RS_TIMELINE")
+    }
+
+    /// `--revert-on-failure`, else `KAMAL_RS_REVERT_ON_FAILURE=1`.
+    pub fn reverts_on_failure(&self) -> bool {
+        self.revert_on_failure
+            || std::env::var("KAMAL_RS_REVERT_ON_FAILURE")
+                .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
     }
 
     /// `--max-fail`, else `KAMAL_RS_MAX_FAIL`.
@@ -404,6 +423,15 @@ pub const OPTIONS: &[OptionSpec] = &[
         "Leave behind up to N hosts (or P% of them) that cannot be reached, pull or boot, and go on with the rest; exit 3 when any were (or KAMAL_RS_MAX_FAIL)",
     ),
     spec(
+        "revert_on_failure",
+        None,
+        None,
+        Flag,
+        Rollout,
+        Some(DefaultValue::Flag(false)),
+        "When the run fails, put every host that switched back on the version it ran before, under the lock (or KAMAL_RS_REVERT_ON_FAILURE=1)",
+    ),
+    spec(
         "events",
         None,
         Some("FILE"),
@@ -449,6 +477,7 @@ mod tests {
                 "skip_push" => DefaultValue::Flag(d.skip_push),
                 "no_cache" => DefaultValue::Flag(d.no_cache),
                 "pull_barrier" => DefaultValue::Flag(d.pull_barrier),
+                "revert_on_failure" => DefaultValue::Flag(d.revert_on_failure),
                 "command_timeout" => DefaultValue::Number(d.command_timeout),
                 "config_file" => DefaultValue::Text(CONFIG_FILE),
                 _ => return None,

@@ -20,6 +20,9 @@ pub enum RoleState {
     Failed(String),
     /// The connection was lost during its boot: what the host runs is not known.
     Unknown(String),
+    /// The new version went live, then the run failed and `--revert-on-failure` booted this version
+    /// (the one it ran before) again.
+    Reverted(String),
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,7 @@ impl Serialize for RoleReport {
             RoleState::Live => ("live", None),
             RoleState::Failed(why) => ("failed", Some(why)),
             RoleState::Unknown(why) => ("unknown", Some(why)),
+            RoleState::Reverted(version) => ("reverted", Some(version)),
         };
         let mut s = serializer.serialize_struct("RoleReport", 5)?;
         s.serialize_field("role", &self.role)?;
@@ -93,6 +97,15 @@ pub struct DeployReport {
     pub left_behind: Vec<LeftBehind>,
     /// The command line that deploys exactly those hosts with the same version, destination and roles.
     pub finish_command: Option<String>,
+    /// `--revert-on-failure`: the hosts that went back, by the version each went back to.
+    pub reverted: Vec<Reverted>,
+}
+
+/// Hosts reverted to one version (`--revert-on-failure`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Reverted {
+    pub version: String,
+    pub hosts: Vec<String>,
 }
 
 /// A host the run went on without (`--max-fail`).
@@ -115,6 +128,7 @@ impl DeployReport {
             primary_host: String::new(),
             left_behind: Vec::new(),
             finish_command: None,
+            reverted: Vec::new(),
         }
     }
 
@@ -171,6 +185,7 @@ impl DeployReport {
             RoleState::NotBooted => format!("{}: not booted, {old}", r.role),
             RoleState::Failed(_) => format!("{}: boot failed, {old}", r.role),
             RoleState::Unknown(why) => format!("{}: state unknown ({why})", r.role),
+            RoleState::Reverted(v) => format!("{}: reverted, {v} serving again", r.role),
         }
     }
 }
@@ -201,7 +216,7 @@ impl Serialize for DeployReport {
             kamal_class: &'static str,
             message: &'e str,
         }
-        let mut s = serializer.serialize_struct("DeployReport", 9)?;
+        let mut s = serializer.serialize_struct("DeployReport", 10)?;
         s.serialize_field("version", &self.version)?;
         s.serialize_field("runtime", &self.runtime)?;
         s.serialize_field("hosts", &self.hosts)?;
@@ -210,6 +225,7 @@ impl Serialize for DeployReport {
         s.serialize_field("primary_host", &self.primary_host)?;
         s.serialize_field("left_behind", &self.left_behind)?;
         s.serialize_field("finish_command", &self.finish_command)?;
+        s.serialize_field("reverted", &self.reverted)?;
         let error = self.error.as_ref().map(|e| ErrorOut {
             class: e.kind.ruby_class(),
             kamal_class: e.kind.kamal_class(),
@@ -342,6 +358,7 @@ mod tests {
             primary_host: "h1".into(),
             left_behind: Vec::new(),
             finish_command: None,
+            reverted: Vec::new(),
         }
     }
 
@@ -402,6 +419,7 @@ mod tests {
             primary_host: "h2".into(),
             left_behind: Vec::new(),
             finish_command: None,
+            reverted: Vec::new(),
         };
         assert_eq!(
             r.summary_lines(),

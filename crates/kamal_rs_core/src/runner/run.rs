@@ -132,7 +132,7 @@ impl<'a> Run<'a> {
                 .collect();
             (h.clone(), roles)
         }));
-        let inherited = std::env::var("KAMAL_LOCK").is_ok_and(|v| v == "true");
+        let inherited = options.lock_held || std::env::var("KAMAL_LOCK").is_ok_and(|v| v == "true");
         let run_dir = RunDir::new()
             .map_err(|e| Error::runtime(format!("Could not create a temporary directory: {e}")))?;
         let run_id = clock.hex(16);

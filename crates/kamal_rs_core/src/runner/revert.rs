@@ -1,0 +1,117 @@
+//! `--revert-on-failure`: when a run fails, every host that had switched to the new version goes back
+//! to the version it ran before (hosts of one fleet can differ), as `kamal rollback <that version>`
+//! leaves a host: that version's container serving, the new one stopped, audit lines written. Hosts
+//! that never switched are not touched. The run's deploy lock is held until the revert is done.
+//!
+//! Each version's hosts are rolled back by a run of their own inside this one (`Command::Rollback`
+//! with `-h` those hosts, the lock the outer run's), printing through the outer run's output logs.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::main;
+use super::options::{Command, DeployOptions};
+use super::report::{Reverted, RoleState};
+use super::run::Run;
+
+/// What went back where, and the hosts that could not (each with why).
+pub struct Outcome {
+    pub reverted: Vec<Reverted>,
+    pub not_reverted: Vec<(String, String)>,
+}
+
+/// Rolls each switched host back to the version it ran before.
+pub async fn revert(run: &Run<'_>) -> Outcome {
+    let mut by_version: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut not_reverted = Vec::new();
+    for host in run.reports.snapshot() {
+        let live: Vec<_> = host
+            .roles
+            .iter()
+            .filter(|r| r.state == RoleState::Live)
+            .collect();
+        if live.is_empty() {
+            continue;
+        }
+        match live.iter().find_map(|r| r.old_version.clone()) {
+            Some(v) if v != run.version => by_version.entry(v).or_default().push(host.host),
+            _ => not_reverted.push((host.host, "no version before this run".to_string())),
+        }
+    }
+    if by_version.is_empty() {
+        return Outcome {
+            reverted: Vec::new(),
+            not_reverted,
+        };
+    }
+    run.output.say(&format!(
+        "Reverting {} hosts to the version each ran before...",
+        by_version.values().map(Vec::len).sum::<usize>()
+    ));
+    let mut reverted = Vec::new();
+    for (version, hosts) in by_version {
+        let report = Box::pin(roll_back(run, &version, &hosts)).await;
+        let failed: Vec<&str> = report
+            .hosts
+            .iter()
+            .filter(|h| h.error.is_some() || h.roles.iter().any(|r| r.state != RoleState::Live))
+            .map(|h| h.host.as_str())
+            .collect();
+        let back: Vec<String> = match &report.error {
+            Some(e) if failed.is_empty() => {
+                hosts
+                    .iter()
+                    .for_each(|h| not_reverted.push((h.clone(), e.message.clone())));
+                Vec::new()
+            }
+            _ => hosts
+                .iter()
+                .filter(|h| !failed.contains(&h.as_str()))
+                .cloned()
+                .collect(),
+        };
+        for h in hosts.iter().filter(|h| failed.contains(&h.as_str())) {
+            not_reverted.push((h.clone(), format!("its rollback to {version} failed")));
+        }
+        for h in &back {
+            for role in run.roles_on(h) {
+                run.reports
+                    .set_state(h, &role.name, RoleState::Reverted(version.clone()));
+            }
+        }
+        if !back.is_empty() {
+            reverted.push(Reverted {
+                version,
+                hosts: back,
+            });
+        }
+    }
+    Outcome {
+        reverted,
+        not_reverted,
+    }
+}
+
+/// `kamal rollback <version> -h <hosts>` under this run's lock.
+async fn roll_back(run: &Run<'_>, version: &str, hosts: &[String]) -> super::report::DeployReport {
+    let options = DeployOptions {
+        command: Command::Rollback,
+        hosts: Some(hosts.join(",")),
+        roles: run.options.roles.clone(),
+        skip_hooks: run.options.skip_hooks,
+        verbose: run.options.verbose,
+        quiet: run.options.quiet,
+        command_timeout: run.options.command_timeout,
+        lock_held: true,
+        nested: true,
+        ..DeployOptions::default()
+    };
+    match Run::new(run.config, options, run.cancel.clone(), Instant::now()) {
+        Ok(mut nested) => {
+            run.output.share_sinks_with(&nested.output);
+            nested.version = version.to_string();
+            main::run(nested).await
+        }
+        Err(e) => super::report::DeployReport::failed_early(e, 0.0),
+    }
+}
