@@ -124,6 +124,34 @@ class FleetTest < Minitest::Test
     switched.each { |ip| assert_equal state_of(ip), ours[ip], "#{ip}: the revert left what kamal rollback v1 leaves" }
   end
 
+  # (c) A canary wave: `--canary 1 --canary-wait 3` boots the first web host, watches it 3 s, then the
+  # others. A canary whose new container is never healthy stops the run there: exit 1, the canary
+  # named, no other host changed, the canary serving v1 (with --revert-on-failure). All healthy: every
+  # host on v2, the canary's boot over at least 3 s before any other host's began (--events).
+  def test_a_canary_wave_boots_the_others_only_after_its_wait
+    remote(WEB[0], "rm -f /root/health/up")
+    before = (HOSTS - [ WEB[0] ]).to_h { |ip| [ ip, docker(ip, "ps -a --format '{{.Names}} {{.State}}'").lines.sort ] }
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--canary", "1", "--canary-wait", "3", "--revert-on-failure")
+    assert_equal 1, status, out
+    assert_match(/10\.213\.0\.11/, out.lines.grep(/ERROR/).last.to_s)
+    (HOSTS - [ WEB[0] ]).each { |ip| assert_equal before[ip], docker(ip, "ps -a --format '{{.Names}} {{.State}}'").lines.sort, ip }
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
+    assert_no_lock
+
+    remote(WEB[0], "echo ok > /root/health/up")
+    events = File.join(@app, "events.jsonl")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--canary", "1", "--canary-wait", "3", "--events", events)
+    assert_equal 0, status, out
+    assert_includes out, "Canary wave: v2 on 10.213.0.11; waiting 3 s before booting the other hosts..."
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v2" ] })
+    steps = File.readlines(events).map { |l| JSON.parse(l) }.select { |e| e["step"] == "boot" }
+    canary_end = steps.select { |e| e["event"] == "step_end" && e["host"] == WEB[0] }.map { |e| e["elapsed"] }.max
+    others_start = steps.select { |e| e["event"] == "step_start" && e["host"] != WEB[0] }.map { |e| e["elapsed"] }.min
+    assert_operator others_start - canary_end, :>=, 3.0, "the canary's boot ended at #{canary_end} s, the next began at #{others_start} s"
+  ensure
+    FileUtils.rm_f(events) if events
+  end
+
   # Over the budget (two hosts down, --max-fail 1) the run fails before any boot, as Kamal's does; the
   # lock's host (the primary) down fails it whatever the budget.
   def test_over_the_budget_or_the_lock_host_down_nothing_changes

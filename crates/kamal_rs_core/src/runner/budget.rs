@@ -111,9 +111,13 @@ impl Budget {
 /// groups (a `pre-deploy` or `pre-app-boot` hook, `boot.limit`, `boot.wait`, a Docker Hub mirror to
 /// seed) or a 1.x config, the run says so before any host rather than ignore the option.
 pub fn fits(run: &Run<'_>) -> Result<()> {
-    if !run.budget.allows_any() {
+    let option = if run.budget.allows_any() {
+        "--max-fail leaves hosts behind"
+    } else if run.canary.is_some() {
+        "--canary boots its wave first"
+    } else {
         return Ok(());
-    }
+    };
     let why = if run.config.major != KamalMajor::V2 {
         "a Kamal 1.x config"
     } else if run.hooks.exists("pre-deploy") || run.hooks.exists("pre-app-boot") {
@@ -123,8 +127,9 @@ pub fn fits(run: &Run<'_>) -> Result<()> {
     } else {
         return Ok(());
     };
+    let name = option.split(' ').next().unwrap_or(option);
     Err(Error::argument(format!(
-        "--max-fail leaves hosts behind in the per-host rollout, and this run has {why}: run it without --max-fail"
+        "{option} in the per-host rollout, and this run has {why}: run it without {name}"
     )))
 }
 

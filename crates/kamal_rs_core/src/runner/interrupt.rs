@@ -23,6 +23,9 @@ pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
     // still pulling get SIGTERM.
     run.pulled.halt();
     run.booted.halt();
+    if let Some(wave) = &run.canary {
+        wave.halt();
+    }
     loop {
         let pids = run.before_boot.to_terminate();
         join_all(pids.iter().map(|(host, pid)| async move {

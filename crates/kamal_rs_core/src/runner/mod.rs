@@ -18,6 +18,7 @@
 //! booted.
 
 pub mod budget;
+mod canary;
 pub mod cancel;
 pub mod commander;
 mod deploy_v1;

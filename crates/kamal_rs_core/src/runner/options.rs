@@ -80,6 +80,10 @@ pub struct DeployOptions {
     /// A failed run puts every host that switched back on the version it ran before (else
     /// `KAMAL_RS_REVERT_ON_FAILURE=1`).
     pub revert_on_failure: bool,
+    /// Canary hosts (`N` or `P%`): they boot first, are watched for `canary_wait` seconds, and only
+    /// then do the others boot.
+    pub canary: Option<String>,
+    pub canary_wait: f64,
     /// The run's caller holds the deploy lock (a revert inside the run that took it).
     #[serde(skip)]
     pub lock_held: bool,
@@ -111,6 +115,8 @@ impl Default for DeployOptions {
             max_fail: None,
             config_file: None,
             revert_on_failure: false,
+            canary: None,
+            canary_wait: 0.0,
             lock_held: false,
             nested: false,
         }
@@ -432,6 +438,24 @@ pub const OPTIONS: &[OptionSpec] = &[
         "When the run fails, put every host that switched back on the version it ran before, under the lock (or KAMAL_RS_REVERT_ON_FAILURE=1)",
     ),
     spec(
+        "canary",
+        None,
+        Some("N|P%"),
+        Text,
+        Rollout,
+        None,
+        "Boot these first hosts (the primary role's first) before the others, which boot only once they are still healthy after --canary-wait",
+    ),
+    spec(
+        "canary_wait",
+        None,
+        Some("SECONDS"),
+        Number,
+        Rollout,
+        Some(DefaultValue::Number(0.0)),
+        "Seconds to watch the canaries before booting the other hosts",
+    ),
+    spec(
         "events",
         None,
         Some("FILE"),
@@ -478,6 +502,7 @@ mod tests {
                 "no_cache" => DefaultValue::Flag(d.no_cache),
                 "pull_barrier" => DefaultValue::Flag(d.pull_barrier),
                 "revert_on_failure" => DefaultValue::Flag(d.revert_on_failure),
+                "canary_wait" => DefaultValue::Number(d.canary_wait),
                 "command_timeout" => DefaultValue::Number(d.command_timeout),
                 "config_file" => DefaultValue::Text(CONFIG_FILE),
                 _ => return None,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::budget;
+use super::canary;
 use super::failure::HostError;
 use super::interrupt;
 use super::options::Command;
@@ -74,17 +75,31 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         // host's had, this changes nothing.
         run.booted.halt();
         if result.is_err() {
-            // A host that fails before its boot stops the others before theirs (the pull barrier).
+            // A host that fails before its boot stops the others before theirs (the pull barrier);
+            // so does a canary that fails, whenever.
             run.pulled.halt();
+            if let Some(wave) = &run.canary {
+                wave.halt();
+            }
             if run.roles_on(h).iter().any(|r| plan::gatekeeper(run, r)) {
                 run.barrier.set(false);
             }
         }
         result
     });
-    let (lock, hosts) = tokio::join!(take_lock(run, lock_in_script), hosts);
+    let hosts = async {
+        let result = hosts.await;
+        // Every host has ended: nothing is left for the canary wave to wait for.
+        if let Some(wave) = &run.canary {
+            wave.halt();
+        }
+        result
+    };
+    let (lock, hosts, wave) =
+        tokio::join!(take_lock(run, lock_in_script), hosts, canary::watch(run));
     lock?;
-    hosts
+    hosts?;
+    wave
 }
 
 /// Whether a host that failed is left behind within the failure budget: the others stop waiting for
@@ -102,6 +117,9 @@ fn left_behind(run: &Run<'_>, host: &str, error: &HostError) -> bool {
     }
     run.pulled.leave(host);
     run.booted.leave(host);
+    if let Some(wave) = &run.canary {
+        wave.left_behind(host);
+    }
     run.output.progress_failed(
         host,
         &format!("left behind: {}", budget::reason(&error.message)),
@@ -156,7 +174,14 @@ async fn roll_out_host(
     }
     if run.is_app_host(host) {
         run.pulled.ready(host);
-        if !run.pulled.wait().await {
+        let mut gate = run.boot_gate(host);
+        if !gate
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|v| *v)
+            .unwrap_or(false)
+        {
             return Ok(());
         }
     }
@@ -268,7 +293,12 @@ pub async fn boot_host(
     match &result {
         // The boot's script said so, and went on to tag.
         Ok(()) if plan::tags_in_boot(run) => {}
-        Ok(()) => waiting_for_others(run, host),
+        Ok(()) => {
+            if let Some(wave) = &run.canary {
+                wave.booted(host);
+            }
+            waiting_for_others(run, host)
+        }
         Err(e) => run.output.progress_failed(
             host,
             &format!("failed: {}", e.message.lines().next().unwrap_or("")),
@@ -393,6 +423,9 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
         Mark::Boot => run.before_boot.passed(boot.host),
         Mark::Booted => {
             run.booted.ready(boot.host);
+            if let Some(wave) = &run.canary {
+                wave.booted(boot.host);
+            }
             waiting_for_others(run, boot.host);
         }
         _ => boot.on_mark(mark, arg),

@@ -11,6 +11,7 @@ use std::time::Instant;
 use futures::future::join_all;
 
 use super::budget::{Budget, MaxFail};
+use super::canary::CanaryWave;
 use super::cancel::Cancel;
 use super::commander::Selection;
 use super::failure::{combine, HostError};
@@ -48,6 +49,8 @@ pub struct Run<'a> {
     pub pulled: HostsBarrier,
     /// The failure budget: hosts left behind (`--max-fail`).
     pub budget: Budget,
+    /// `--canary`: the hosts that boot first, and the gate the others wait at.
+    pub canary: Option<CanaryWave>,
     /// Every host's boots succeeded (the per-host rollout with `latest` tagged in the boots' scripts):
     /// each host's script goes on to tag, or stops.
     pub booted: HostsBarrier,
@@ -146,6 +149,7 @@ impl<'a> Run<'a> {
             Some(text) => Budget::new(MaxFail::parse(&text)?.hosts(sel.hosts.len())),
             None => Budget::new(0),
         };
+        let canary = CanaryWave::new(options.canary.as_deref(), options.canary_wait, &sel.hosts)?;
         let pull_barrier_hosts = if options.boot_barrier() {
             sel.app_hosts.len()
         } else {
@@ -165,6 +169,7 @@ impl<'a> Run<'a> {
             barrier: Barrier::default(),
             pulled: HostsBarrier::new(pull_barrier_hosts),
             budget,
+            canary,
             booted: HostsBarrier::new(hosts),
             lock_settled: Latch::default(),
             before_boot: BeforeBoot::default(),
@@ -231,6 +236,15 @@ impl<'a> Run<'a> {
             .filter_map(|name| config.role(name))
             .filter(|r| r.hosts.iter().any(|h| h == host))
             .collect()
+    }
+
+    /// What a host waits for before its boot: every host's pull, and (`--canary`, a host of the later
+    /// wave) the canaries' verdict.
+    pub fn boot_gate(&self, host: &str) -> tokio::sync::watch::Receiver<Option<bool>> {
+        match &self.canary {
+            Some(wave) if !wave.is_canary(host) => wave.gate.subscribe(),
+            _ => self.pulled.subscribe(),
+        }
     }
 
     /// The run's hosts less those left behind (`--max-fail`): the steps after the rollout act on these.
@@ -411,7 +425,7 @@ impl<'a> Run<'a> {
                     .iter()
                     .map(|part| match part {
                         Input::Gate(Gate::Lock) => Part::Gate(self.lock_settled.subscribe()),
-                        Input::Gate(Gate::Pulled) => Part::Gate(self.pulled.subscribe()),
+                        Input::Gate(Gate::Pulled) => Part::Gate(self.boot_gate(host)),
                         Input::Gate(Gate::Booted) => Part::Gate(self.booted.subscribe()),
                         Input::Bytes(bytes) => Part::Bytes(bytes),
                     })
@@ -505,7 +519,8 @@ impl<'a> Run<'a> {
             }
             Phase::Proxy => "ensuring kamal-proxy is running".into(),
             Phase::PullBarrier if rollback => "waiting for every host's check".into(),
-            Phase::PullBarrier => "pulled, waiting for every host's pull".into(),
+            Phase::PullBarrier => super::canary::waiting_text(self, host)
+                .unwrap_or_else(|| "pulled, waiting for every host's pull".into()),
             Phase::Stale => format!("reading {role}'s containers"),
             Phase::Boot => format!("booting {role} {v}"),
             Phase::Health if self.config.major == KamalMajor::V1 => {
