@@ -13,6 +13,13 @@
 #
 # It brings up and takes down its own simulated fleet. The last line:
 #   fleet N hosts @MSms: kamal-rs W s, floor F s, ratio R, kamal K s        (or `kamal failed` / `kamal hung`)
+#
+# With --fail P%, a fleet with failing hosts instead (SimLab.pick_failing: P% of the hosts, picked at
+# random with a printed seed, half unreachable, half never healthy; deploy_timeout 10 s): a redeploy
+# with no failure, then one with them, with --max-fail M (left behind) or --revert-on-failure. Its last
+# line:
+#   fleet N hosts @MSms, F failing: kamal-rs W s, K on the new version, F left behind, no failures W0 s, ratio R
+#   fleet N hosts @MSms, F failing, revert: kamal-rs W s, N on the old version, revert T s
 require "optparse"
 require "json"
 require "timeout"
@@ -23,11 +30,19 @@ counts = [ 128 ]
 rtt = 50
 kamal_timeout = 900
 with_kamal = true
+fail_share = nil
+max_fail = nil
+revert = false
+seed = Random.new_seed % 100_000
 OptionParser.new do |o|
   o.on("--hosts LIST", "simulated hosts (a list runs each in turn)") { |v| counts = v.split(",").map(&:to_i) }
   o.on("--rtt MS", Integer) { |v| rtt = v }
   o.on("--kamal-timeout SECONDS", Integer, "Ruby Kamal counts as hung after this long (default 900)") { |v| kamal_timeout = v }
   o.on("--no-kamal", "leave Ruby Kamal out") { with_kamal = false }
+  o.on("--fail P%", "that share of the hosts failing (half unreachable, half never healthy)") { |v| fail_share = v.delete("%").to_f }
+  o.on("--max-fail N|P%", "kamal-rs's failure budget for the failing run") { |v| max_fail = v }
+  o.on("--revert-on-failure", "the failing run reverts instead") { revert = true }
+  o.on("--seed N", Integer, "which hosts fail (printed; random by default)") { |v| seed = v }
 end.parse!
 
 STARTS = 30
@@ -112,7 +127,59 @@ def measured_kamal(dir, limit, *args)
   [ wall, outcome, why ]
 end
 
+# What each host runs: the version of its app container that is running, from the stand-in's state.
+def versions_on(hosts)
+  hosts.to_h do |ip|
+    running = SimLab.state_of(ip).fetch("containers", []).find { |c| c["name"].start_with?("app-web-") && c["status"] == "running" }
+    [ ip, running && running["name"].delete_prefix("app-web-") ]
+  end
+end
+
+# The failing fleet's run (see the top); prints its last line and exits.
+def fail_bench(n, rtt, share, max_fail, revert, seed)
+  SimLab.up(n, rtt: rtt)
+  hosts = SimLab.hosts
+  config = SimLab.app_config(hosts) + "deploy_timeout: 10\n"
+  with_app(hosts, config) do |dir|
+    _, ok = kamal_rs(dir, "deploy", "-P", "--version", "v1")
+    abort "the first deploy failed" unless ok
+    clean = measured_kamal_rs(dir, "redeploy", "-P", "--version", SimLab.push("v2-#{SecureRandom.hex(4)}"))
+    abort "the redeploy with no failure failed" unless clean[:ok]
+    before = versions_on(hosts)
+    count = (n * share / 100.0).round
+    failing = SimLab.pick_failing(count, Random.new(seed))
+    warn "seed #{seed}: #{count} failing hosts: #{failing.first(10).join(", ")}#{" ..." if count > 10}"
+    to = SimLab.push("v3-#{SecureRandom.hex(4)}")
+    args = [ "redeploy", "-P", "--version", to ]
+    args += [ "--max-fail", max_fail ] if max_fail
+    args << "--revert-on-failure" if revert
+    run = measured_kamal_rs(dir, *args)
+    failing.each { |ip| SimLab.heal(ip) }
+    after = versions_on(hosts)
+    events = File.join(dir, "events.jsonl")
+    end_event = File.readlines(events).map { |l| JSON.parse(l) }.find { |e| e["event"] == "run_end" } || {}
+    label = format("fleet %d hosts @%dms, %d failing", n, rtt, count)
+    if revert
+      on_old = hosts.count { |ip| after[ip] == before[ip] }
+      reverted = end_event.fetch("reverted", []).sum { |r| r["hosts"].size }
+      revert_s = end_event["revert_seconds"] || 0.0
+      puts format("%s, revert: kamal-rs %.1f s, %d on the old version, revert %.1f s (%d hosts went back)", label, run[:wall], on_old, revert_s, reverted)
+    else
+      on_new = hosts.count { |ip| after[ip] == to }
+      left = end_event.fetch("left_behind", []).size
+      puts format("%s: kamal-rs %.1f s, %d on the new version, %d left behind, no failures %.1f s, ratio %.2f",
+                  label, run[:wall], on_new, left, clean[:wall], run[:wall] / clean[:wall])
+    end
+  end
+ensure
+  SimLab.down(quiet: true)
+end
+
 prepare_bench!
+if fail_share
+  counts.each { |n| fail_bench(n, rtt, fail_share, max_fail, revert, seed) }
+  exit
+end
 unless KAMAL_212.empty? || system("which", KAMAL_212.first, out: File::NULL)
   warn "no #{KAMAL_212.first} (script/install-ruby-kamal): Ruby Kamal left out"
   with_kamal = false

@@ -109,7 +109,7 @@ class FleetTest < Minitest::Test
     remote(WEB[3], "rm -f /root/health/up")
     status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--revert-on-failure")
     assert_equal 1, status, out
-    assert_includes out, "reverted: 5 hosts back on v1"
+    assert_match(/reverted: 5 hosts back on v1 \(revert \d+\.\d s\)/, out)
     assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
     assert_no_lock
     ours = switched.to_h { |ip| [ ip, state_of(ip) ] }

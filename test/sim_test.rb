@@ -50,6 +50,35 @@ class SimTest < Minitest::Test
     assert final.all? { |s| latest.(s) && latest.(s) == v1.(s) }, "latest is v1 everywhere"
   end
 
+  # The fleet's faults, one host each, within --max-fail 4: a host unreachable from the start, one whose
+  # pull fails, one whose new container never gets healthy, one whose connection drops as its boot
+  # starts. Each is left behind with its reason, the others run v2, the run exits 3.
+  def test_each_simulated_fault_is_left_behind_within_the_budget
+    SimLab.up(8, latency: LATENCY)
+    hosts = SimLab.hosts
+    Dir.mktmpdir("sim-faults") do |app|
+      FileUtils.mkdir_p(File.join(app, "config"))
+      File.write(File.join(app, "config", "deploy.yml"), SimLab.app_config(hosts) + "deploy_timeout: 2\n")
+      status, out = run_kamal_rs(app, "deploy", "-P", "--version", "v1")
+      assert_equal 0, status, out
+      faults = SimLab::FAULTS.zip(hosts.drop(2)).to_h
+      faults.each { |kind, ip| SimLab.fail(ip, kind) }
+      status, out = run_kamal_rs(app, "redeploy", "-P", "--version", "v2", "--max-fail", "4")
+      assert_equal 3, status, out
+      reasons = {
+        "unreachable" => /could not connect: connection refused/, "pull" => /docker exit status: 1/,
+        "unhealthy" => /docker exit status: 1/, "lost" => /connection lost/
+      }
+      faults.each { |kind, ip| assert_match(/^  #{Regexp.escape(ip)}: #{reasons[kind]}/, out, kind) }
+      faults.each_value { |ip| SimLab.heal(ip) }
+      routes = hosts.to_h { |ip| [ ip, SimLab.state_of(ip).dig("proxy", "routes", "app-web") ] }
+      (hosts - faults.values).each { |ip| assert_match(/:80\z/, routes[ip].to_s, ip) }
+      running = hosts.to_h { |ip| [ ip, SimLab.state_of(ip)["containers"].select { |c| c["status"] == "running" }.map { |c| c["name"] } ] }
+      (hosts - faults.values).each { |ip| assert_includes running[ip], "app-web-v2", ip }
+      (faults.values_at("unreachable", "pull", "unhealthy")).each { |ip| assert_includes running[ip], "app-web-v1", ip }
+    end
+  end
+
   private
     # A fresh fleet, the three steps, each host's stand-in state after each.
     def run_steps(tool)

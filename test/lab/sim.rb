@@ -123,6 +123,43 @@ module SimLab
     hosts.each { |ip| File.write(File.join(host_dir(name_of(ip)), "transcript.log"), "") }
   end
 
+  # FAULTS a simulated host can show: unreachable from the start (its sshd stopped), every pull
+  # failing, no new container ever healthy, its connection lost as the boot's `docker run` starts.
+  FAULTS = %w[unreachable pull unhealthy lost].freeze
+
+  def fail(ip, kind)
+    raise ArgumentError, "a simulated fault is one of #{FAULTS.join(", ")}, not #{kind}" unless FAULTS.include?(kind)
+
+    if kind == "unreachable"
+      index = hosts.index(ip) or raise ArgumentError, "#{ip} is not a simulated host"
+      Lab.stop_pid(load["sshd"][index])
+    else
+      dir = File.join(host_dir(name_of(ip)), "home", ".sim-docker")
+      FileUtils.mkdir_p(dir)
+      File.write(File.join(dir, "fault"), "#{kind}\n")
+    end
+  end
+
+  # The host answers again, with no fault.
+  def heal(ip)
+    FileUtils.rm_f(File.join(host_dir(name_of(ip)), "home", ".sim-docker", "fault"))
+    index = hosts.index(ip)
+    state = load
+    return if index.nil? || Lab.alive?(state["sshd"][index])
+
+    state["sshd"][index] = start_sshd(state["pids"]["holder"], name_of(ip), ip)
+    save(state)
+    wait_for_sshds_at([ ip ])
+  end
+
+  # `count` hosts picked at random (never the first, which holds the deploy lock) with `rng`: the first
+  # half unreachable, the rest never healthy.
+  def pick_failing(count, rng)
+    failing = hosts.drop(1).sample(count, random: rng)
+    failing.each_with_index { |ip, i| fail(ip, i < (count + 1) / 2 ? "unreachable" : "unhealthy") }
+    failing
+  end
+
   # A new tag in the simulated registry: `tag` as a new image (its own ID) of the app, as a release
   # pushes one; healthy unless `healthy: false`.
   def push(tag, healthy: true)
@@ -241,7 +278,11 @@ module SimLab
   end
 
   def wait_for_sshds(count)
-    pending = (1..count).map { |i| ip(i) }
+    wait_for_sshds_at((1..count).map { |i| ip(i) })
+  end
+
+  def wait_for_sshds_at(pending)
+    count = pending.size
     Lab.wait_until(what: "#{count} sshds", timeout: 30 + count / 20) do
       pending.reject! { |address| Socket.tcp(address, 22, connect_timeout: 0.5).close || true rescue false }
       pending.empty?

@@ -54,8 +54,9 @@ pub struct RunEnd<'a, H: Serialize, L: Serialize, L2: Serialize> {
     /// Hosts left behind within the failure budget (`--max-fail`) and the command that finishes the job.
     pub left_behind: L,
     pub finish_command: Option<&'a str>,
-    /// `--revert-on-failure`: the hosts that went back, by version.
+    /// `--revert-on-failure`: the hosts that went back, by version, and the revert's seconds.
     pub reverted: L2,
+    pub revert_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +179,7 @@ mod tests {
             left_behind: Vec::<String>::new(),
             finish_command: None,
             reverted: Vec::<String>::new(),
+            revert_seconds: None,
         });
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).ok();

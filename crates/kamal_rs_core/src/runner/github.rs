@@ -248,6 +248,7 @@ mod tests {
             left_behind: Vec::new(),
             finish_command: None,
             reverted: Vec::new(),
+            revert_seconds: None,
             primary_host: "10.0.0.1".into(),
         }
     }

@@ -197,6 +197,7 @@ impl Loggers {
                 left_behind: &report.left_behind,
                 finish_command: report.finish_command.as_deref(),
                 reverted: &report.reverted,
+                revert_seconds: report.revert_seconds,
             });
         }
         if let Some(path) = &self.timeline {

@@ -212,6 +212,9 @@ async fn report(
             .as_ref()
             .map(|r| r.reverted.clone())
             .unwrap_or_default(),
+        revert_seconds: reverted
+            .as_ref()
+            .map(|r| (r.seconds * 1000.0).round() / 1000.0),
     };
     if report.error.is_some() && !report.hosts.is_empty() {
         let every_host = run.output.verbosity() == Verbosity::Verbose;

@@ -97,8 +97,10 @@ pub struct DeployReport {
     pub left_behind: Vec<LeftBehind>,
     /// The command line that deploys exactly those hosts with the same version, destination and roles.
     pub finish_command: Option<String>,
-    /// `--revert-on-failure`: the hosts that went back, by the version each went back to.
+    /// `--revert-on-failure`: the hosts that went back, by the version each went back to, and how long
+    /// the revert took.
     pub reverted: Vec<Reverted>,
+    pub revert_seconds: Option<f64>,
 }
 
 /// Hosts reverted to one version (`--revert-on-failure`).
@@ -129,6 +131,7 @@ impl DeployReport {
             left_behind: Vec::new(),
             finish_command: None,
             reverted: Vec::new(),
+            revert_seconds: None,
         }
     }
 
@@ -216,7 +219,7 @@ impl Serialize for DeployReport {
             kamal_class: &'static str,
             message: &'e str,
         }
-        let mut s = serializer.serialize_struct("DeployReport", 10)?;
+        let mut s = serializer.serialize_struct("DeployReport", 11)?;
         s.serialize_field("version", &self.version)?;
         s.serialize_field("runtime", &self.runtime)?;
         s.serialize_field("hosts", &self.hosts)?;
@@ -226,6 +229,7 @@ impl Serialize for DeployReport {
         s.serialize_field("left_behind", &self.left_behind)?;
         s.serialize_field("finish_command", &self.finish_command)?;
         s.serialize_field("reverted", &self.reverted)?;
+        s.serialize_field("revert_seconds", &self.revert_seconds)?;
         let error = self.error.as_ref().map(|e| ErrorOut {
             class: e.kind.ruby_class(),
             kamal_class: e.kind.kamal_class(),
@@ -359,6 +363,7 @@ mod tests {
             left_behind: Vec::new(),
             finish_command: None,
             reverted: Vec::new(),
+            revert_seconds: None,
         }
     }
 
@@ -420,6 +425,7 @@ mod tests {
             left_behind: Vec::new(),
             finish_command: None,
             reverted: Vec::new(),
+            revert_seconds: None,
         };
         assert_eq!(
             r.summary_lines(),

@@ -18,10 +18,13 @@ use super::run::Run;
 pub struct Outcome {
     pub reverted: Vec<Reverted>,
     pub not_reverted: Vec<(String, String)>,
+    /// How long the revert took.
+    pub seconds: f64,
 }
 
 /// Rolls each switched host back to the version it ran before.
 pub async fn revert(run: &Run<'_>) -> Outcome {
+    let started = Instant::now();
     let mut by_version: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut not_reverted = Vec::new();
     for host in run.reports.snapshot() {
@@ -42,6 +45,7 @@ pub async fn revert(run: &Run<'_>) -> Outcome {
         return Outcome {
             reverted: Vec::new(),
             not_reverted,
+            seconds: 0.0,
         };
     }
     run.output.say(&format!(
@@ -89,6 +93,7 @@ pub async fn revert(run: &Run<'_>) -> Outcome {
     Outcome {
         reverted,
         not_reverted,
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 

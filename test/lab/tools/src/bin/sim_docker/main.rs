@@ -132,6 +132,13 @@ impl Sim {
         }
     }
 
+    /// The fault this host is set to show (`SimLab.fail`: `$HOME/.sim-docker/fault`): `pull` (every
+    /// pull fails), `unhealthy` (no new container ever gets healthy), `lost` (the connection drops
+    /// when the boot's `docker run` starts).
+    fn fault(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir().join("fault")).ok().map(|f| f.trim().to_string())
+    }
+
     fn latency_of(&self, what: &str, default: f64) -> f64 {
         self.latency.get(what).copied().unwrap_or(default)
     }
@@ -454,11 +461,34 @@ fn inspect(sim: &Sim, args: &[&str], only: Option<&str>) -> Out {
     })
 }
 
+/// Kills the sshd process serving this session's connection (the nearest ancestor whose name starts
+/// with `sshd`): the client sees its connection lost.
+fn drop_connection() {
+    let mut pid = std::process::id();
+    for _ in 0..16 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return };
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let Some(parent) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) else { return };
+        let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
+        if comm.starts_with("sshd") {
+            // SAFETY: a plain kill(2) of a process id read from /proc.
+            unsafe { libc::kill(parent as i32, libc::SIGKILL) };
+            std::thread::sleep(Duration::from_secs(1));
+            return;
+        }
+        pid = parent;
+    }
+}
+
 fn pull(sim: &Sim, args: &[&str]) -> Out {
     let Some(name) = args.iter().find(|a| !a.starts_with('-')) else {
         return Out::err("\"docker pull\" requires exactly 1 argument.\n", 1);
     };
     let r = reference(name);
+    if sim.fault().as_deref() == Some("pull") {
+        sim.wait("query");
+        return Out::err(format!("Error response from daemon: Get \"https://{r}/v2/\": net/http: request canceled (simulated pull failure)\n"), 1);
+    }
     let Some(found) = sim.registry().get(&r).cloned() else {
         sim.wait("query");
         return Out::err(format!("Error response from daemon: manifest for {r} not found: manifest unknown: manifest unknown\n"), 1);
@@ -551,6 +581,9 @@ fn container_prune(sim: &Sim, args: &[&str]) -> Out {
 
 /// `docker run` (`start`: false for `docker create`).
 fn run(sim: &Sim, args: &[&str], start: bool) -> Out {
+    if start && sim.fault().as_deref() == Some("lost") {
+        drop_connection();
+    }
     const BOOLEANS: [&str; 10] = ["-d", "--detach", "--rm", "--init", "--privileged", "-i", "-t", "--interactive", "--tty", "-it"];
     let (flags, rest) = split_flags(args, &BOOLEANS);
     let Some((image_name, cmd)) = rest.split_first() else {
@@ -826,7 +859,7 @@ fn proxy_deploy(sim: &Sim, words: &[String]) -> Out {
     let Some((healthy, started)) = found else {
         return Out::err(format!("Error: target {target} could not be resolved\n"), 1);
     };
-    if !healthy {
+    if !healthy || sim.fault().as_deref() == Some("unhealthy") {
         std::thread::sleep(Duration::from_secs_f64(timeout));
         return Out::err(format!("Error: target failed to become healthy within configured timeout ({timeout}s)\n"), 1);
     }
