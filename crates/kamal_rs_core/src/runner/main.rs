@@ -252,9 +252,10 @@ fn say_left_behind(run: &Run<'_>, report: &DeployReport) {
 fn say_reverted(run: &Run<'_>, outcome: &revert::Outcome) {
     for r in &outcome.reverted {
         run.output.warn(&format!(
-            "reverted: {} hosts back on {}",
+            "reverted: {} hosts back on {} (revert {:.1} s)",
             r.hosts.len(),
-            r.version
+            r.version,
+            outcome.seconds
         ));
     }
     for (host, why) in &outcome.not_reverted {
