@@ -11,10 +11,7 @@ module KamalRs
     def self.create_from(config_file: nil, destination: nil, version: nil)
       # Kamal sets this before ERB runs, so ERB, hooks and secrets commands can read it.
       ENV["KAMAL_DESTINATION"] = destination
-      # Absolute, as Kamal names the file in its errors.
-      base = File.expand_path((config_file || DEFAULT_CONFIG_FILE).to_s)
-      files = [ base ]
-      files << "#{base.delete_suffix(File.extname(base))}.#{destination}.yml" if destination
+      files = config_files(config_file, destination)
       # Which Kamal the config is for shows only once it is read; Kamal 1.x loads `.env` (then
       # `.env.<destination>`) into ENV before its ERB runs, and that ERB has no trim mode. So a first
       # read decides, and a 1.x config is read again with its `.env` loaded. A first read that fails
@@ -38,12 +35,16 @@ module KamalRs
     # files rendered and merged, nothing validated.
     def self.aliases(config_file: nil, destination: nil)
       ENV["KAMAL_DESTINATION"] = destination
-      base = File.expand_path((config_file || DEFAULT_CONFIG_FILE).to_s)
-      files = [ base ]
-      files << "#{base.delete_suffix(File.extname(base))}.#{destination}.yml" if destination
-      raw = files.map { |file| load_file(file) }.inject({}) { |merged, tree| deep_merge(merged, tree.is_a?(Hash) ? tree : {}) }
+      raw = config_files(config_file, destination).map { |file| load_file(file) }.inject({}) { |merged, tree| deep_merge(merged, tree.is_a?(Hash) ? tree : {}) }
       raw["aliases"].is_a?(Hash) ? raw["aliases"] : {}
     end
+
+    # The base file (absolute, as Kamal names it in its errors), then the destination's.
+    def self.config_files(config_file, destination)
+      base = File.expand_path((config_file || DEFAULT_CONFIG_FILE).to_s)
+      [ base, ("#{base.delete_suffix(File.extname(base))}.#{destination}.yml" if destination) ].compact
+    end
+    private_class_method :config_files
 
     def self.deep_merge(base, other)
       base.merge(other) { |_, a, b| a.is_a?(Hash) && b.is_a?(Hash) ? deep_merge(a, b) : b }
