@@ -152,6 +152,37 @@ class FleetTest < Minitest::Test
     FileUtils.rm_f(events) if events
   end
 
+  # Boot groups (`boot.limit: 2`) keep the budget and the canary wave: h3 unreachable and h5 never
+  # healthy are left behind within --max-fail 2, the canary (h1) boots alone first and is watched, the
+  # others boot at most two at a time; the command printed names both hosts and the config file.
+  def test_boot_groups_keep_the_budget_and_the_canary_wave
+    File.write(File.join(@app, "config", "deploy.groups.yml"),
+               File.read(File.join(@app, "config", "deploy.yml")) + "boot: { limit: 2 }\n")
+    Lab::Faults.kill_sshd("h3")
+    remote(WEB[4], "rm -f /root/health/up")
+    events = File.join(@app, "events.jsonl")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "-c", "config/deploy.groups.yml",
+                               "--max-fail", "2", "--canary", "1", "--events", events)
+    assert_equal 3, status, out
+    assert_includes out, "Canary wave: v2 on 10.213.0.11; waiting 0 s before booting the other hosts..."
+    command = out[/Finish the job once they are back: (.*)$/, 1].to_s
+    assert_equal "kamal-rs redeploy -P --version v2 -c config/deploy.groups.yml -h", command[/\A.* -h/], out
+    assert_equal [ WEB[2], WEB[4] ], command.split.last.split(",").sort
+    assert_match(/^  10\.213\.0\.15: docker exit status: 1 \(Error: target failed to become healthy within configured timeout/, out)
+    Lab::Faults.start_sshd("h3")
+    assert_versions(HOSTS.to_h { |ip| [ ip, [ WEB[2], WEB[4] ].include?(ip) ? "v1" : "v2" ] })
+    assert_no_lock
+    boots = File.readlines(events).map { |l| JSON.parse(l) }.select { |e| e["step"] == "boot" }
+    spans = boots.group_by { |e| e["host"] }.transform_values { |es| es.map { |e| e["elapsed"] }.minmax }
+    canary_end = spans.fetch(WEB[0]).last
+    others = spans.reject { |h, _| h == WEB[0] }
+    assert_operator others.values.map(&:first).min, :>=, canary_end, "no other host boots before the canary is done: #{spans}"
+    most = others.values.map(&:first).map { |t| others.values.count { |s, e| s <= t && t < e } }.max
+    assert_operator most, :<=, 2, "boot.limit 2: at most two hosts boot at once: #{spans}"
+  ensure
+    FileUtils.rm_f([ events, File.join(@app, "config", "deploy.groups.yml") ].compact)
+  end
+
   # Over the budget (two hosts down, --max-fail 1) the run fails before any boot, as Kamal's does; the
   # lock's host (the primary) down fails it whatever the budget.
   def test_over_the_budget_or_the_lock_host_down_nothing_changes

@@ -5,13 +5,15 @@
 //! failure came before kamal-proxy switched to the new container (Kamal leaves a failed boot so too).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 
 use super::options::{Command, CONFIG_FILE};
-use super::plan;
+
+use super::failure::HostError;
 use super::run::Run;
 use crate::config::KamalMajor;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// How many hosts may be left behind.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,29 +109,70 @@ impl Budget {
     }
 }
 
-/// A budget needs the per-host rollout of a Kamal 2 config, where each host goes on by itself; in boot
-/// groups (a `pre-deploy` or `pre-app-boot` hook, `boot.limit`, `boot.wait`, a Docker Hub mirror to
-/// seed) or a 1.x config, the run says so before any host rather than ignore the option.
+/// Whether a host that failed is left behind within the failure budget: the others stop waiting for
+/// it and go on. Never the primary host, which holds the deploy lock, nor a host stopped by Ctrl-C.
+pub fn leave_behind(run: &Run<'_>, host: &str, error: &HostError) -> bool {
+    if !run.budget.allows_any() {
+        return false;
+    }
+    let eligible = matches!(
+        error.kind,
+        ErrorKind::Connection | ErrorKind::CommandFailed | ErrorKind::Boot | ErrorKind::Healthcheck
+    );
+    if !eligible || host == run.sel.primary_host || run.cancel.is_cancelled() {
+        return false;
+    }
+    if !run.budget.leave(host, &reason(&error.message)) {
+        return false;
+    }
+    run.pulled.leave(host);
+    run.booted.leave(host);
+    if let Some(wave) = &run.canary {
+        wave.left_behind(host);
+    }
+    run.output
+        .progress_failed(host, &format!("left behind: {}", reason(&error.message)));
+    true
+}
+
+/// `step` on each of `hosts` still in the run (`Run::on_hosts`), a host that fails within the budget
+/// left behind rather than failing the step: the boot groups' steps, where every host takes each step
+/// before any takes the next.
+pub async fn on_hosts<'b, F, Fut>(run: &'b Run<'_>, hosts: &'b [String], step: F) -> Result<()>
+where
+    F: Fn(&'b str) -> Fut,
+    Fut: Future<Output = std::result::Result<(), HostError>> + 'b,
+{
+    run.on_hosts(hosts, |h| {
+        let work = step(h);
+        async move {
+            if run.budget.is_left_behind(h) {
+                return Ok(());
+            }
+            match work.await {
+                Err(e) if leave_behind(run, h, &e) => Ok(()),
+                result => result,
+            }
+        }
+    })
+    .await
+}
+
+/// A budget or a canary wave needs a Kamal 2 config (the per-host rollout or boot groups); with a 1.x
+/// config the run says so before any host rather than ignore the option.
 pub fn fits(run: &Run<'_>) -> Result<()> {
     let option = if run.budget.allows_any() {
-        "--max-fail leaves hosts behind"
+        "--max-fail"
     } else if run.canary.is_some() {
-        "--canary boots its wave first"
+        "--canary"
     } else {
         return Ok(());
     };
-    let why = if run.config.major != KamalMajor::V2 {
-        "a Kamal 1.x config"
-    } else if run.hooks.exists("pre-deploy") || run.hooks.exists("pre-app-boot") {
-        "a pre-deploy or pre-app-boot hook, which runs between every host's pull and any boot"
-    } else if !plan::per_host(run) {
-        "boot groups (boot.limit or boot.wait) or a Docker Hub mirror to seed first"
-    } else {
+    if run.config.major == KamalMajor::V2 {
         return Ok(());
-    };
-    let name = option.split(' ').next().unwrap_or(option);
+    }
     Err(Error::argument(format!(
-        "{option} in the per-host rollout, and this run has {why}: run it without {name}"
+        "{option} needs a Kamal 2 config, and this is a Kamal 1.x config: run it without {option}"
     )))
 }
 
@@ -176,12 +219,38 @@ pub fn finish_command(run: &Run<'_>, hosts: &[String]) -> String {
 /// `Exception while executing on host H: ` prefix.
 pub fn reason(message: &str) -> String {
     let first = message.lines().next().unwrap_or("");
-    first
+    let head = first
         .split_once(": ")
         .filter(|(head, _)| head.starts_with("Exception while executing on host"))
         .map(|(_, rest)| rest)
-        .unwrap_or(first)
-        .to_string()
+        .unwrap_or(first);
+    // A command's failure (`docker exit status: 1`): with the last line it wrote to say why.
+    match said(message) {
+        Some(why) if head.contains(" exit status: ") => format!("{head} ({why})"),
+        _ => head.to_string(),
+    }
+}
+
+/// The last line a failed command wrote, from its stderr, else its stdout (`failure_text`'s layout:
+/// `docker stdout: ...` then `docker stderr: ...`, each possibly over several lines).
+fn said(message: &str) -> Option<String> {
+    let lines: Vec<&str> = message.lines().collect();
+    let start = |stream: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(&format!(" {stream}: ")))
+    };
+    let (out, err) = (start("stdout")?, start("stderr")?);
+    let last = |section: &[&str], first: &str| {
+        let first = first.split_once(": ").map(|(_, rest)| rest).unwrap_or("");
+        std::iter::once(first)
+            .chain(section.iter().copied())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "Nothing written")
+            .last()
+            .map(str::to_string)
+    };
+    last(&lines[err + 1..], lines[err]).or_else(|| last(&lines[out + 1..err], lines[out]))
 }
 
 #[cfg(test)]
@@ -223,6 +292,16 @@ mod tests {
         assert_eq!(
             reason("Exception while executing on host 10.0.0.7: could not connect: refused\nmore"),
             "could not connect: refused"
+        );
+        let failed = "Exception while executing on host 10.0.0.7: docker exit status: 1\ndocker stdout: Nothing written\ndocker stderr: Error: target failed to become healthy within configured timeout (6s)";
+        assert_eq!(
+            reason(failed),
+            "docker exit status: 1 (Error: target failed to become healthy within configured timeout (6s))"
+        );
+        let stdout_only = "docker exit status: 2\ndocker stdout: pulling\n  no space left on device\ndocker stderr: Nothing written";
+        assert_eq!(
+            reason(stdout_only),
+            "docker exit status: 2 (no space left on device)"
         );
     }
 }

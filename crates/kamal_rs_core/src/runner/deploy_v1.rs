@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::rollout;
+use super::groups;
 use super::run::Run;
 use super::steps::build::Build;
 use super::steps::hooks::run_hook;
@@ -54,7 +54,7 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
     }
     run.header(Phase::Stale);
     say_start(run);
-    rollout::in_groups(run).await?;
+    groups::in_groups(run).await?;
     run.checkpoint()?;
     if deploy {
         run.header(Phase::Prune);

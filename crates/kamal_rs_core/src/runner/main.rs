@@ -20,7 +20,7 @@ use super::steps::build::Build;
 use super::steps::hooks::run_hook;
 use super::steps::{lock, proxy, pull, secrets, tag};
 use super::{deploy_v1, env_push};
-use super::{revert, rollback, rollout};
+use super::{groups, revert, rollback, rollout};
 use crate::commands::app::App;
 use crate::config::{lockfile, KamalMajor};
 use crate::error::{Error, ErrorKind, Result};
@@ -138,16 +138,15 @@ async fn steps(run: &Run<'_>) -> Result<()> {
     } else {
         pull_then_lock(run).await?;
         run.checkpoint()?;
-        run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
+        run_hook(run, "pre-deploy", &run.active_hosts(), &[], true).await?;
         if run.options.boots_proxy() {
             run.header(Phase::Proxy);
-            run.on_hosts(&run.sel.hosts, |h| proxy::boot(run, h))
-                .await?;
+            budget::on_hosts(run, &run.sel.hosts, |h| proxy::boot(run, h)).await?;
             run.checkpoint()?;
         }
         run.header(Phase::Stale);
         run.header(Phase::Boot);
-        rollout::in_groups(run).await?;
+        groups::in_groups(run).await?;
     }
     run.checkpoint()?;
     // Each host's boot script tagged (the run would have failed otherwise).

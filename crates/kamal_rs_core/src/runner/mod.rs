@@ -25,6 +25,7 @@ mod deploy_v1;
 mod env_push;
 mod failure;
 mod github;
+mod groups;
 mod interrupt;
 mod loggers;
 mod main;

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use futures::future::join_all;
 
 use super::failure::{combine, HostError};
+use super::groups;
 use super::plan;
 use super::rollout;
 use super::run::Run;
@@ -67,12 +68,12 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
     }
     prepare(run).await?;
     available(run).await?;
-    run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
+    run_hook(run, "pre-deploy", &run.active_hosts(), &[], true).await?;
     match run.config.major {
         KamalMajor::V1 => v1::say_start(run),
         KamalMajor::V2 => run.header(Phase::Boot),
     }
-    rollout::in_groups(run).await?;
+    groups::in_groups(run).await?;
     run.checkpoint()?;
     match run.config.major {
         KamalMajor::V1 => v1::tag_all(run).await,
@@ -128,7 +129,9 @@ async fn prepare(run: &Run<'_>) -> Result<()> {
 /// for each of its roles. When one does not, Kamal's lines, as an error: Kamal prints them in red and
 /// exits 0, kamal_rs exits 1 so that a script sees that nothing was rolled back.
 async fn available(run: &Run<'_>) -> Result<()> {
-    let checks = join_all(run.sel.app_hosts.iter().map(|host| check::check(run, host))).await;
+    let hosts = run.sel.app_hosts.iter();
+    let remaining = hosts.filter(|h| !run.budget.is_left_behind(h));
+    let checks = join_all(remaining.map(|host| check::check(run, host))).await;
     let mut missing = Vec::new();
     for check in checks {
         match check {

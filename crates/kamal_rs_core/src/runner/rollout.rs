@@ -11,7 +11,6 @@
 //!   kamal-proxy booted everywhere, then each `boot.limit` group of hosts boots in turn.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use futures::future::join_all;
 
@@ -28,7 +27,6 @@ use super::script::{
 use super::steps;
 use super::steps::boot::{self, Boot};
 use super::steps::boot_script::list_in_background;
-use super::steps::hooks::run_hook;
 use super::steps::{check, lock, proxy, pull, tag};
 use crate::commands::app::App;
 use crate::config::{KamalMajor, Role};
@@ -67,7 +65,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
             lock::settled(run, false);
         }
         if let Err(e) = &result {
-            if left_behind(run, h, e) {
+            if budget::leave_behind(run, h, e) {
                 return Ok(());
             }
         }
@@ -100,31 +98,6 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
     lock?;
     hosts?;
     wave
-}
-
-/// Whether a host that failed is left behind within the failure budget: the others stop waiting for
-/// it and go on. Never the primary host, which holds the deploy lock, nor a host stopped by Ctrl-C.
-fn left_behind(run: &Run<'_>, host: &str, error: &HostError) -> bool {
-    let eligible = matches!(
-        error.kind,
-        ErrorKind::Connection | ErrorKind::CommandFailed | ErrorKind::Boot | ErrorKind::Healthcheck
-    );
-    if !eligible || host == run.sel.primary_host || run.cancel.is_cancelled() {
-        return false;
-    }
-    if !run.budget.leave(host, &budget::reason(&error.message)) {
-        return false;
-    }
-    run.pulled.leave(host);
-    run.booted.leave(host);
-    if let Some(wave) = &run.canary {
-        wave.left_behind(host);
-    }
-    run.output.progress_failed(
-        host,
-        &format!("left behind: {}", budget::reason(&error.message)),
-    );
-    true
 }
 
 /// The lock, unless the primary host's script takes it (`in_script`); the hosts waiting for it are
@@ -239,32 +212,6 @@ fn first_script(
         script: s,
         takes_lock,
     })
-}
-
-/// Boot groups one after the other, with `pre-app-boot` and `post-app-boot` around each and
-/// `boot.wait` after each (the last one too, as Kamal); within a group every host boots at once.
-pub async fn in_groups(run: &Run<'_>) -> Result<()> {
-    let mut wait = run.config.boot().wait;
-    // Kamal 1.9's group runner waits 2 s between groups when only `limit` is given.
-    let v1 = run.config.major == KamalMajor::V1;
-    if v1 && wait.is_none() && run.config.boot().limit.is_some() {
-        wait = Some(2);
-    }
-    for group in &run.sel.boot_groups(run.config) {
-        run.checkpoint()?;
-        // Kamal 1.9 has no app-boot hooks.
-        if !v1 {
-            run_hook(run, "pre-app-boot", group, &[], false).await?;
-        }
-        run.on_hosts(group, |h| boot_host(run, h, None)).await?;
-        if !v1 {
-            run_hook(run, "post-app-boot", group, &[], false).await?;
-        }
-        if let Some(secs) = wait.filter(|w| *w > 0) {
-            run.cancel.sleep(Duration::from_secs(secs as u64)).await;
-        }
-    }
-    Ok(())
 }
 
 /// A host's roles, one after the other (or at once with `boot.parallel_roles`); `first` runs at the

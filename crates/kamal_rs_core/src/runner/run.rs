@@ -318,9 +318,16 @@ impl<'a> Run<'a> {
     }
 
     /// Every host's connection, before anything runs: a host that cannot be reached fails the step.
-    pub async fn connect_all(&self) -> Result<()> {
+    pub async fn connect_all<'b>(&'b self) -> Result<()> {
         self.prepare_connections()?;
-        let results = join_all(self.sel.hosts.iter().map(|h| self.connection(h))).await;
+        // Within `--max-fail`, a host that cannot be reached is left behind.
+        let connect = |h: &'b String| async move {
+            match self.connection(h).await {
+                Err(e) if !super::budget::leave_behind(self, h, &e) => Err(e),
+                _ => Ok(()),
+            }
+        };
+        let results = join_all(self.sel.hosts.iter().map(connect)).await;
         self.checkpoint()?;
         combine(results.into_iter().filter_map(|r| r.err()).collect())
     }

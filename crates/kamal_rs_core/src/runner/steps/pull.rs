@@ -126,7 +126,7 @@ pub async fn pull_all(run: &Run<'_>) -> Result<()> {
         if let Some(say) = say {
             run.output.say(&say);
         }
-        run.on_hosts(&hosts, |h| async move {
+        crate::runner::budget::on_hosts(run, &hosts, |h| async move {
             tokio::select! {
                 r = pull(run, h) => r,
                 e = crate::runner::interrupt::unresponsive_after_interrupt(run, h) => Err(e),
