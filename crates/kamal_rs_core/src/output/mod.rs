@@ -151,13 +151,6 @@ impl Output {
         self.sinks.write().unwrap().push(sink);
     }
 
-    /// This output's sinks also get `other`'s lines (a run inside this one: a revert).
-    pub fn share_sinks_with(&self, other: &Output) {
-        for sink in self.sinks.read().unwrap().iter() {
-            other.add_sink(sink.clone());
-        }
-    }
-
     /// Values that must never be printed (secrets, registry credentials).
     pub fn add_secrets(&self, values: impl IntoIterator<Item = String>) {
         let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());

@@ -87,9 +87,12 @@ async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployR
         }
     }
     let runtime = run.started.elapsed().as_secs_f64();
-    run.output.finish();
-    run.output
-        .console(&format!("  Finished all in {runtime:.1} seconds"));
+    // A nested run (a revert's) prints through the outer run's output, which finishes it.
+    if !run.options.nested {
+        run.output.finish();
+        run.output
+            .console(&format!("  Finished all in {runtime:.1} seconds"));
+    }
     let error = match result {
         Ok(()) => {
             let env = [(

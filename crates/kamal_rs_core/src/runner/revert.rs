@@ -4,7 +4,8 @@
 //! that never switched are not touched. The run's deploy lock is held until the revert is done.
 //!
 //! Each version's hosts are rolled back by a run of their own inside this one (`Command::Rollback`
-//! with `-h` those hosts, the lock the outer run's), printing through the outer run's output logs.
+//! with `-h` those hosts, the lock the outer run's), printing through the outer run's output (its live
+//! view shows the hosts going back) over the outer run's connections.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -111,9 +112,8 @@ async fn roll_back(run: &Run<'_>, version: &str, hosts: &[String]) -> super::rep
         nested: true,
         ..DeployOptions::default()
     };
-    match Run::new(run.config, options, run.cancel.clone(), Instant::now()) {
+    match run.nested(options) {
         Ok(mut nested) => {
-            run.output.share_sinks_with(&nested.output);
             nested.version = version.to_string();
             main::run(nested).await
         }

@@ -36,7 +36,8 @@ pub struct Run<'a> {
     pub options: DeployOptions,
     pub sel: Selection,
     pub version: String,
-    pub output: Output,
+    /// Shared with a run nested in this one (a revert's rollback), which prints through it.
+    pub output: Arc<Output>,
     pub hooks: Hooks,
     pub cancel: Arc<Cancel>,
     pub started: Instant,
@@ -123,7 +124,7 @@ impl<'a> Run<'a> {
                 "servers: {bad:?} is not a host name or address ([user@]name, IPv4 or IPv6)"
             )));
         }
-        let output = Output::new(options.verbosity(), options.terminal, &sel.hosts);
+        let output = Arc::new(Output::new(options.verbosity(), options.terminal, &sel.hosts));
         if let Ok(values) = config.secrets.values() {
             output.add_secrets(values);
         }
@@ -187,6 +188,21 @@ impl<'a> Run<'a> {
             config,
             options,
         })
+    }
+
+    /// A run inside this one (a revert's rollback of some hosts): it prints through this run's output
+    /// (its live view and loggers) and reuses this run's open connections, which it leaves open.
+    pub fn nested(&self, options: DeployOptions) -> Result<Run<'a>> {
+        let mut nested = Run::new(self.config, options, self.cancel.clone(), Instant::now())?;
+        nested.output = self.output.clone();
+        let outer = self.conns.lock().unwrap();
+        for (host, slot) in nested.conns.lock().unwrap().iter_mut() {
+            if let Some(open) = outer.get(host) {
+                *slot = open.clone();
+            }
+        }
+        drop(outer);
+        Ok(nested)
     }
 
     /// A run for unit tests: nothing printed, a fixed performer, clock and random part.
