@@ -16,7 +16,9 @@
 #
 # With --fail P%, a fleet with failing hosts instead (SimLab.pick_failing: P% of the hosts, picked at
 # random with a printed seed, half unreachable, half never healthy; deploy_timeout 10 s): a redeploy
-# with no failure, then one with them, with --max-fail M (left behind) or --revert-on-failure. Its last
+# with no failure, then one with them, with --max-fail M (left behind) or --revert-on-failure.
+# --fail-kind KIND makes every failing host fail one way (`unhealthy`: they fail at boot, after others
+# switched, so a revert has hosts to put back); --live shows the failing run's live view. Its last
 # line:
 #   fleet N hosts @MSms, F failing: kamal-rs W s, K on the new version, F left behind, no failures W0 s, ratio R
 #   fleet N hosts @MSms, F failing, revert: kamal-rs W s, N on the old version, revert T s
@@ -33,6 +35,8 @@ with_kamal = true
 fail_share = nil
 max_fail = nil
 revert = false
+fail_kind = nil
+live = false
 seed = Random.new_seed % 100_000
 OptionParser.new do |o|
   o.on("--hosts LIST", "simulated hosts (a list runs each in turn)") { |v| counts = v.split(",").map(&:to_i) }
@@ -42,6 +46,8 @@ OptionParser.new do |o|
   o.on("--fail P%", "that share of the hosts failing (half unreachable, half never healthy)") { |v| fail_share = v.delete("%").to_f }
   o.on("--max-fail N|P%", "kamal-rs's failure budget for the failing run") { |v| max_fail = v }
   o.on("--revert-on-failure", "the failing run reverts instead") { revert = true }
+  o.on("--fail-kind KIND", SimLab::FAULTS, "every failing host fails so (#{SimLab::FAULTS.join(", ")}; default: half unreachable, half unhealthy)") { |v| fail_kind = v }
+  o.on("--live", "the failing run shows its live view on this terminal (no log file)") { live = true }
   o.on("--seed N", Integer, "which hosts fail (printed; random by default)") { |v| seed = v }
 end.parse!
 
@@ -78,17 +84,17 @@ def sim_floor(hosts, name:, version:, stop:, pull:)
 end
 
 # `kamal-rs ARGS` under /usr/bin/time, sampled (bench/support.rb's `sample`), with an events file.
-def measured_kamal_rs(dir, *args)
+def measured_kamal_rs(dir, *args, live: false)
   events = File.join(dir, "events.jsonl")
   time_out = File.join(dir, "time.txt")
   log = File.join(dir, "kamal-rs.log")
   env = { "RUBYLIB" => File.join(KAMAL_RS_ROOT, "lib") }
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   pid = Process.spawn(env, "/usr/bin/time", "-o", time_out, "-f", "%U %S %M", RbConfig.ruby, File.join(KAMAL_RS_ROOT, "exe", "kamal-rs"),
-                      *args, "--events", events, "-q", chdir: dir, out: log, err: log)
+                      *args, "--events", events, *("-q" unless live), chdir: dir, **(live ? {} : { out: log, err: log }))
   peak, ok = sample(pid, "kamal-rs", every: 0.25)
   wall = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
-  warn File.read(log) unless ok
+  warn File.read(log) unless ok || live
   user, sys, rss_kb = File.read(time_out).split.last(3).map(&:to_f)
   { wall: wall, cpu: user + sys, rss: rss_kb / 1024, ok: ok, **peak, **live_times(events) }
 end
@@ -136,7 +142,7 @@ def versions_on(hosts)
 end
 
 # The failing fleet's run (see the top); prints its last line and exits.
-def fail_bench(n, rtt, share, max_fail, revert, seed)
+def fail_bench(n, rtt, share, max_fail, revert, seed, kind: nil, live: false)
   SimLab.up(n, rtt: rtt)
   hosts = SimLab.hosts
   config = SimLab.app_config(hosts) + "deploy_timeout: 10\n"
@@ -147,13 +153,13 @@ def fail_bench(n, rtt, share, max_fail, revert, seed)
     abort "the redeploy with no failure failed" unless clean[:ok]
     before = versions_on(hosts)
     count = (n * share / 100.0).round
-    failing = SimLab.pick_failing(count, Random.new(seed))
+    failing = SimLab.pick_failing(count, Random.new(seed), kind: kind)
     warn "seed #{seed}: #{count} failing hosts: #{failing.first(10).join(", ")}#{" ..." if count > 10}"
     to = SimLab.push("v3-#{SecureRandom.hex(4)}")
     args = [ "redeploy", "-P", "--version", to ]
     args += [ "--max-fail", max_fail ] if max_fail
     args << "--revert-on-failure" if revert
-    run = measured_kamal_rs(dir, *args)
+    run = measured_kamal_rs(dir, *args, live: live)
     failing.each { |ip| SimLab.heal(ip) }
     after = versions_on(hosts)
     events = File.join(dir, "events.jsonl")
@@ -177,7 +183,7 @@ end
 
 prepare_bench!
 if fail_share
-  counts.each { |n| fail_bench(n, rtt, fail_share, max_fail, revert, seed) }
+  counts.each { |n| fail_bench(n, rtt, fail_share, max_fail, revert, seed, kind: fail_kind, live: live) }
   exit
 end
 unless KAMAL_212.empty? || system("which", KAMAL_212.first, out: File::NULL)

@@ -152,11 +152,11 @@ module SimLab
     wait_for_sshds_at([ ip ])
   end
 
-  # `count` hosts picked at random (never the first, which holds the deploy lock) with `rng`: the first
-  # half unreachable, the rest never healthy.
-  def pick_failing(count, rng)
+  # `count` hosts picked at random (never the first, which holds the deploy lock) with `rng`: with no
+  # `kind`, the first half unreachable and the rest never healthy; else all failing as `kind`.
+  def pick_failing(count, rng, kind: nil)
     failing = hosts.drop(1).sample(count, random: rng)
-    failing.each_with_index { |ip, i| fail(ip, i < (count + 1) / 2 ? "unreachable" : "unhealthy") }
+    failing.each_with_index { |ip, i| fail(ip, kind || (i < (count + 1) / 2 ? "unreachable" : "unhealthy")) }
     failing
   end
 
