@@ -2,7 +2,7 @@ require "test_helper"
 require_relative "lab/lab"
 
 # The test lab itself, on 3 hosts: real sshd and dockerd per host, the registry, the app images and the
-# kamal-proxy stand-in, transcripts, added latency, and a teardown that leaves nothing behind.
+# lab's kamal-proxy (the real v0.9.2), transcripts, added latency, and a teardown that leaves nothing behind.
 class LabTest < Minitest::Test
   i_suck_and_my_tests_are_order_dependent!
 
@@ -39,7 +39,7 @@ class LabTest < Minitest::Test
     end
   end
 
-  def test_3_proxy_stand_in_switches_only_to_a_healthy_target
+  def test_3_kamal_proxy_switches_only_to_a_healthy_target
     ip = Lab.hosts.first["ip"]
     ssh(ip, "docker network create kamal && docker run --name kamal-proxy --network kamal --detach --restart unless-stopped " \
             "--volume kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy --publish 80:80 --publish 443:443 " \
@@ -65,12 +65,18 @@ class LabTest < Minitest::Test
     # A target that turns healthy while the deploy waits: traffic moves only then.
     cid, cmd = deploy.("app-web-late", "unhealthy", timeout: "20s")
     waiting = Thread.new { ssh_status(ip, cmd) }
-    sleep 1.5
+    # Once kamal-proxy has the deploy (it logs it; the stand-in writes it down), it is health-checking.
+    Lab.wait_until(what: "kamal-proxy to start deploying #{cid}") do
+      ssh_status(ip, "docker logs kamal-proxy 2>&1 | grep '\"Deploying\".*#{cid}' || " \
+                     "docker exec kamal-proxy grep #{cid} /home/kamal-proxy/.config/kamal-proxy/commands.log").last.zero?
+    end
     assert_equal "app v2\n", http_get(ip, 80, "/"), "no switch before the target is healthy"
     ssh(ip, "docker exec #{cid} sh -c 'echo ok > /www/up'")
     assert_equal 0, waiting.value[1]
     assert_equal "app unhealthy\n", http_get(ip, 80, "/")
-    assert_includes ssh(ip, "docker exec kamal-proxy kamal-proxy list"), "app-web\t*\t/\t#{cid}:80\trunning"
+    assert_includes proxy_list(ip), [ "app-web", "*", "/", "#{cid}:80", "running", "no" ]
+    assert_equal Lab.real_kamal_proxy?, ssh_status(ip, "docker exec kamal-proxy kamal-proxy --help").first.include?("rollout"),
+                 "the lab runs the real kamal-proxy v0.9.2 where script/install-kamal-proxy built it"
   end
 
   def test_4_transcript_records_each_command_with_its_client
@@ -128,6 +134,11 @@ class LabTest < Minitest::Test
     def http_status(ip, port, path)
       out, = Open3.capture2("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "http://#{ip}:#{port}#{path}")
       out
+    end
+
+    # `kamal-proxy list`'s rows, by column (the real one aligns and colours them, the stand-in tabs them).
+    def proxy_list(ip)
+      ssh(ip, "docker exec kamal-proxy kamal-proxy list").gsub(/\e\[[\d;]*m/, "").lines.drop(1).map(&:split)
     end
 
     def connect_time(ip)

@@ -12,7 +12,8 @@ require_relative "lab_helpers"
 # rollback v1 on freshly reset hosts, and after each step every host's state must be the same:
 # containers (name, state, image, cmd, env, labels, hostname, volumes, options, logging, restart),
 # images and their tags, volumes, networks, `.kamal` files and their modes, env files, the audit log,
-# and what kamal-proxy was asked. Then each host's `-v` command sequence: every command Ruby Kamal runs
+# and what kamal-proxy did (the real v0.9.2's state file: every service, its targets and options; and the
+# deploys it logged, in order). Then each host's `-v` command sequence: every command Ruby Kamal runs
 # that kamal_rs does not (or the other way round) must be one of the differences the README's "Where
 # kamal_rs differs from Kamal, on purpose" names (COMMANDS_ONLY_KAMAL, COMMANDS_ONLY_KAMAL_RS).
 class SideBySideTest < Minitest::Test
@@ -77,6 +78,9 @@ class SideBySideTest < Minitest::Test
           assert_equal theirs[:containers].map { |c| c[:name] }, mine[:containers].map { |c| c[:name] }, "#{where}: containers"
           theirs[:containers].zip(mine[:containers]).each do |t, m|
             t.each_key { |k| assert t[k] == m[k], "#{where}: #{t[:name]} #{k}:\n  Kamal:    #{t[k].inspect}\n  kamal_rs: #{m[k].inspect}" }
+          end
+          if theirs[:containers].any? { |c| c[:name] == "/kamal-proxy" && c[:status] == "running" }
+            refute_empty theirs[:proxy], "#{where}: what kamal-proxy did (its state file and log) was read"
           end
           (theirs.keys - [ :containers ]).each { |k| assert_equal theirs[k], mine[k], "#{where}: #{k}" unless theirs[k] == mine[k] }
         end
@@ -145,7 +149,9 @@ class SideBySideTest < Minitest::Test
       echo '##files'; find .kamal -type f -printf '%m %p\\n' 2>/dev/null | sort
       echo '##env'; for f in $(find .kamal -name '*.env' 2>/dev/null | sort); do echo "== $f"; cat "$f"; done
       echo '##audit'; cat .kamal/*audit.log 2>/dev/null
-      echo '##proxy'; docker exec kamal-proxy cat /home/kamal-proxy/.config/kamal-proxy/commands.log 2>/dev/null
+      echo '##proxy'; docker exec kamal-proxy cat /home/kamal-proxy/.config/kamal-proxy/kamal-proxy.state 2>/dev/null; echo
+      docker logs kamal-proxy 2>&1 | grep -E '"msg":"(Deploying|Deployed|Rolling out|Stopped|Resumed)"'
+      docker exec kamal-proxy cat /home/kamal-proxy/.config/kamal-proxy/commands.log 2>/dev/null
       true
     SH
 
@@ -160,8 +166,18 @@ class SideBySideTest < Minitest::Test
         files: sections["files"].lines.map { |l| normalize(l.chomp) },
         env: sections["env"],
         audit: sections["audit"].lines.map { |l| normalize(l.chomp.sub(/\A\[[^\]]+\] \[[^\]]+\]/, "[TIME] [PERFORMER]")) },
-        proxy: sections["proxy"].lines.map { |l| normalize(l.chomp) }
+        proxy: proxy_state(sections["proxy"])
       }
+    end
+
+    # What kamal-proxy did: the real one's state file (every service with its targets and options) and
+    # the deploys it logged, in order, without their times; the stand-in's commands.log where it runs.
+    def proxy_state(text)
+      text.lines.map(&:chomp).reject(&:empty?).flat_map do |line|
+        line = line.sub(/\A\{"time":"[^"]*",/, "{") if line.start_with?('{"time"')
+        line = JSON.pretty_generate(JSON.parse(line)) if line.start_with?("[")
+        normalize(line).lines.map(&:chomp)
+      end
     end
 
     def container(c)

@@ -1,6 +1,7 @@
 # The test lab: N real servers on this machine, each a network namespace + mount namespace with its own
 # sshd (key login as root) and its own dockerd, a local registry they all pull from, and test images
-# (an app in two healthy versions and an unhealthy one, and a kamal-proxy stand-in). Needs root.
+# (an app in two healthy versions and an unhealthy one, and kamal-proxy: the real v0.9.2 that
+# script/install-kamal-proxy builds, else a stand-in). Needs root.
 #
 #   lab up N [--rtt MS] [--builder] | down | status | exec HOST CMD... | transcript HOST | reset-transcripts | env
 #   lab up N --sim [--rtt MS] ...        (a simulated fleet: sim.rb)
@@ -27,6 +28,8 @@ module Lab
   NS_PREFIX = "krlab-"
   TOOLS = File.join(__dir__, "tools")
   TOOLS_BIN = File.join(TOOLS, "target", "x86_64-unknown-linux-gnu", "release")
+  # The real kamal-proxy v0.9.2 (script/install-kamal-proxy builds it from ../shared/kamal-proxy).
+  REAL_KAMAL_PROXY = File.join(CACHE, "kamal-proxy-v0.9.2")
   SSH_DIR = File.join(STATE, "ssh")
   KEY = File.join(SSH_DIR, "id_ed25519")
   KNOWN_HOSTS = File.join(SSH_DIR, "known_hosts")
@@ -258,7 +261,7 @@ module Lab
   # Builds the test images with a dockerd in a namespace of its own (a dockerd in the root namespace
   # would rewrite the machine's iptables) and pushes them, unless the registry already has this build.
   def ensure_images(state)
-    stamp = Digest::SHA256.hexdigest([ IMAGES.to_a.inspect, File.binread(File.join(TOOLS_BIN, "kamal-proxy")),
+    stamp = Digest::SHA256.hexdigest([ IMAGES.to_a.inspect, File.binread(kamal_proxy_binary),
                                        File.binread(File.join(TOOLS_BIN, "traefik")),
                                        File.read(__FILE__)[/^  def build_rootfs_tar\b.*?^  end$/m] ].join)
     stamp_file = File.join(CACHE, "images.stamp")
@@ -314,6 +317,13 @@ module Lab
     save(state)
   end
 
+  # The real kamal-proxy when script/install-kamal-proxy built it, else the stand-in (test/lab/tools).
+  def kamal_proxy_binary
+    File.executable?(REAL_KAMAL_PROXY) ? REAL_KAMAL_PROXY : File.join(TOOLS_BIN, "kamal-proxy")
+  end
+
+  def real_kamal_proxy? = kamal_proxy_binary == REAL_KAMAL_PROXY
+
   def registry_has_images?
     IMAGES.keys.all? do |name|
       repo, tag = name.split(":")
@@ -327,7 +337,9 @@ module Lab
     when :app
       [ %(CMD ["/bin/start"]), "EXPOSE 80", "LABEL service=#{APP_SERVICE}", "ENV PATH=/bin" ]
     when :kamal_proxy
-      [ %(CMD ["kamal-proxy", "run"]), "ENV PATH=/usr/local/bin:/bin", "EXPOSE 80", "EXPOSE 443" ]
+      # As the real image runs it: as the kamal-proxy user, state in ~/.config/kamal-proxy.
+      [ %(CMD ["kamal-proxy", "run"]), "ENV PATH=/usr/local/bin:/bin", "ENV HOME=/home/kamal-proxy",
+        "USER kamal-proxy:kamal-proxy", "EXPOSE 80", "EXPOSE 443" ]
     when :busybox
       [ %(CMD ["sh"]), "ENV PATH=/bin" ]
     when :traefik
@@ -355,6 +367,8 @@ module Lab
         #!/bin/sh
         trap 'kill $child 2>/dev/null; exit 0' TERM INT
         [ -n "$KAMAL_VERSION" ] && echo "$KAMAL_VERSION" > /www/kamal_version
+        # /version: the version this container runs, as the traffic check reads it (bench/traffic.rb).
+        echo "${KAMAL_VERSION:-#{spec[:version]}}" > /www/version
         env > /tmp/env
         httpd -f -p 80 -h /www &
         child=$!
@@ -375,8 +389,13 @@ module Lab
       FileUtils.cp(File.join(TOOLS_BIN, "traefik"), bin)
     when :kamal_proxy
       bin = File.join(root, "usr", "local", "bin")
-      FileUtils.mkdir_p([ bin, File.join(root, "home", "kamal-proxy", ".config", "kamal-proxy") ])
-      FileUtils.cp(File.join(TOOLS_BIN, "kamal-proxy"), bin)
+      home = File.join(root, "home", "kamal-proxy")
+      FileUtils.mkdir_p([ bin, File.join(home, ".config", "kamal-proxy") ])
+      FileUtils.cp(kamal_proxy_binary, File.join(bin, "kamal-proxy"))
+      File.write(File.join(root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\nkamal-proxy:x:1000:1000::/home/kamal-proxy:/bin/sh\n")
+      File.write(File.join(root, "etc", "group"), "root:x:0:\nkamal-proxy:x:1000:\n")
+      FileUtils.chown_R(1000, 1000, home)
+      File.chmod(0o1777, File.join(root, "tmp")) # kamal-proxy's control socket
     end
     sh("tar", "-C", root, "-cf", tar, ".")
   end
