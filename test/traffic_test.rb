@@ -4,9 +4,9 @@ require_relative "lab_helpers"
 require_relative "lab/traffic"
 
 # Zero downtime, measured through the real kamal-proxy v0.9.2 on three lab web hosts: lab-traffic sends
-# 100 requests a second to each host's kamal-proxy (a new connection and a 2 s deadline each) through a
-# kamal-rs run, and not one may fail (non-2xx, reset or timeout). Each host must switch version during
-# the run, so the traffic really crossed the switch. The health check path is served from a host
+# 100 requests a second to each host's kamal-proxy (a new connection each, unanswered in 10 s counts as
+# failed) through a kamal-rs run, and not one may fail (non-2xx, reset or timeout). Each host must switch
+# version during the run, so the traffic really crossed the switch. The health check path is served from a host
 # directory bind-mounted into the app, so one host's new container can be made never healthy.
 class TrafficTest < Minitest::Test
   include LabHelpers

@@ -62,7 +62,7 @@ module Traffic
   # Runs the block while `rate` requests a second go to each of `hosts` (port 80); traffic starts
   # `lead` seconds before the block and goes on `tail` seconds after it. Returns [block's value,
   # Result]; request times are seconds after the block started (negative: before it).
-  def during(hosts, rate: 100, deadline_ms: 2000, max_seconds: 900, lead: 1.0, tail: 1.0)
+  def during(hosts, rate: 100, deadline_ms: 10_000, max_seconds: 900, lead: 1.0, tail: 1.0)
     raise Lab::Error, "no #{BIN}: bring the lab up first (it builds test/lab/tools)" unless File.executable?(BIN)
 
     out = Tempfile.new("traffic")

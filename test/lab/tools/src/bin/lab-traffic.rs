@@ -23,9 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Workers per host: enough that requests waiting on a slow switch never hold back the schedule
-/// (at 100 a second and a 2 s deadline, at most 200 are ever in flight).
-const WORKERS: usize = 256;
+/// Workers per host: one per request that can be in flight at once (RATE x deadline), and a few
+/// more, so that requests waiting on a slow switch never hold back the schedule.
+fn workers(rate: u32, deadline: Duration) -> usize {
+    (rate as f64 * deadline.as_secs_f64()).ceil() as usize + 16
+}
 
 struct Options {
     rate: u32,
@@ -77,7 +79,7 @@ fn host_stream(
     thread::spawn(move || {
         let (tx, rx) = mpsc::channel::<Instant>();
         let rx = Arc::new(Mutex::new(rx));
-        let workers: Vec<_> = (0..WORKERS)
+        let workers: Vec<_> = (0..workers(rate, deadline))
             .map(|_| {
                 let (rx, out, path) = (rx.clone(), out.clone(), path.clone());
                 thread::spawn(move || loop {
@@ -211,6 +213,12 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enough_workers_for_every_request_in_flight() {
+        assert_eq!(workers(100, Duration::from_secs(10)), 1016);
+        assert_eq!(workers(100, Duration::from_millis(2000)), 216);
+    }
 
     #[test]
     fn an_answer_gives_its_status_and_version() {
