@@ -1,4 +1,5 @@
 require "test_helper"
+require "openssl"
 require "base64"
 require "open3"
 require "timeout"
@@ -216,10 +217,13 @@ class DeployTest < Minitest::Test
       File.write(File.join(dir, "public", "404.html"), "<h1>not here</h1>\n")
       File.write(File.join(dir, "public", "502.html"), "<h1>gone</h1>\n")
       File.write(File.join(dir, "public", "index.html"), "not an error page\n")
+      # A real certificate: the real kamal-proxy loads it before it takes the deploy.
+      cert, key = self_signed_certificate("app.example.com")
       File.open(File.join(dir, ".kamal", "secrets.staging"), "a") do |f|
-        f.puts %(CERT_PEM="-----BEGIN CERTIFICATE-----\ncert-body\n-----END CERTIFICATE-----")
-        f.puts %(KEY_PEM="-----BEGIN PRIVATE KEY-----\nkey-body-secret\n-----END PRIVATE KEY-----")
+        f.puts %(CERT_PEM="#{cert.strip}")
+        f.puts %(KEY_PEM="#{key.strip}")
       end
+      key_line = key.lines[1].strip
       path = File.join(dir, "config", "deploy.yml")
       File.write(path, File.read(path) + <<~YAML)
         error_pages_path: public
@@ -231,16 +235,32 @@ class DeployTest < Minitest::Test
       YAML
       status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1", dir: dir)
       assert_equal 0, status, out
-      refute_includes out, "key-body-secret"
+      refute_includes out, key_line
       assert_includes out, "Writing SSL certificates for web on 10.213.0.11"
       assert_includes out, %(--tls-certificate-path="/home/kamal-proxy/.apps-config/app-staging/tls/web/cert.pem")
       assert_includes out, %(--error-pages="/home/kamal-proxy/.apps-config/app-staging/error_pages/v1")
       listing, = remote(WEB[0], "cd .kamal/proxy/apps-config/app-staging && stat -c '%a %n' error_pages/v1 error_pages/v1/* tls/web/*.pem && cat tls/web/key.pem error_pages/v1/404.html")
-      assert_equal "700 error_pages/v1\n700 error_pages/v1/404.html\n700 error_pages/v1/502.html\n644 tls/web/cert.pem\n644 tls/web/key.pem\n" \
-                   "-----BEGIN PRIVATE KEY-----\nkey-body-secret\n-----END PRIVATE KEY-----<h1>not here</h1>\n", listing
-      out, = Open3.capture2("curl", "-s", "--max-time", "5", "-H", "Host: app.example.com", "http://#{WEB[1]}/")
+      assert_equal "755 error_pages/v1\n644 error_pages/v1/404.html\n644 error_pages/v1/502.html\n644 tls/web/cert.pem\n644 tls/web/key.pem\n" \
+                   "#{key.strip}<h1>not here</h1>\n", listing
+      # Served over TLS with that certificate (plain HTTP is redirected to it).
+      out, = Open3.capture2("curl", "-s", "--max-time", "5", "--resolve", "app.example.com:443:#{WEB[1]}",
+                            "--cacert", "/dev/stdin", "https://app.example.com/", stdin_data: cert)
       assert_equal "app v1\n", out
     end
+  end
+
+  # A self-signed certificate and its key for `host`, as PEM: [certificate, key].
+  def self_signed_certificate(host)
+    key = OpenSSL::PKey::EC.generate("prime256v1")
+    cert = OpenSSL::X509::Certificate.new
+    cert.version = 2
+    cert.serial = 1
+    cert.subject = cert.issuer = OpenSSL::X509::Name.parse("/CN=#{host}")
+    cert.public_key = key
+    cert.not_before = Time.now - 60
+    cert.not_after = Time.now + 3600
+    cert.sign(key, OpenSSL::Digest.new("SHA256"))
+    [ cert.to_pem, key.private_to_pem ]
   end
 
   def test_12_a_stale_running_container_is_stopped_and_the_current_one_replaced

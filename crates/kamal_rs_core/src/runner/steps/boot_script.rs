@@ -209,7 +209,8 @@ impl BootScript<'_> {
                     "printf '%s' '{b64}' | base64 -d > {dir}/{v}/{name}"
                 ));
             }
-            w.push(format!("chmod -R 700 {dir}/{v}"));
+            // No chmod: Kamal's recursive scp upload leaves the modes the remote umask gives (755
+            // and 644 with the usual 022), which the kamal-proxy user can read (Kamal 2.12 on a lab host).
             let write = s.marked(
                 Shown::upload(Phase::Boot, &format!("{dir}/{v}")),
                 &w.join(" && "),
