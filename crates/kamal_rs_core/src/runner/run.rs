@@ -124,7 +124,11 @@ impl<'a> Run<'a> {
                 "servers: {bad:?} is not a host name or address ([user@]name, IPv4 or IPv6)"
             )));
         }
-        let output = Arc::new(Output::new(options.verbosity(), options.terminal, &sel.hosts));
+        let output = Arc::new(Output::new(
+            options.verbosity(),
+            options.terminal,
+            &sel.hosts,
+        ));
         if let Ok(values) = config.secrets.values() {
             output.add_secrets(values);
         }

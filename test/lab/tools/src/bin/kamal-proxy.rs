@@ -15,8 +15,15 @@ use std::time::{Duration, Instant};
 const VERSION: &str = "v0.9.2";
 const STATE_DIR: &str = "/home/kamal-proxy/.config/kamal-proxy";
 const BOOLEAN_FLAGS: &[&str] = &[
-    "tls", "buffer-requests", "buffer-responses", "strip-path-prefix", "forward-headers", "tls-redirect",
-    "debug", "help", "version",
+    "tls",
+    "buffer-requests",
+    "buffer-responses",
+    "strip-path-prefix",
+    "forward-headers",
+    "tls-redirect",
+    "debug",
+    "help",
+    "version",
 ];
 
 struct Args {
@@ -25,7 +32,10 @@ struct Args {
 }
 
 fn parse_args(raw: &[String]) -> Args {
-    let mut args = Args { positional: Vec::new(), flags: BTreeMap::new() };
+    let mut args = Args {
+        positional: Vec::new(),
+        flags: BTreeMap::new(),
+    };
     let mut i = 0;
     while i < raw.len() {
         let a = &raw[i];
@@ -50,7 +60,10 @@ fn parse_args(raw: &[String]) -> Args {
 
 impl Args {
     fn get(&self, name: &str) -> Option<&str> {
-        self.flags.get(name).and_then(|v| v.last()).map(String::as_str)
+        self.flags
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
     }
     fn all(&self, name: &str) -> Vec<String> {
         self.flags.get(name).cloned().unwrap_or_default()
@@ -76,7 +89,12 @@ fn load_state() -> Vec<Service> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
-            let list = |s: &str| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect();
+            let list = |s: &str| {
+                s.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
             (f.len() == 5).then(|| Service {
                 name: f[0].into(),
                 target: f[1].into(),
@@ -93,7 +111,16 @@ fn save_state(services: &[Service]) {
     std::fs::create_dir_all(STATE_DIR).expect("state dir");
     let text: String = services
         .iter()
-        .map(|s| format!("{}\t{}\t{}\t{}\t{}\n", s.name, s.target, s.hosts.join(","), s.path_prefixes.join(","), s.state))
+        .map(|s| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                s.name,
+                s.target,
+                s.hosts.join(","),
+                s.path_prefixes.join(","),
+                s.state
+            )
+        })
         .collect();
     let tmp = format!("{}.{}", state_file(), std::process::id());
     std::fs::write(&tmp, text).expect("write state");
@@ -103,7 +130,11 @@ fn save_state(services: &[Service]) {
 /// One line per command: its words, tab-separated.
 fn record(raw: &[String]) {
     let _ = std::fs::create_dir_all(STATE_DIR);
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(format!("{STATE_DIR}/commands.log")) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{STATE_DIR}/commands.log"))
+    {
         let _ = writeln!(f, "{}", raw.join("\t"));
     }
 }
@@ -116,10 +147,15 @@ fn seconds(value: Option<&str>, default: u64) -> Duration {
 fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let args = parse_args(&raw);
-    if !matches!(args.positional.first().map(String::as_str), Some("run") | Some("list") | None) {
+    if !matches!(
+        args.positional.first().map(String::as_str),
+        Some("run") | Some("list") | None
+    ) {
         record(&raw);
     }
-    if args.get("version").is_some() || args.positional.first().map(String::as_str) == Some("version") {
+    if args.get("version").is_some()
+        || args.positional.first().map(String::as_str) == Some("version")
+    {
         println!("{VERSION}");
         return;
     }
@@ -132,9 +168,20 @@ fn main() {
         Some("list") => {
             println!("Service\tHost\tPath\tTarget\tState\tTLS");
             for s in load_state() {
-                let hosts = if s.hosts.is_empty() { "*".to_string() } else { s.hosts.join(",") };
-                let paths = if s.path_prefixes.is_empty() { "/".to_string() } else { s.path_prefixes.join(",") };
-                println!("{}\t{hosts}\t{paths}\t{}\t{}\tno", s.name, s.target, s.state);
+                let hosts = if s.hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    s.hosts.join(",")
+                };
+                let paths = if s.path_prefixes.is_empty() {
+                    "/".to_string()
+                } else {
+                    s.path_prefixes.join(",")
+                };
+                println!(
+                    "{}\t{hosts}\t{paths}\t{}\t{}\tno",
+                    s.name, s.target, s.state
+                );
             }
             0
         }
@@ -183,7 +230,10 @@ fn deploy(args: &Args) -> i32 {
             break;
         }
         if Instant::now() + interval > deadline {
-            eprintln!("Error: target failed to become healthy within configured timeout ({}s)", timeout.as_secs());
+            eprintln!(
+                "Error: target failed to become healthy within configured timeout ({}s)",
+                timeout.as_secs()
+            );
             return 1;
         }
         std::thread::sleep(interval);
@@ -191,7 +241,12 @@ fn deploy(args: &Args) -> i32 {
     let mut services = load_state();
     services.retain(|s| &s.name != name);
     let split = |values: Vec<String>| -> Vec<String> {
-        values.iter().flat_map(|v| v.split(',')).filter(|v| !v.is_empty()).map(str::to_string).collect()
+        values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect()
     };
     services.push(Service {
         name: name.clone(),
@@ -205,8 +260,12 @@ fn deploy(args: &Args) -> i32 {
 }
 
 fn health_check(target: &str, path: &str, timeout: Duration) -> bool {
-    let Some(addr) = resolve_target(target) else { return false };
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else { return false };
+    let Some(addr) = resolve_target(target) else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(timeout));
     let request = format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: kamal-proxy\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
@@ -214,7 +273,10 @@ fn health_check(target: &str, path: &str, timeout: Duration) -> bool {
     }
     let mut status = String::new();
     let _ = BufReader::new(stream).read_line(&mut status);
-    status.split_whitespace().nth(1).is_some_and(|code| code.starts_with('2'))
+    status
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|code| code.starts_with('2'))
 }
 
 /// `ID:PORT` where ID is a container ID or name on the `kamal` network, resolved through Docker's DNS.
@@ -251,7 +313,12 @@ fn resolve(name: &str) -> Option<Ipv4Addr> {
         let len = u16::from_be_bytes([*buf.get(pos + 8)?, *buf.get(pos + 9)?]) as usize;
         pos += 10;
         if rtype == 1 && len == 4 {
-            return Some(Ipv4Addr::new(buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]));
+            return Some(Ipv4Addr::new(
+                buf[pos],
+                buf[pos + 1],
+                buf[pos + 2],
+                buf[pos + 3],
+            ));
         }
         pos += len;
     }
@@ -321,18 +388,31 @@ fn relay(mut client: TcpStream) {
     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
     let host = text
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("host")).map(|(_, v)| v.trim().to_string()))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_default();
     let host = host.split(':').next().unwrap_or("").to_string();
     let Some(service) = route(&load_state(), &host, &path) else {
-        respond(&mut client, "404 Not Found", "No service matches this request\n");
+        respond(
+            &mut client,
+            "404 Not Found",
+            "No service matches this request\n",
+        );
         return;
     };
     if service.state != "running" {
-        respond(&mut client, "503 Service Unavailable", "Service is stopped\n");
+        respond(
+            &mut client,
+            "503 Service Unavailable",
+            "Service is stopped\n",
+        );
         return;
     }
-    let upstream = resolve_target(&service.target).and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).ok());
+    let upstream = resolve_target(&service.target)
+        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).ok());
     let Some(mut upstream) = upstream else {
         respond(&mut client, "502 Bad Gateway", "Target unreachable\n");
         return;
@@ -340,7 +420,9 @@ fn relay(mut client: TcpStream) {
     if upstream.write_all(&head).is_err() {
         return;
     }
-    let (Ok(mut up_read), Ok(mut client_write)) = (upstream.try_clone(), client.try_clone()) else { return };
+    let (Ok(mut up_read), Ok(mut client_write)) = (upstream.try_clone(), client.try_clone()) else {
+        return;
+    };
     let back = std::thread::spawn(move || {
         let _ = std::io::copy(&mut up_read, &mut client_write);
         let _ = client_write.shutdown(Shutdown::Write);
@@ -353,20 +435,35 @@ fn relay(mut client: TcpStream) {
 
 /// Services for this host name (or with no host), the longest matching path prefix first.
 fn route(services: &[Service], host: &str, path: &str) -> Option<Service> {
-    let for_host: Vec<&Service> = services.iter().filter(|s| s.hosts.iter().any(|h| h == host)).collect();
-    let candidates = if for_host.is_empty() { services.iter().filter(|s| s.hosts.is_empty()).collect() } else { for_host };
+    let for_host: Vec<&Service> = services
+        .iter()
+        .filter(|s| s.hosts.iter().any(|h| h == host))
+        .collect();
+    let candidates = if for_host.is_empty() {
+        services.iter().filter(|s| s.hosts.is_empty()).collect()
+    } else {
+        for_host
+    };
     candidates
         .into_iter()
         .filter_map(|s| {
             if s.path_prefixes.is_empty() {
                 return Some((0, s));
             }
-            s.path_prefixes.iter().filter(|p| path.starts_with(p.as_str())).map(|p| (p.len(), s)).max_by_key(|(l, _)| *l)
+            s.path_prefixes
+                .iter()
+                .filter(|p| path.starts_with(p.as_str()))
+                .map(|p| (p.len(), s))
+                .max_by_key(|(l, _)| *l)
         })
         .max_by_key(|(l, _)| *l)
         .map(|(_, s)| s.clone())
 }
 
 fn respond(client: &mut TcpStream, status: &str, body: &str) {
-    let _ = write!(client, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = write!(
+        client,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }

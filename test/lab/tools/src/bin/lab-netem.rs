@@ -28,7 +28,10 @@ fn main() {
         if ns != "self" {
             enter_netns(ns);
         }
-        queues.push((ns.clone(), open_queue().unwrap_or_else(|e| panic!("queue in {ns}: {e}"))));
+        queues.push((
+            ns.clone(),
+            open_queue().unwrap_or_else(|e| panic!("queue in {ns}: {e}")),
+        ));
         unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) };
     }
     // Until a queue is bound, --queue-bypass lets packets through undelayed: say when all are bound.
@@ -62,7 +65,10 @@ fn enter_netns(path: &str) {
 /// Opens and binds queue 0 (or `LAB_NETEM_QUEUE`). `nfq` does not expose its socket, so its number is found beforehand: the
 /// socket takes the lowest free descriptor, which `dup` reveals (this runs before any other thread).
 fn open_queue() -> std::io::Result<(Queue, i32)> {
-    let number: u16 = std::env::var("LAB_NETEM_QUEUE").ok().and_then(|q| q.parse().ok()).unwrap_or(0);
+    let number: u16 = std::env::var("LAB_NETEM_QUEUE")
+        .ok()
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(0);
     let fd = unsafe { libc::dup(0) };
     unsafe { libc::close(fd) };
     let mut queue = Queue::open()?;
@@ -85,9 +91,17 @@ fn serve(mut queue: Queue, fd: i32, delay: Duration) -> std::io::Result<()> {
         }
         let timeout_ms = held
             .front()
-            .map(|(due, _)| due.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000) as i32)
+            .map(|(due, _)| {
+                due.saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000) as i32
+            })
             .unwrap_or(1000);
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         loop {
             match queue.recv() {

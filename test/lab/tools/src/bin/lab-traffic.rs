@@ -91,7 +91,10 @@ fn host_stream(
                     let latency = due.elapsed().as_secs_f64() * 1000.0;
                     let at = (due - start).as_secs_f64() * 1000.0;
                     let line = format!("{ip} {at:.1} {latency:.1} {outcome} {body}\n");
-                    out.lock().unwrap().write_all(line.as_bytes()).expect("OUT written");
+                    out.lock()
+                        .unwrap()
+                        .write_all(line.as_bytes())
+                        .expect("OUT written");
                 })
             })
             .collect();
@@ -190,11 +193,19 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
     let mut positional = Vec::new();
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        let number = |v: String, name: &str| v.parse::<u64>().map_err(|_| format!("{name}: not a number: {v}"));
+        let number = |v: String, name: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: not a number: {v}"))
+        };
         match a.as_str() {
             "--rate" => o.rate = number(value("--rate")?, "--rate")?.max(1) as u32,
-            "--deadline-ms" => o.deadline = Duration::from_millis(number(value("--deadline-ms")?, "--deadline-ms")?),
-            "--max-seconds" => o.max = Duration::from_secs(number(value("--max-seconds")?, "--max-seconds")?),
+            "--deadline-ms" => {
+                o.deadline =
+                    Duration::from_millis(number(value("--deadline-ms")?, "--deadline-ms")?)
+            }
+            "--max-seconds" => {
+                o.max = Duration::from_secs(number(value("--max-seconds")?, "--max-seconds")?)
+            }
             "--path" => o.path = value("--path")?,
             _ => positional.push(a),
         }
@@ -226,6 +237,9 @@ mod tests {
         assert_eq!(parse_answer(a), ("200".into(), "v2".into()));
         let b = b"HTTP/1.1 502 Bad Gateway\r\n\r\n<html> bad gateway </html>";
         assert_eq!(parse_answer(b), ("502".into(), "-".into()));
-        assert_eq!(parse_answer(b"garbage"), ("error:no-status".into(), "-".into()));
+        assert_eq!(
+            parse_answer(b"garbage"),
+            ("error:no-status".into(), "-".into())
+        );
     }
 }

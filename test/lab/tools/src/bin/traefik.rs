@@ -37,14 +37,23 @@ extern "C" fn exit_now(_: libc::c_int) {
 fn relay(mut client: TcpStream) {
     let Some(target) = backend() else {
         let body = "no healthy backend\n";
-        let _ = write!(client, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = write!(
+            client,
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         return;
     };
     let Ok(mut upstream) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
-        let _ = write!(client, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = write!(
+            client,
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         return;
     };
-    let (Ok(mut up_read), Ok(mut client_write)) = (upstream.try_clone(), client.try_clone()) else { return };
+    let (Ok(mut up_read), Ok(mut client_write)) = (upstream.try_clone(), client.try_clone()) else {
+        return;
+    };
     let back = std::thread::spawn(move || {
         let _ = std::io::copy(&mut up_read, &mut client_write);
         let _ = client_write.shutdown(Shutdown::Write);
@@ -60,9 +69,11 @@ fn backend() -> Option<SocketAddr> {
     let mut best: Option<(i64, SocketAddr)> = None;
     for c in containers.as_array()? {
         let labels = c["Labels"].as_object()?;
-        let routed = labels
-            .keys()
-            .any(|k| k.starts_with("traefik.http.routers.") && k.ends_with(".rule") && !k.contains(".catchall."));
+        let routed = labels.keys().any(|k| {
+            k.starts_with("traefik.http.routers.")
+                && k.ends_with(".rule")
+                && !k.contains(".catchall.")
+        });
         let status = c["Status"].as_str().unwrap_or_default();
         let healthy = status.contains("(healthy)") || !status.contains("health");
         if !routed || c["State"] != "running" || !healthy {
@@ -76,7 +87,12 @@ fn backend() -> Option<SocketAddr> {
         let ip = c["NetworkSettings"]["Networks"]
             .as_object()?
             .values()
-            .find_map(|n| n["IPAddress"].as_str().filter(|ip| !ip.is_empty()).map(String::from))?;
+            .find_map(|n| {
+                n["IPAddress"]
+                    .as_str()
+                    .filter(|ip| !ip.is_empty())
+                    .map(String::from)
+            })?;
         let created = c["Created"].as_i64().unwrap_or(0);
         let addr: SocketAddr = format!("{ip}:{port}").parse().ok()?;
         if best.as_ref().is_none_or(|(t, _)| created > *t) {

@@ -94,15 +94,26 @@ struct Out {
 
 impl Out {
     fn ok(stdout: impl Into<String>) -> Out {
-        Out { stdout: stdout.into(), stderr: String::new(), code: 0 }
+        Out {
+            stdout: stdout.into(),
+            stderr: String::new(),
+            code: 0,
+        }
     }
     fn err(stderr: impl Into<String>, code: i32) -> Out {
-        Out { stdout: String::new(), stderr: stderr.into(), code }
+        Out {
+            stdout: String::new(),
+            stderr: stderr.into(),
+            code,
+        }
     }
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn random_hex(n: usize) -> String {
@@ -125,8 +136,22 @@ impl Sim {
     }
 
     fn wait(&self, what: &str) {
-        let defaults = [("pull", 0.8), ("pull_cached", 0.1), ("run", 0.3), ("stop", 0.2), ("health", 0.3), ("exec", 0.05), ("query", 0.01), ("write", 0.02)];
-        let secs = self.latency.get(what).copied().or_else(|| defaults.iter().find(|(k, _)| *k == what).map(|(_, v)| *v)).unwrap_or(0.01);
+        let defaults = [
+            ("pull", 0.8),
+            ("pull_cached", 0.1),
+            ("run", 0.3),
+            ("stop", 0.2),
+            ("health", 0.3),
+            ("exec", 0.05),
+            ("query", 0.01),
+            ("write", 0.02),
+        ];
+        let secs = self
+            .latency
+            .get(what)
+            .copied()
+            .or_else(|| defaults.iter().find(|(k, _)| *k == what).map(|(_, v)| *v))
+            .unwrap_or(0.01);
         if secs > 0.0 {
             std::thread::sleep(Duration::from_secs_f64(secs));
         }
@@ -136,7 +161,9 @@ impl Sim {
     /// pull fails), `unhealthy` (no new container ever gets healthy), `lost` (the connection drops
     /// when the boot's `docker run` starts).
     fn fault(&self) -> Option<String> {
-        std::fs::read_to_string(self.dir().join("fault")).ok().map(|f| f.trim().to_string())
+        std::fs::read_to_string(self.dir().join("fault"))
+            .ok()
+            .map(|f| f.trim().to_string())
     }
 
     fn latency_of(&self, what: &str, default: f64) -> f64 {
@@ -151,11 +178,18 @@ impl Sim {
     fn with_state<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let dir = self.dir();
         let _ = std::fs::create_dir_all(&dir);
-        let lock = OpenOptions::new().create(true).append(true).open(dir.join("lock")).expect("lock file");
+        let lock = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("lock"))
+            .expect("lock file");
         // SAFETY: flock on an open descriptor; released when `lock` is closed.
         unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
         let path = dir.join("state.json");
-        let mut state: State = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        let mut state: State = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         if state.networks.is_empty() {
             state.networks = vec!["bridge".into(), "host".into(), "none".into()];
         }
@@ -188,14 +222,26 @@ fn reference(name: &str) -> String {
 impl State {
     fn image(&self, name: &str) -> Option<&Image> {
         let r = reference(name);
-        self.images.iter().find(|i| i.tags.contains(&r) || i.id == name || i.id.trim_start_matches("sha256:").starts_with(name.trim_start_matches("sha256:")) && name.len() >= 12)
+        self.images.iter().find(|i| {
+            i.tags.contains(&r)
+                || i.id == name
+                || i.id
+                    .trim_start_matches("sha256:")
+                    .starts_with(name.trim_start_matches("sha256:"))
+                    && name.len() >= 12
+        })
     }
 
     fn container_index(&self, key: &str) -> Option<usize> {
         let key = key.trim_start_matches('/');
-        self.containers.iter().position(|c| c.name == key).or_else(|| {
-            (key.len() >= 4).then(|| self.containers.iter().position(|c| c.id.starts_with(key))).flatten()
-        })
+        self.containers
+            .iter()
+            .position(|c| c.name == key)
+            .or_else(|| {
+                (key.len() >= 4)
+                    .then(|| self.containers.iter().position(|c| c.id.starts_with(key)))
+                    .flatten()
+            })
     }
 
     /// Adds (or moves) a tag to the image of `id`.
@@ -226,8 +272,12 @@ fn main() {
 fn dispatch(sim: &Sim, args: &[String]) -> Out {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
-        ["--version"] | ["version", ..] => Out::ok("Docker version 28.2.2, build sim (kamal_rs test stand-in)\n"),
-        ["container", "ls", rest @ ..] | ["container", "list", rest @ ..] | ["ps", rest @ ..] => ps(sim, rest),
+        ["--version"] | ["version", ..] => {
+            Out::ok("Docker version 28.2.2, build sim (kamal_rs test stand-in)\n")
+        }
+        ["container", "ls", rest @ ..] | ["container", "list", rest @ ..] | ["ps", rest @ ..] => {
+            ps(sim, rest)
+        }
         ["container", "start", rest @ ..] | ["start", rest @ ..] => start(sim, rest),
         ["container", "stop", rest @ ..] | ["stop", rest @ ..] => stop(sim, rest),
         ["container", "rm", rest @ ..] | ["rm", rest @ ..] => rm(sim, rest),
@@ -238,21 +288,34 @@ fn dispatch(sim: &Sim, args: &[String]) -> Out {
         ["container", "inspect", rest @ ..] => inspect(sim, rest, Some("container")),
         ["run", rest @ ..] => run(sim, rest, true),
         ["image", "rm", rest @ ..] | ["rmi", rest @ ..] => rmi(sim, rest),
-        ["image", "ls", rest @ ..] | ["image", "list", rest @ ..] | ["images", rest @ ..] => images(sim, rest),
+        ["image", "ls", rest @ ..] | ["image", "list", rest @ ..] | ["images", rest @ ..] => {
+            images(sim, rest)
+        }
         ["image", "inspect", rest @ ..] => inspect(sim, rest, Some("image")),
         ["image", "prune", rest @ ..] => image_prune(sim, rest),
         ["image", "tag", rest @ ..] | ["tag", rest @ ..] => tag(sim, rest),
         ["image", "pull", rest @ ..] | ["pull", rest @ ..] => pull(sim, rest),
         ["inspect", rest @ ..] => inspect(sim, rest, None),
         ["network", "create", rest @ ..] => network_create(sim, rest),
-        ["network", "ls", ..] => Out::ok(sim.with_state(|s| s.networks.iter().map(|n| format!("{n}\n")).collect::<String>())),
+        ["network", "ls", ..] => Out::ok(sim.with_state(|s| {
+            s.networks
+                .iter()
+                .map(|n| format!("{n}\n"))
+                .collect::<String>()
+        })),
         ["login", rest @ ..] => login(sim, rest),
         ["logout", ..] => Out::ok("Removing login credentials\n"),
         ["info", rest @ ..] => info(rest),
         ["logs", ..] | ["container", "logs", ..] => Out::ok(""),
         ["exec", rest @ ..] | ["container", "exec", rest @ ..] => exec(sim, rest),
         ["volume", ..] => Out::ok(""),
-        _ => Out::err(format!("docker: '{}' is not a docker command (kamal_rs sim stand-in).\n", a.join(" ")), 1),
+        _ => Out::err(
+            format!(
+                "docker: '{}' is not a docker command (kamal_rs sim stand-in).\n",
+                a.join(" ")
+            ),
+            1,
+        ),
     }
 }
 
@@ -263,11 +326,18 @@ fn split_flags<'a>(args: &[&'a str], booleans: &[&str]) -> (Vec<(String, String)
 }
 
 /// Flags anywhere among the words, as kamal-proxy's command line (cobra) reads them.
-fn split_interspersed<'a>(args: &[&'a str], booleans: &[&str]) -> (Vec<(String, String)>, Vec<&'a str>) {
+fn split_interspersed<'a>(
+    args: &[&'a str],
+    booleans: &[&str],
+) -> (Vec<(String, String)>, Vec<&'a str>) {
     split(args, booleans, true)
 }
 
-fn split<'a>(args: &[&'a str], booleans: &[&str], interspersed: bool) -> (Vec<(String, String)>, Vec<&'a str>) {
+fn split<'a>(
+    args: &[&'a str],
+    booleans: &[&str],
+    interspersed: bool,
+) -> (Vec<(String, String)>, Vec<&'a str>) {
     let mut flags = Vec::new();
     let mut rest = Vec::new();
     let mut i = 0;
@@ -291,7 +361,11 @@ fn split<'a>(args: &[&'a str], booleans: &[&str], interspersed: bool) -> (Vec<(S
 }
 
 fn values<'f>(flags: &'f [(String, String)], names: &[&str]) -> Vec<&'f str> {
-    flags.iter().filter(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.as_str()).collect()
+    flags
+        .iter()
+        .filter(|(k, _)| names.contains(&k.as_str()))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn has(flags: &[(String, String)], names: &[&str]) -> bool {
@@ -320,7 +394,18 @@ fn format_rows(rows: &[Value], format: Option<&str>, default: impl Fn(&Value) ->
 
 fn ps(sim: &Sim, args: &[&str]) -> Out {
     sim.wait("query");
-    let (flags, _) = split_flags(args, &["-a", "--all", "-q", "--quiet", "-l", "--latest", "--no-trunc"]);
+    let (flags, _) = split_flags(
+        args,
+        &[
+            "-a",
+            "--all",
+            "-q",
+            "--quiet",
+            "-l",
+            "--latest",
+            "--no-trunc",
+        ],
+    );
     let all = has(&flags, &["-a", "--all"]);
     let filters = values(&flags, &["--filter", "-f"]);
     let format = values(&flags, &["--format"]).first().copied();
@@ -336,10 +421,21 @@ fn ps(sim: &Sim, args: &[&str]) -> Out {
             found.truncate(1);
         }
         if has(&flags, &["-q", "--quiet"]) {
-            return Out::ok(found.iter().map(|c| format!("{}\n", &c.id[..12])).collect::<String>());
+            return Out::ok(
+                found
+                    .iter()
+                    .map(|c| format!("{}\n", &c.id[..12]))
+                    .collect::<String>(),
+            );
         }
         let rows: Vec<Value> = found.iter().map(|c| ps_row(c)).collect();
-        format_rows(&rows, format, |r| format!("{}   {}", r["ID"].as_str().unwrap_or(""), r["Names"].as_str().unwrap_or("")))
+        format_rows(&rows, format, |r| {
+            format!(
+                "{}   {}",
+                r["ID"].as_str().unwrap_or(""),
+                r["Names"].as_str().unwrap_or("")
+            )
+        })
     })
 }
 
@@ -351,7 +447,10 @@ fn ps_row(c: &Container) -> Value {
 }
 
 fn container_matches(s: &State, c: &Container, filters: &[&str]) -> bool {
-    let statuses: Vec<&str> = filters.iter().filter_map(|f| f.strip_prefix("status=")).collect();
+    let statuses: Vec<&str> = filters
+        .iter()
+        .filter_map(|f| f.strip_prefix("status="))
+        .collect();
     if !statuses.is_empty() && !statuses.contains(&c.status.as_str()) {
         return false;
     }
@@ -396,15 +495,21 @@ fn images(sim: &Sim, args: &[&str]) -> Out {
                 },
                 None => true,
             });
-            let references: Vec<&str> = filters.iter().filter_map(|f| f.strip_prefix("reference=")).collect();
+            let references: Vec<&str> = filters
+                .iter()
+                .filter_map(|f| f.strip_prefix("reference="))
+                .collect();
             let short = i.id.trim_start_matches("sha256:")[..12].to_string();
             let tags: Vec<(String, String)> = if i.tags.is_empty() {
                 vec![("<none>".into(), "<none>".into())]
             } else {
-                i.tags.iter().map(|t| match t.rsplit_once(':') {
-                    Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
-                    _ => (t.clone(), "latest".into()),
-                }).collect()
+                i.tags
+                    .iter()
+                    .map(|t| match t.rsplit_once(':') {
+                        Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
+                        _ => (t.clone(), "latest".into()),
+                    })
+                    .collect()
             };
             for (repo, tag) in tags {
                 let full = format!("{repo}:{tag}");
@@ -414,15 +519,31 @@ fn images(sim: &Sim, args: &[&str]) -> Out {
             }
         }
         if has(&flags, &["-q", "--quiet"]) {
-            return Out::ok(rows.iter().map(|r| format!("{}\n", r["ID"].as_str().unwrap_or(""))).collect::<String>());
+            return Out::ok(
+                rows.iter()
+                    .map(|r| format!("{}\n", r["ID"].as_str().unwrap_or("")))
+                    .collect::<String>(),
+            );
         }
-        format_rows(&rows, format, |r| format!("{}:{} {}", r["Repository"].as_str().unwrap_or(""), r["Tag"].as_str().unwrap_or(""), r["ID"].as_str().unwrap_or("")))
+        format_rows(&rows, format, |r| {
+            format!(
+                "{}:{} {}",
+                r["Repository"].as_str().unwrap_or(""),
+                r["Tag"].as_str().unwrap_or(""),
+                r["ID"].as_str().unwrap_or("")
+            )
+        })
     })
 }
 
 fn container_json(c: &Container) -> Value {
-    let networks: serde_json::Map<String, Value> = c.networks.iter().map(|n| (n.clone(), json!({}))).collect();
-    let labels: serde_json::Map<String, Value> = c.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let networks: serde_json::Map<String, Value> =
+        c.networks.iter().map(|n| (n.clone(), json!({}))).collect();
+    let labels: serde_json::Map<String, Value> = c
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     json!({"Id": c.id, "Name": format!("/{}", c.name), "Image": c.image_id,
            "Config": {"Image": c.image, "Labels": labels, "Env": c.env, "Cmd": c.cmd, "Hostname": c.hostname},
            "State": {"Status": c.status, "Running": c.status == "running"},
@@ -432,7 +553,11 @@ fn container_json(c: &Container) -> Value {
 }
 
 fn image_json(i: &Image) -> Value {
-    let labels: serde_json::Map<String, Value> = i.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let labels: serde_json::Map<String, Value> = i
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     json!({"Id": i.id, "RepoTags": i.tags, "Config": {"Labels": labels}})
 }
 
@@ -443,7 +568,9 @@ fn inspect(sim: &Sim, args: &[&str], only: Option<&str>) -> Out {
     sim.with_state(|s| {
         let mut objects = Vec::new();
         for name in &names {
-            let container = (only != Some("image")).then(|| s.container_index(name)).flatten();
+            let container = (only != Some("image"))
+                .then(|| s.container_index(name))
+                .flatten();
             let object = match container {
                 Some(i) => Some(container_json(&s.containers[i])),
                 None if only != Some("container") => s.image(name).map(image_json),
@@ -456,7 +583,10 @@ fn inspect(sim: &Sim, args: &[&str], only: Option<&str>) -> Out {
         }
         match format {
             Some(_) => format_rows(&objects, format, |_| String::new()),
-            None => Out::ok(format!("{}\n", serde_json::to_string_pretty(&objects).unwrap())),
+            None => Out::ok(format!(
+                "{}\n",
+                serde_json::to_string_pretty(&objects).unwrap()
+            )),
         }
     })
 }
@@ -466,9 +596,17 @@ fn inspect(sim: &Sim, args: &[&str], only: Option<&str>) -> Out {
 fn drop_connection() {
     let mut pid = std::process::id();
     for _ in 0..16 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return;
+        };
         let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let Some(parent) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) else { return };
+        let Some(parent) = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            return;
+        };
         let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
         if comm.starts_with("sshd") {
             // SAFETY: a plain kill(2) of a process id read from /proc.
@@ -499,13 +637,26 @@ fn pull(sim: &Sim, args: &[&str]) -> Out {
     let fresh = sim.with_state(|s| {
         let had_tag = s.image(&r).is_some_and(|i| i.id == found.id);
         if !s.images.iter().any(|i| i.id == found.id) {
-            s.images.push(Image { id: found.id.clone(), tags: Vec::new(), labels: found.labels.clone(), healthy: found.healthy });
+            s.images.push(Image {
+                id: found.id.clone(),
+                tags: Vec::new(),
+                labels: found.labels.clone(),
+                healthy: found.healthy,
+            });
         }
         s.tag(&found.id, &r);
         !had_tag
     });
-    let status = if fresh { format!("Downloaded newer image for {r}") } else { format!("Image is up to date for {r}") };
-    Out::ok(format!("{tag}: Pulling from {}\nDigest: sha256:{}\nStatus: {status}\n{r}\n", r.rsplit_once(':').map(|(n, _)| n).unwrap_or(&r), found.id.trim_start_matches("sha256:")))
+    let status = if fresh {
+        format!("Downloaded newer image for {r}")
+    } else {
+        format!("Image is up to date for {r}")
+    };
+    Out::ok(format!(
+        "{tag}: Pulling from {}\nDigest: sha256:{}\nStatus: {status}\n{r}\n",
+        r.rsplit_once(':').map(|(n, _)| n).unwrap_or(&r),
+        found.id.trim_start_matches("sha256:")
+    ))
 }
 
 fn tag(sim: &Sim, args: &[&str]) -> Out {
@@ -518,7 +669,10 @@ fn tag(sim: &Sim, args: &[&str]) -> Out {
             s.tag(&id, &reference(target));
             Out::ok("")
         }
-        None => Out::err(format!("Error response from daemon: No such image: {source}\n"), 1),
+        None => Out::err(
+            format!("Error response from daemon: No such image: {source}\n"),
+            1,
+        ),
     })
 }
 
@@ -530,8 +684,14 @@ fn rmi(sim: &Sim, args: &[&str]) -> Out {
         let mut out = Out::ok("");
         for name in names {
             let r = reference(name);
-            let Some(index) = s.images.iter().position(|i| i.tags.contains(&r) || i.id == name) else {
-                out.stderr.push_str(&format!("Error response from daemon: No such image: {name}\n"));
+            let Some(index) = s
+                .images
+                .iter()
+                .position(|i| i.tags.contains(&r) || i.id == name)
+            else {
+                out.stderr.push_str(&format!(
+                    "Error response from daemon: No such image: {name}\n"
+                ));
                 if !force {
                     out.code = 1;
                 }
@@ -554,7 +714,10 @@ fn image_prune(sim: &Sim, args: &[&str]) -> Out {
     sim.wait("write");
     let (flags, _) = split_flags(args, &["-f", "--force", "-a", "--all"]);
     let all = has(&flags, &["-a", "--all"]);
-    let labels: Vec<&str> = values(&flags, &["--filter"]).into_iter().filter_map(|f| f.strip_prefix("label=")).collect();
+    let labels: Vec<&str> = values(&flags, &["--filter"])
+        .into_iter()
+        .filter_map(|f| f.strip_prefix("label="))
+        .collect();
     sim.with_state(|s| {
         let in_use: Vec<String> = s.containers.iter().map(|c| c.image_id.clone()).collect();
         s.images.retain(|i| {
@@ -573,7 +736,12 @@ fn container_prune(sim: &Sim, args: &[&str]) -> Out {
     let (flags, _) = split_flags(args, &["-f", "--force"]);
     let filters = values(&flags, &["--filter"]);
     sim.with_state(|s| {
-        let keep: Vec<Container> = s.containers.iter().filter(|c| c.status == "running" || !container_matches(s, c, &filters)).cloned().collect();
+        let keep: Vec<Container> = s
+            .containers
+            .iter()
+            .filter(|c| c.status == "running" || !container_matches(s, c, &filters))
+            .cloned()
+            .collect();
         s.containers = keep;
         Out::ok("Total reclaimed space: 0B\n")
     })
@@ -584,17 +752,40 @@ fn run(sim: &Sim, args: &[&str], start: bool) -> Out {
     if start && sim.fault().as_deref() == Some("lost") {
         drop_connection();
     }
-    const BOOLEANS: [&str; 10] = ["-d", "--detach", "--rm", "--init", "--privileged", "-i", "-t", "--interactive", "--tty", "-it"];
+    const BOOLEANS: [&str; 10] = [
+        "-d",
+        "--detach",
+        "--rm",
+        "--init",
+        "--privileged",
+        "-i",
+        "-t",
+        "--interactive",
+        "--tty",
+        "-it",
+    ];
     let (flags, rest) = split_flags(args, &BOOLEANS);
     let Some((image_name, cmd)) = rest.split_first() else {
         return Out::err("\"docker run\" requires at least 1 argument.\n", 1);
     };
     let name = values(&flags, &["--name"]).first().map(|s| s.to_string());
-    let mut env: Vec<String> = values(&flags, &["--env", "-e"]).iter().map(|e| e.to_string()).collect();
+    let mut env: Vec<String> = values(&flags, &["--env", "-e"])
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     for file in values(&flags, &["--env-file"]) {
         match std::fs::read_to_string(file) {
-            Ok(text) => env.extend(text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(str::to_string)),
-            Err(_) => return Out::err(format!("docker: open {file}: no such file or directory.\n"), 125),
+            Ok(text) => env.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            ),
+            Err(_) => {
+                return Out::err(
+                    format!("docker: open {file}: no such file or directory.\n"),
+                    125,
+                )
+            }
         }
     }
     let labels: BTreeMap<String, String> = values(&flags, &["--label", "-l"])
@@ -611,9 +802,13 @@ fn run(sim: &Sim, args: &[&str], start: bool) -> Out {
     if !have {
         let pulled = pull(sim, &[image_name]);
         if pulled.code != 0 {
-            return Out::err(format!("Unable to find image '{r}' locally\n{}", pulled.stderr), 125);
+            return Out::err(
+                format!("Unable to find image '{r}' locally\n{}", pulled.stderr),
+                125,
+            );
         }
-        out.stderr.push_str(&format!("Unable to find image '{r}' locally\n"));
+        out.stderr
+            .push_str(&format!("Unable to find image '{r}' locally\n"));
     }
     sim.wait(if start { "run" } else { "write" });
     let id = random_hex(64);
@@ -698,7 +893,9 @@ fn stop(sim: &Sim, args: &[&str]) -> Out {
                     out.stdout.push_str(&format!("{name}\n"));
                 }
                 None => {
-                    out.stderr.push_str(&format!("Error response from daemon: No such container: {name}\n"));
+                    out.stderr.push_str(&format!(
+                        "Error response from daemon: No such container: {name}\n"
+                    ));
                     out.code = 1;
                 }
             }
@@ -743,7 +940,10 @@ fn rename(sim: &Sim, args: &[&str]) -> Out {
             s.containers[i].name = new.to_string();
             Out::ok("")
         }
-        None => Out::err(format!("Error response from daemon: No such container: {old}\n"), 1),
+        None => Out::err(
+            format!("Error response from daemon: No such container: {old}\n"),
+            1,
+        ),
     })
 }
 
@@ -759,11 +959,17 @@ fn cp(args: &[&str]) -> Out {
 fn network_create(sim: &Sim, args: &[&str]) -> Out {
     sim.wait("write");
     let Some(name) = args.iter().rev().find(|a| !a.starts_with('-')) else {
-        return Out::err("\"docker network create\" requires exactly 1 argument.\n", 1);
+        return Out::err(
+            "\"docker network create\" requires exactly 1 argument.\n",
+            1,
+        );
     };
     sim.with_state(|s| {
         if s.networks.iter().any(|n| n == name) {
-            Out::err(format!("Error response from daemon: network with name {name} already exists\n"), 1)
+            Out::err(
+                format!("Error response from daemon: network with name {name} already exists\n"),
+                1,
+            )
         } else {
             s.networks.push(name.to_string());
             Out::ok(format!("{}\n", random_hex(64)))
@@ -776,12 +982,23 @@ fn login(sim: &Sim, args: &[&str]) -> Out {
     // docker's CLI reads login's flags after the server too (`docker login SERVER -u U -p P`, as
     // Kamal writes it).
     let (flags, rest) = split_interspersed(args, &["--password-stdin"]);
-    let server = rest.first().copied().unwrap_or("https://index.docker.io/v1/");
-    let user = values(&flags, &["-u", "--username"]).first().copied().unwrap_or("");
-    let password = values(&flags, &["-p", "--password"]).first().copied().unwrap_or("");
+    let server = rest
+        .first()
+        .copied()
+        .unwrap_or("https://index.docker.io/v1/");
+    let user = values(&flags, &["-u", "--username"])
+        .first()
+        .copied()
+        .unwrap_or("");
+    let password = values(&flags, &["-p", "--password"])
+        .first()
+        .copied()
+        .unwrap_or("");
     let auth = base64(&format!("{user}:{password}"));
     // As docker writes it: the skip-login check of kamal_rs reads this shape.
-    let config = format!("{{\n\t\"auths\": {{\n\t\t\"{server}\": {{\n\t\t\t\"auth\": \"{auth}\"\n\t\t}}\n\t}}\n}}");
+    let config = format!(
+        "{{\n\t\"auths\": {{\n\t\t\"{server}\": {{\n\t\t\t\"auth\": \"{auth}\"\n\t\t}}\n\t}}\n}}"
+    );
     let dir = sim.home.join(".docker");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join("config.json"), config);
@@ -792,7 +1009,11 @@ fn base64(text: &str) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in text.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -819,14 +1040,38 @@ fn info(args: &[&str]) -> Out {
 
 /// `docker exec CONTAINER CMD...`: kamal-proxy's commands are simulated; anything else does nothing.
 fn exec(sim: &Sim, args: &[&str]) -> Out {
-    let (_, rest) = split_flags(args, &["-i", "-t", "-it", "-d", "--detach", "--interactive", "--tty"]);
+    let (_, rest) = split_flags(
+        args,
+        &[
+            "-i",
+            "-t",
+            "-it",
+            "-d",
+            "--detach",
+            "--interactive",
+            "--tty",
+        ],
+    );
     let Some((container, cmd)) = rest.split_first() else {
         return Out::err("\"docker exec\" requires at least 2 arguments.\n", 1);
     };
-    let running = sim.with_state(|s| s.container_index(container).map(|i| s.containers[i].status == "running"));
+    let running = sim.with_state(|s| {
+        s.container_index(container)
+            .map(|i| s.containers[i].status == "running")
+    });
     match running {
-        None => return Out::err(format!("Error response from daemon: No such container: {container}\n"), 1),
-        Some(false) => return Out::err(format!("Error response from daemon: container {container} is not running\n"), 1),
+        None => {
+            return Out::err(
+                format!("Error response from daemon: No such container: {container}\n"),
+                1,
+            )
+        }
+        Some(false) => {
+            return Out::err(
+                format!("Error response from daemon: container {container} is not running\n"),
+                1,
+            )
+        }
         Some(true) => {}
     }
     sim.wait("exec");
@@ -838,10 +1083,20 @@ fn exec(sim: &Sim, args: &[&str]) -> Out {
     match words.first().map(String::as_str) {
         Some("deploy") => proxy_deploy(sim, &words),
         Some("remove") => {
-            sim.with_state(|s| s.proxy.routes.remove(words.get(1).map(String::as_str).unwrap_or("")));
+            sim.with_state(|s| {
+                s.proxy
+                    .routes
+                    .remove(words.get(1).map(String::as_str).unwrap_or(""))
+            });
             Out::ok("")
         }
-        Some("list") => Out::ok(sim.with_state(|s| s.proxy.routes.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect::<String>())),
+        Some("list") => Out::ok(sim.with_state(|s| {
+            s.proxy
+                .routes
+                .iter()
+                .map(|(k, v)| format!("{k}\t{v}\n"))
+                .collect::<String>()
+        })),
         Some("version") | Some("--version") => Out::ok("v0.9.2\n"),
         _ => Out::ok(""),
     }
@@ -850,24 +1105,53 @@ fn exec(sim: &Sim, args: &[&str]) -> Out {
 /// Health-gated, as kamal-proxy: waits until the target container answers (`health` seconds after it
 /// started, never for an unhealthy image), at most `--deploy-timeout`.
 fn proxy_deploy(sim: &Sim, words: &[String]) -> Out {
-    let (flags, rest) = split_interspersed(&words[1..].iter().map(String::as_str).collect::<Vec<_>>(), &["--tls", "--buffer-requests", "--buffer-responses", "--forward-headers", "--strip-path-prefix", "--tls-redirect"]);
+    let (flags, rest) = split_interspersed(
+        &words[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "--tls",
+            "--buffer-requests",
+            "--buffer-responses",
+            "--forward-headers",
+            "--strip-path-prefix",
+            "--tls-redirect",
+        ],
+    );
     let service = rest.first().copied().unwrap_or("").to_string();
-    let target = values(&flags, &["--target"]).first().map(|t| t.to_string()).unwrap_or_default();
-    let timeout = values(&flags, &["--deploy-timeout"]).first().map(|t| t.trim_end_matches('s').parse::<f64>().unwrap_or(30.0)).unwrap_or(30.0);
+    let target = values(&flags, &["--target"])
+        .first()
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let timeout = values(&flags, &["--deploy-timeout"])
+        .first()
+        .map(|t| t.trim_end_matches('s').parse::<f64>().unwrap_or(30.0))
+        .unwrap_or(30.0);
     let id = target.split(':').next().unwrap_or("").to_string();
-    let found = sim.with_state(|s| s.container_index(&id).map(|i| (s.containers[i].healthy, s.containers[i].started_at)));
+    let found = sim.with_state(|s| {
+        s.container_index(&id)
+            .map(|i| (s.containers[i].healthy, s.containers[i].started_at))
+    });
     let Some((healthy, started)) = found else {
         return Out::err(format!("Error: target {target} could not be resolved\n"), 1);
     };
     if !healthy || sim.fault().as_deref() == Some("unhealthy") {
         std::thread::sleep(Duration::from_secs_f64(timeout));
-        return Out::err(format!("Error: target failed to become healthy within configured timeout ({timeout}s)\n"), 1);
+        return Out::err(
+            format!(
+                "Error: target failed to become healthy within configured timeout ({timeout}s)\n"
+            ),
+            1,
+        );
     }
     let ready = started + sim.latency_of("health", 0.3);
     let wait = ready - now();
     if wait > timeout {
         std::thread::sleep(Duration::from_secs_f64(timeout));
-        return Out::err(format!("Error: target failed to become healthy within configured timeout ({timeout}s)\n"), 1);
+        return Out::err(
+            format!(
+                "Error: target failed to become healthy within configured timeout ({timeout}s)\n"
+            ),
+            1,
+        );
     }
     if wait > 0.0 {
         std::thread::sleep(Duration::from_secs_f64(wait));

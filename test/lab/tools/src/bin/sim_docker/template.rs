@@ -15,7 +15,10 @@ pub fn render(template: &str, data: &Value) -> Result<String, String> {
     let tokens = tokenize(template)?;
     let (nodes, rest) = parse(&tokens, 0)?;
     if rest != tokens.len() {
-        return Err(format!("template: :1: unexpected {{{{{}}}}}", describe(&tokens[rest])));
+        return Err(format!(
+            "template: :1: unexpected {{{{{}}}}}",
+            describe(&tokens[rest])
+        ));
     }
     let mut out = String::new();
     eval(&nodes, data, &mut out)?;
@@ -201,7 +204,10 @@ fn print(v: &Value) -> String {
         Value::Array(a) => format!("[{}]", a.iter().map(print).collect::<Vec<_>>().join(" ")),
         Value::Object(o) => format!(
             "map[{}]",
-            o.iter().map(|(k, v)| format!("{k}:{}", print(v))).collect::<Vec<_>>().join(" ")
+            o.iter()
+                .map(|(k, v)| format!("{k}:{}", print(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     }
 }
@@ -222,7 +228,11 @@ mod tests {
             "true/kamal reg/app:v1"
         );
         assert_eq!(
-            render("{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}", &c).unwrap(),
+            render(
+                "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}",
+                &c
+            )
+            .unwrap(),
             "running"
         );
         assert_eq!(render("{{json .State.Health}}", &c).unwrap(), "null");
@@ -231,6 +241,13 @@ mod tests {
         assert!(render("{{index .RegistryConfig.Mirrors 0}}", &info)
             .unwrap_err()
             .contains("error calling index: reflect: slice index out of range"));
-        assert_eq!(render("{{.Names}} {{.State}}", &json!({"Names": "a", "State": "exited"})).unwrap(), "a exited");
+        assert_eq!(
+            render(
+                "{{.Names}} {{.State}}",
+                &json!({"Names": "a", "State": "exited"})
+            )
+            .unwrap(),
+            "a exited"
+        );
     }
 }
