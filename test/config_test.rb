@@ -23,7 +23,7 @@ class ConfigTest < Minitest::Test
   # A 1.x fixture is read with a Gemfile.lock locking kamal 2.12.0, as in an app that moved to Kamal 2
   # without changing its config: both refuse it with the same line.
   def test_every_fixture_as_ruby_kamal_2_12_prints_it
-    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if RubyKamal.command.empty?
+    flunk "needs Ruby Kamal 2.12 (script/setup installs it as kamal-2.12, or set KAMAL_RS_TEST_KAMAL)" if RubyKamal.command.empty?
     Dir.mktmpdir do |lock|
       File.write(File.join(lock, "Gemfile.lock"), "GEM\n  specs:\n    kamal (2.12.0)\n\nDEPENDENCIES\n  kamal\n")
       env = { "VERSION" => "fixture", "BUNDLE_GEMFILE" => File.join(lock, "Gemfile") }
@@ -42,7 +42,7 @@ class ConfigTest < Minitest::Test
   # Every invalid case beside Ruby Kamal 2.12 (1.x cases too, read with kamal 2.12.0 locked): the same
   # ERROR line and exit status.
   def test_every_invalid_case_as_ruby_kamal_2_12_refuses_it
-    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if RubyKamal.command.empty?
+    flunk "needs Ruby Kamal 2.12 (script/setup installs it as kamal-2.12, or set KAMAL_RS_TEST_KAMAL)" if RubyKamal.command.empty?
     Dir.mktmpdir do |lock|
       File.write(File.join(lock, "Gemfile.lock"), "GEM\n  specs:\n    kamal (2.12.0)\n\nDEPENDENCIES\n  kamal\n")
       env = { "VERSION" => "v1", "BUNDLE_GEMFILE" => File.join(lock, "Gemfile") }

@@ -9,7 +9,6 @@ require_relative "lab_helpers"
 # destination, env clear/secret/tags and hooks, through the CLI, the Ruby API and a Rake task.
 class DeployTest < Minitest::Test
   include LabHelpers
-  i_suck_and_my_tests_are_order_dependent!
 
   APP = File.join(FIXTURES, "deploy_app")
   WEB = %w[10.213.0.11 10.213.0.12].freeze
@@ -21,7 +20,7 @@ class DeployTest < Minitest::Test
   end
 
   def setup
-    skip "the lab needs root" unless Process.uid.zero?
+    require_root
     self.class.lab
     @markers = Dir.mktmpdir("hooks")
   end
@@ -31,6 +30,7 @@ class DeployTest < Minitest::Test
   end
 
   def test_01_deploy_v1_through_the_cli
+    wipe_app([ *WEB, WORKER ], service: "app", sd: "app-staging")
     Lab.reset_transcripts
     status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", "v1")
     assert_equal 0, status, out
@@ -81,6 +81,8 @@ class DeployTest < Minitest::Test
   end
 
   def test_02_redeploy_v2_through_the_ruby_api_keeps_other_threads_running
+    wipe_app([ *WEB, WORKER ], service: "app", sd: "app-staging")
+    given_serving("v1")
     Lab.reset_transcripts
     ticks = 0
     ticker = Thread.new { loop { ticks += 1; sleep 0.01 } }
@@ -98,6 +100,7 @@ class DeployTest < Minitest::Test
   end
 
   def test_03_an_unhealthy_version_fails_and_leaves_v2_serving
+    given_serving("v2")
     status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", "unhealthy", env: { "DEPLOY_TIMEOUT" => "3" })
     assert_equal 1, status, out
     assert_includes out, "Failed to boot web on 10.213.0.1"
@@ -124,7 +127,13 @@ class DeployTest < Minitest::Test
     assert_includes out, "Locked by: someone at 2026-01-01T00:00:00Z"
     assert_includes out, "  \e[31mERROR (Kamal::Cli::LockError): Deploy lock found. Run 'kamal lock help' for more information\e[0m"
 
-    releaser = Thread.new { sleep 2.5; remote(WEB[0], "rm .kamal/lock-app-staging/details && rm -r .kamal/lock-app-staging") }
+    # The lock is released once the waiting run has found it held twice (retrying every second).
+    Lab.reset_transcripts
+    lock_tries = -> { Lab.transcript(WEB[0]).count { |c| c[:command].include?("mkdir .kamal/lock-app-staging") && c[:status] != 0 } }
+    releaser = Thread.new do
+      Lab.wait_until(what: "the redeploy to find the lock held twice", timeout: 60, saw: -> { "#{lock_tries.call} tries" }) { lock_tries.call >= 2 }
+      remote(WEB[0], "rm .kamal/lock-app-staging/details && rm -r .kamal/lock-app-staging")
+    end
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2", "--lock-wait", "--lock-wait-interval", "1")
     releaser.join
     assert_equal 0, status, out
@@ -153,14 +162,17 @@ class DeployTest < Minitest::Test
   end
 
   def test_07_ctrl_c_during_the_boot_releases_the_lock_and_keeps_the_old_version
+    given_serving("v2")
     out = +""
     status = nil
     env = { "KAMAL_HOOK_MARKERS" => @markers, "SLOW_HOOK" => "20", "RUBYLIB" => File.join(ROOT, "lib") }
     started = Time.now
     Open3.popen2e(env, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"), "redeploy", "-P", "-d", "staging", "--version", "v1", chdir: APP) do |_in, io, thread|
       reader = Thread.new { io.each_line { |l| out << l } }
-      Timeout.timeout(30) { sleep 0.1 until out.include?("Start container with version v1") }
-      sleep 0.5
+      # Ctrl-C while the (slow) pre-app-boot hook runs, right before the boots.
+      Lab.wait_until(what: "the pre-app-boot hook to run", timeout: 30, saw: -> { out }) do
+        out.include?("Start container with version v1") && !Dir[File.join(@markers, "pre-app-boot.*")].empty?
+      end
       Process.kill("INT", thread.pid)
       status = thread.value.exitstatus
       reader.join
@@ -173,6 +185,7 @@ class DeployTest < Minitest::Test
   end
 
   def test_08_an_unreachable_host_fails_clearly_without_hanging
+    given_serving("v2")
     Dir.mktmpdir do |dir|
       FileUtils.cp_r(Dir.glob(File.join(APP, "{config,.kamal}")), dir)
       path = File.join(dir, "config", "deploy.yml")
@@ -189,6 +202,7 @@ class DeployTest < Minitest::Test
   end
 
   def test_09_timeout_in_ruby_stops_the_deploy_cleanly
+    given_serving("v2")
     ENV["SLOW_HOOK"] = "20"
     started = Time.now
     assert_raises(Timeout::Error) do
@@ -202,6 +216,7 @@ class DeployTest < Minitest::Test
   end
 
   def test_10_a_failing_pre_deploy_hook_stops_before_any_change
+    given_serving("v2")
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1", env: { "FAIL_PRE_DEPLOY" => "1" })
     assert_equal 1, status
     assert_includes out, "ERROR (Kamal::Cli::HookError): Hook `pre-deploy` failed:"
@@ -308,6 +323,7 @@ class DeployTest < Minitest::Test
 
   # `kamal rollback`: under the lock, the version's containers booted again (no pull), latest tagged.
   def test_14_rollback_to_v1_boots_it_again_without_a_pull
+    given_serving("v1", "v2")
     Lab.reset_transcripts
     status, out = kamal_rs("rollback", "v1", "-d", "staging")
     assert_equal 0, status, out
@@ -329,6 +345,7 @@ class DeployTest < Minitest::Test
   end
 
   def test_15_rollback_to_a_version_that_is_not_everywhere_changes_nothing
+    given_serving("v1")
     docker(WEB[1], "run -d --name app-web-staging-only-here --label service=app --label role=web --label destination=staging 10.213.0.1:5000/app:v2 sleep 1")
     status, out = kamal_rs("rollback", "only-here", "-d", "staging")
     assert_equal 1, status, out
@@ -344,6 +361,7 @@ class DeployTest < Minitest::Test
   # Without a version (Kamal requires one): the newest version besides the running one that every host
   # and role still has; here v2 (only-here and the leftovers are not on every host).
   def test_16_rollback_without_a_version_through_the_ruby_api_and_rake
+    given_serving("v2", "v1")
     result = in_app { KamalRs.rollback(destination: "staging", quiet: true) }
     assert result.success?
     assert_equal "v2", result.version
@@ -356,6 +374,15 @@ class DeployTest < Minitest::Test
   end
 
   private
+    # The deploy app's web hosts serving the last of `history` (LabHelpers#given_serving).
+    def given_serving(*history)
+      super(*history, web: WEB) do |version|
+        status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", version, "-q")
+        assert_equal 0, status, "setting the lab up: deploy #{version}:\n#{out}"
+      end
+      FileUtils.rm_rf(Dir[File.join(@markers, "*")])
+    end
+
     def kamal_rs(*args, env: {}, dir: APP)
       run_kamal_rs(dir, *args, env: { "KAMAL_HOOK_MARKERS" => @markers }.merge(env), timeout: 120)
     end

@@ -8,7 +8,6 @@ require_relative "lab_helpers"
 # redeploy (which skips the registry login, the Traefik boot and the prune).
 class DeployV1Test < Minitest::Test
   include LabHelpers
-  i_suck_and_my_tests_are_order_dependent!
 
   APP = File.join(FIXTURES, "deploy_app_v1")
   WEB = %w[10.213.0.11 10.213.0.12].freeze
@@ -20,11 +19,12 @@ class DeployV1Test < Minitest::Test
   end
 
   def setup
-    skip "the lab needs root" unless Process.uid.zero?
+    require_root
     self.class.lab
   end
 
   def test_01_deploy_without_env_files_names_the_host_and_takes_no_lock
+    HOSTS.each { |ip| remote(ip, "rm -rf .kamal/env") }
     status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", "v1")
     assert_equal 1, status, out
     HOSTS.each { |ip| assert_match(/#{Regexp.escape(ip)}: \.kamal\/env\/roles\/app-\w+-staging\.env is missing\. .*run `kamal-rs env push`/, out) }
@@ -44,6 +44,7 @@ class DeployV1Test < Minitest::Test
   end
 
   def test_03_deploy_v1_boots_traefik_and_the_app_and_prunes
+    wipe
     Lab.reset_transcripts
     status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", "v1")
     assert_equal 0, status, out
@@ -81,6 +82,8 @@ class DeployV1Test < Minitest::Test
   end
 
   def test_04_redeploy_v2_skips_login_traefik_and_prune_and_never_drops_a_request
+    wipe
+    given_serving("v1")
     Lab.reset_transcripts
     answers = []
     polling = true
@@ -108,6 +111,7 @@ class DeployV1Test < Minitest::Test
   end
 
   def test_05_an_unhealthy_version_fails_and_leaves_v2_serving
+    given_serving("v2")
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "unhealthy", env: { "MAX_ATTEMPTS" => "2" })
     assert_equal 1, status, out
     # The run ends with 1.9's own words for the unhealthy container, not a script's exit status.
@@ -126,6 +130,7 @@ class DeployV1Test < Minitest::Test
   # 1.9's rollback: the containers found with 1.9's unquoted filter, the version booted again with
   # 1.9's steps (no pull, no Traefik boot, no prune), latest tagged, the lock released.
   def test_06_rollback_to_v1
+    given_serving("v1", "v2")
     Lab.reset_transcripts
     status, out = kamal_rs("rollback", "v1", "-d", "staging")
     assert_equal 0, status, out
@@ -139,6 +144,26 @@ class DeployV1Test < Minitest::Test
   end
 
   private
+    # The env files pushed and no app container, audit line, cord or asset volume: as before a first
+    # deploy.
+    def wipe
+      HOSTS.each do |ip|
+        remote(ip, "docker ps -aq --filter label=service=app | xargs -r docker rm -f; " \
+                   "rm -rf .kamal/app-staging-audit.log .kamal/assets .kamal/cords .kamal/locks/app-staging")
+      end
+      status, out = kamal_rs("env", "push", "-d", "staging")
+      assert_equal 0, status, "setting the lab up: env push:\n#{out}"
+    end
+
+    def given_serving(*history)
+      super(*history, web: WEB) do |version|
+        [ %w[env push -d staging], [ "deploy", "-P", "-d", "staging", "--version", version, "-q" ] ].each do |args|
+          status, out = kamal_rs(*args)
+          assert_equal 0, status, "setting the lab up: #{args.join(" ")}:\n#{out}"
+        end
+      end
+    end
+
     def kamal_rs(*args, env: {})
       run_kamal_rs(APP, *args, env: env)
     end

@@ -14,7 +14,6 @@ require_relative "lab/faults"
 # fail in FAULTS_TABLE (the table of the closing note).
 class FaultsTest < Minitest::Test
   include LabHelpers
-  i_suck_and_my_tests_are_order_dependent!
 
   WEB = %w[10.213.0.11 10.213.0.12 10.213.0.13].freeze
   WORKER = "10.213.0.14".freeze
@@ -54,7 +53,7 @@ class FaultsTest < Minitest::Test
   end
 
   def setup
-    skip "the lab needs root" unless Process.uid.zero?
+    require_root
     @app = self.class.app
     Lab::Faults.heal_all
   end
@@ -74,6 +73,7 @@ class FaultsTest < Minitest::Test
   end
 
   def test_02_a_host_unreachable_from_the_start_touches_nothing
+    given_serving("v1")
     Lab::Faults.partition("h2")
     status, out, secs = kamal_rs("redeploy", "-P", "--version", "v2")
     assert_equal 1, status, out
@@ -86,6 +86,7 @@ class FaultsTest < Minitest::Test
   end
 
   def test_03_sshd_down_from_the_start_is_refused
+    given_serving("v1")
     Lab::Faults.kill_sshd("h2")
     status, out, secs = kamal_rs("redeploy", "-P", "--version", "v2")
     assert_equal 1, status, out
@@ -97,6 +98,7 @@ class FaultsTest < Minitest::Test
 
   # The pulls go through a relay that answers after 2 s, so the fault lands while every host pulls.
   def test_04_a_host_going_silent_mid_rollout_stops_every_boot
+    given_serving("v1")
     status, out, secs = slow_registry do
       run_with(-> { wait_for_pulls(WEB) && Lab::Faults.partition("h2") }, "redeploy", "-P", "--version", "v2")
     end
@@ -110,6 +112,7 @@ class FaultsTest < Minitest::Test
   end
 
   def test_05_sshd_killed_mid_rollout_stops_every_boot
+    given_serving("v1")
     status, out, secs = slow_registry do
       run_with(-> { wait_for_pulls(WEB) && Lab::Faults.kill_sshd("h2") }, "redeploy", "-P", "--version", "v2")
     end
@@ -123,6 +126,7 @@ class FaultsTest < Minitest::Test
   end
 
   def test_06_dockerd_stopped_on_one_host_stops_every_boot
+    given_serving("v1")
     Lab::Faults.stop_dockerd("h2")
     status, out, secs = kamal_rs("redeploy", "-P", "--version", "v2")
     assert_equal 1, status, out
@@ -130,13 +134,14 @@ class FaultsTest < Minitest::Test
     assert_includes out, "10.213.0.12: web: not booted, running version unknown (could not check: docker:"
     [ WEB[0], WEB[2] ].each { |ip| assert_equal "app v1\n", http_get(ip) }
     Lab::Faults.start_dockerd("h2")
-    Timeout.timeout(30) { sleep 0.5 until http_get(WEB[1]) == "app v1\n" }
+    Lab.wait_until(what: "h2 serving v1 again", timeout: 30, saw: -> { http_get(WEB[1]).inspect }) { http_get(WEB[1]) == "app v1\n" }
     assert_serving("v1")
     assert_no_lock_and_no_masters
     note("dockerd stopped on h2", status, out, "v1 on h1, h3, h4 (h2 back on v1 with dockerd)", secs)
   end
 
   def test_07_the_registry_stopped_changes_nothing
+    given_serving("v1")
     Lab::Faults.stop_registry
     status, out, secs = kamal_rs("redeploy", "-P", "--version", "v2")
     Lab::Faults.start_registry
@@ -149,6 +154,7 @@ class FaultsTest < Minitest::Test
   end
 
   def test_08_ctrl_c_during_a_hung_pull_is_answered_at_once
+    given_serving("v1")
     Lab::Faults.blackhole_registry("h3")
     interrupted_at = nil
     status, out, = run_with(lambda {
@@ -170,6 +176,7 @@ class FaultsTest < Minitest::Test
   end
 
   def test_09_an_unhealthy_version_keeps_the_old_one
+    given_serving("v1")
     status, out, secs = kamal_rs("redeploy", "-P", "--version", "unhealthy")
     assert_equal 1, status, out
     assert_includes out, "target failed to become healthy"
@@ -192,8 +199,9 @@ class FaultsTest < Minitest::Test
   end
 
   def test_11_sigint_the_instant_the_lock_is_taken
+    given_serving("v2")
     status, out, = run_with(lambda {
-      Timeout.timeout(30) { sleep 0.01 until Lab.transcript(WEB[0]).any? { |c| c[:command].include?("mkdir .kamal/lock-app") } }
+      Lab.wait_until(what: "the lock taken", timeout: 30) { Lab.transcript(WEB[0]).any? { |c| c[:command].include?("mkdir .kamal/lock-app") } }
       "INT"
     }, "redeploy", "-P", "--version", "v1")
     assert_equal 130, status, out
@@ -204,9 +212,12 @@ class FaultsTest < Minitest::Test
   end
 
   def test_12_sigterm_during_the_boot_reports_each_host_truly
+    given_serving("v2")
     status, out, = run_with(lambda {
       # The first new container exists: the boots have begun.
-      Timeout.timeout(30) { sleep 0.02 until WEB.any? { |ip| !docker(ip, "ps -q --filter name=app-web-v1 --filter status=running").strip.empty? } }
+      Lab.wait_until(what: "a new v1 container running", timeout: 30) do
+        WEB.any? { |ip| !docker(ip, "ps -q --filter name=app-web-v1 --filter status=running").strip.empty? }
+      end
       "TERM"
     }, "redeploy", "-P", "--version", "v1")
     assert_equal 143, status, out
@@ -227,6 +238,13 @@ class FaultsTest < Minitest::Test
   end
 
   private
+    def given_serving(version)
+      super(version, web: WEB) do |v|
+        status, out, = kamal_rs("deploy", "-P", "--version", v)
+        assert_equal 0, status, "setting the lab up: deploy #{v}:\n#{out}"
+      end
+    end
+
     def kamal_rs(*args)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       out, status = Timeout.timeout(180) do

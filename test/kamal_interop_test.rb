@@ -13,7 +13,6 @@ require_relative "lab_helpers"
 # "bundle exec kamal").
 class KamalInteropTest < Minitest::Test
   include LabHelpers
-  i_suck_and_my_tests_are_order_dependent!
 
   APP = File.join(FIXTURES, "deploy_app")
   WEB = %w[10.213.0.11 10.213.0.12].freeze
@@ -25,8 +24,8 @@ class KamalInteropTest < Minitest::Test
   end
 
   def setup
-    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if ruby_kamal.empty?
-    skip "the lab needs root" unless Process.uid.zero?
+    require_ruby_kamal
+    require_root
     self.class.lab
   end
 
@@ -41,6 +40,7 @@ class KamalInteropTest < Minitest::Test
   end
 
   def test_02_rollbacks_alternate
+    given_serving("v1", "v2")
     tool_run!(:kamal_rs, "rollback", "v1", "-d", "staging")
     serving "v1"
     tool_run!(:kamal, "rollback", "v2", "-d", "staging")
@@ -55,6 +55,7 @@ class KamalInteropTest < Minitest::Test
   end
 
   def test_03_each_ones_lock_stops_the_other
+    given_serving("v1")
     tool_run!(:kamal, "lock", "acquire", "-m", "maintenance", "-d", "staging")
     status, out = tool_run(:kamal_rs, "redeploy", "-P", "-d", "staging", "--version", "v2")
     assert_equal 1, status
@@ -80,6 +81,7 @@ class KamalInteropTest < Minitest::Test
   # Without hooks, kamal_rs's rollback is the per-host rollout (the check in each host's first script):
   # what it boots is what Kamal's rollback boots, and Kamal's `app details` reads it back.
   def test_05_a_per_host_rollback_boots_what_kamals_rollback_boots
+    given_serving("v1", "v2")
     dir = Dir.mktmpdir("interop-app")
     FileUtils.cp_r(File.join(APP, "."), dir)
     FileUtils.rm_rf(File.join(dir, ".kamal", "hooks"))
@@ -105,6 +107,10 @@ class KamalInteropTest < Minitest::Test
   end
 
   private
+    def given_serving(*history)
+      super(*history, web: WEB) { |version| tool_run!(:kamal_rs, "deploy", "-P", "-d", "staging", "--version", version, "-q") }
+    end
+
     def tool_run(tool, *args, dir: APP)
       env = { "RUBYLIB" => File.join(ROOT, "lib"), "KAMAL_RS_KAMAL" => ruby_kamal.shelljoin }
       command = tool == :kamal ? ruby_kamal : [ RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs") ]

@@ -13,6 +13,40 @@ module LabHelpers
   end
 
   private
+    # A lab test fails at once when it cannot run (a skipped test did not run): the lab needs root.
+    def require_root
+      flunk "the lab tests need root (they make network namespaces and run dockerd): run them as root, " \
+            "e.g. sudo script/test" unless Process.uid.zero?
+    end
+
+    # Ruby Kamal 2.12, which the side-by-side tests run beside kamal_rs.
+    def require_ruby_kamal
+      flunk "needs Ruby Kamal 2.12 (script/setup installs it as kamal-2.12, or set KAMAL_RS_TEST_KAMAL)" if ruby_kamal.empty?
+    end
+
+    # The lab as a test expects to find it, whatever ran before it (tests run in any order, or alone):
+    # each version of `history` deployed on the `web` hosts at some time (its containers still there)
+    # and the last one serving. Deploys what is missing, oldest first, with the block (given a
+    # version); nothing when the lab is already so.
+    def given_serving(*history, web:)
+      names = ->(ip) { docker(ip, "ps -a --format '{{.Names}}'").split }
+      deployed = ->(v) { web.all? { |ip| names.call(ip).any? { |n| n.end_with?("-#{v}") } } }
+      serving = history.last
+      return if history.all?(&deployed) && web.all? { |ip| http_get(ip) == "app #{serving}\n" }
+
+      history.each { |v| yield v if v == serving || !deployed.call(v) }
+      web.each { |ip| assert_equal "app #{serving}\n", http_get(ip), "#{ip} after setting the lab up to serve #{serving}" }
+    end
+
+    # No container, env file or audit line of the app `sd` (service[-destination]) on `hosts`: a test
+    # that checks what a first deploy leaves starts from this.
+    def wipe_app(hosts, service:, sd:)
+      hosts.each do |ip|
+        remote(ip, "docker ps -aq --filter label=service=#{service} | xargs -r docker rm -f; " \
+                   "rm -rf .kamal/apps/#{sd} .kamal/#{sd}-audit.log .kamal/lock-#{sd}")
+      end
+    end
+
     # `kamal-rs ARGS` from this checkout in `dir`: [exit status, output].
     def run_kamal_rs(dir, *args, env: {}, timeout: 180)
       full_env = { "RUBYLIB" => File.join(ROOT, "lib") }.merge(env)

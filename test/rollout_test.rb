@@ -11,7 +11,6 @@ require_relative "lab_helpers"
 # the workers host (not the primary role) pulls at once and boots after the barrier.
 class RolloutTest < Minitest::Test
   include LabHelpers
-  i_suck_and_my_tests_are_order_dependent!
 
   WEB = %w[10.213.0.11 10.213.0.12].freeze
   WORKER = "10.213.0.13".freeze
@@ -29,7 +28,7 @@ class RolloutTest < Minitest::Test
   end
 
   def setup
-    skip "the lab needs root" unless Process.uid.zero?
+    require_root
     @app = self.class.app
   end
 
@@ -75,6 +74,7 @@ class RolloutTest < Minitest::Test
   end
 
   def test_02_a_held_lock_stops_every_boot_and_is_left_alone
+    given_serving("v1")
     details = Base64.encode64("Locked by: someone at 2026-01-01T00:00:00Z\nVersion: v9\nMessage: Automatic deploy lock")
     remote(WEB[0], %(mkdir -p .kamal && mkdir #{LOCK} && echo "#{details}" > #{LOCK}/details))
     Lab.reset_transcripts
@@ -117,6 +117,7 @@ class RolloutTest < Minitest::Test
   # The registry answers only after 3 s (a relay on this machine, reached through the SSH reverse
   # forward of a `localhost` registry), so Ctrl-C lands while every host is pulling.
   def test_04_ctrl_c_during_the_pull_stops_every_script_before_its_boot
+    given_serving("v2")
     config = File.join(@app, "config", "deploy.yml")
     original = File.read(config)
     File.write(config, original.sub(/^registry:\n(  .*\n)+/, "registry:\n  server: localhost:5757\n"))
@@ -126,8 +127,8 @@ class RolloutTest < Minitest::Test
       pid = spawn({ "RUBYLIB" => File.join(ROOT, "lib") }, RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs"),
                   "redeploy", "-P", "-d", "staging", "--version", "v1", chdir: @app, out: writer, err: writer)
       writer.close
-      Timeout.timeout(60) do
-        sleep 0.05 until WEB.all? { |ip| Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
+      Lab.wait_until(what: "every web host pulling", timeout: 60) do
+        WEB.all? { |ip| Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
       end
       Process.kill("INT", pid)
       _, status = Timeout.timeout(60) { Process.wait2(pid) }
@@ -150,6 +151,7 @@ class RolloutTest < Minitest::Test
   # Rollback without hooks: each host checks that it has the version in its first script (the primary's
   # after the lock), waits there until every host has said so, then boots; no pull anywhere.
   def test_05_rollback_checks_the_version_in_each_hosts_first_script
+    given_serving("v1", "v2")
     Lab.reset_transcripts
     status, out = kamal_rs("rollback", "-d", "staging", "v1")
     assert_equal 0, status, out
@@ -174,6 +176,7 @@ class RolloutTest < Minitest::Test
   end
 
   def test_06_rollback_to_a_version_one_host_lacks_changes_nothing
+    given_serving("v2", "v1")
     remote(WEB[1], "docker rm app-web-staging-v2")
     containers = -> { (WEB + [ WORKER ]).map { |ip| docker(ip, "ps -a --format '{{.Names}} {{.State}}'").lines.sort } }
     before = containers.call
@@ -193,6 +196,7 @@ class RolloutTest < Minitest::Test
   end
 
   def test_07_rollback_without_a_version_picks_one_then_rolls_back_per_host
+    given_serving("v1")
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2")
     assert_equal 0, status, out
     Lab.reset_transcripts
@@ -208,6 +212,7 @@ class RolloutTest < Minitest::Test
   # (and the primary's releases the lock), after saying its boot succeeded and waiting for every
   # host's: one remote command per host for the whole redeploy.
   def test_08_web_only_each_host_tags_in_its_one_script_once_every_host_booted
+    given_serving("v1")
     Lab.reset_transcripts
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2", "-r", "web")
     assert_equal 0, status, out
@@ -233,6 +238,7 @@ class RolloutTest < Minitest::Test
   # One web host's boot fails (its kamal-proxy is stopped): the other one's new version serves, but
   # neither tags latest, and the lock is released.
   def test_09_a_boot_failing_on_one_host_stops_the_tag_on_every_host
+    given_serving("v2")
     remote(WEB[1], "docker stop kamal-proxy")
     Lab.reset_transcripts
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v1", "-r", "web")
@@ -251,6 +257,13 @@ class RolloutTest < Minitest::Test
   end
 
   private
+    def given_serving(*history)
+      super(*history, web: WEB) do |version|
+        status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", version, "-q")
+        assert_equal 0, status, "setting the lab up: deploy #{version}:\n#{out}"
+      end
+    end
+
     def latest_image(ip)
       docker(ip, "image inspect --format '{{.Id}}' 10.213.0.1:5000/app:latest-staging").strip
     end

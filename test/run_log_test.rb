@@ -11,7 +11,6 @@ require_relative "lab_helpers"
 # against its schema, and the timeline picture rendered to PNG.
 class RunLogTest < Minitest::Test
   include LabHelpers
-  i_suck_and_my_tests_are_order_dependent!
 
   HOSTS = %w[10.213.0.11 10.213.0.12 10.213.0.13].freeze
   RUNNING = /\A\s*(?:INFO|DEBUG) \[(\h{8})\] Running (.*) on (\S+)\z/m
@@ -31,7 +30,7 @@ class RunLogTest < Minitest::Test
   end
 
   def setup
-    skip "the lab needs root" unless Process.uid.zero?
+    require_root
     @app = self.class.app
   end
 
@@ -72,6 +71,7 @@ class RunLogTest < Minitest::Test
   # kamal-proxy stopped on one host: its `kamal-proxy deploy` fails with docker's own status and its
   # script stops there; the other hosts' new containers serve, untagged, and the lock is released.
   def test_02_a_failed_boot_shows_the_real_exit_status_and_nothing_after_it
+    given_serving("v1", web: HOSTS) { |v| assert_equal 0, run_kamal_rs(@app, "deploy", "-P", "--version", v, "-q").first }
     failing = HOSTS[1]
     docker(failing, "stop kamal-proxy")
     Dir.mktmpdir("run-log-out") do |tmp|
@@ -146,7 +146,7 @@ class RunLogTest < Minitest::Test
   # Ruby Kamal 2.12 then kamal-rs redeploy the same hosts with the same `output:` section; a real
   # OTLP/HTTP receiver (OpenTelemetry's own message types) decodes what each sends.
   def test_04_output_file_and_otel_as_ruby_kamal_writes_them
-    skip "needs Ruby Kamal 2.12 (script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL)" if ruby_kamal.empty?
+    require_ruby_kamal
     runs = { kamal: [ *ruby_kamal ], kamal_rs: [ RbConfig.ruby, File.join(ROOT, "exe", "kamal-rs") ] }.to_h do |tool, command|
       with_otlp_receiver do |url, received|
         with_output_config(file: "log/#{tool}", otel: url) do
@@ -155,7 +155,6 @@ class RunLogTest < Minitest::Test
           assert status.success?, "#{tool}:\n#{out}"
           files = Dir[File.join(@app, "log", tool.to_s, "*")]
           assert_equal 1, files.size, "#{tool}: one file per run"
-          sleep 0.2
           requests = Dir[File.join(received, "*")].sort.to_h { |f| [ File.basename(f), File.read(f) ] }
           [ tool, { out: out, file: files.first, requests: requests } ]
         end

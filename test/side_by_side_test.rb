@@ -55,8 +55,8 @@ class SideBySideTest < Minitest::Test
   end
 
   def setup
-    skip "the lab needs root" unless Process.uid.zero?
-    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if ruby_kamal.empty?
+    require_root
+    require_ruby_kamal
     self.class.lab
   end
 

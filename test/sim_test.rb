@@ -21,8 +21,8 @@ class SimTest < Minitest::Test
   LATENCY = { "pull" => 0.2, "run" => 0.1, "stop" => 0.1, "health" => 0.2 }.freeze
 
   def setup
-    skip "the lab needs root" unless Process.uid.zero?
-    skip "needs Ruby Kamal 2.12: script/install-ruby-kamal, or KAMAL_RS_TEST_KAMAL" if ruby_kamal.empty?
+    require_root
+    require_ruby_kamal
   end
 
   def teardown

@@ -7,6 +7,38 @@ require "kamal_rs/cli"
 require "shellwords"
 
 ROOT = File.expand_path("..", __dir__)
+
+# A skipped test did not run: a run with one is a failed run, which names it. (A test that cannot run
+# here fails, saying what it needs; none calls `skip`.)
+module Minitest
+  class NoSkipsReporter < AbstractReporter
+    def initialize(io)
+      super()
+      @io = io
+      @skipped = []
+    end
+
+    def record(result)
+      @skipped << "#{result.klass}##{result.name}: #{result.failure.message}" if result.skipped?
+    end
+
+    def report
+      return if @skipped.empty?
+
+      @io.puts "\n#{@skipped.size} skipped (a skipped test did not run, so this run fails):"
+      @skipped.each { |s| @io.puts "  #{s}" }
+    end
+
+    def passed?
+      @skipped.empty?
+    end
+  end
+
+  def self.plugin_no_skips_init(options)
+    reporter << NoSkipsReporter.new(options.fetch(:io, $stdout))
+  end
+  extensions << "no_skips"
+end
 FIXTURES = File.join(__dir__, "fixtures")
 
 module CliHelpers

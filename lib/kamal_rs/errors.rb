@@ -50,6 +50,9 @@ module KamalRs
   # A command kamal-rs hands to Ruby Kamal, and no Kamal to hand it to.
   KamalNotFound = error_class("KamalRs::KamalNotFound")
 
+  # A bug in kamal_rs (a panic in its core): the run stopped as after any failure, lock released.
+  InternalError = error_class("KamalRs::InternalError")
+
   # The run was stopped (Ctrl-C, SIGTERM, Thread#raise, Timeout) after releasing the lock.
   Interrupted = error_class("Interrupt")
 end

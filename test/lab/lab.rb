@@ -598,10 +598,14 @@ module Lab
     end
   end
 
-  def wait_until(what:, timeout: 20)
+  # Waits for a state (the block true), checked every 50 ms; past `timeout` seconds raises, saying
+  # what it waited for and (`saw`, a lambda) what it saw instead.
+  def wait_until(what:, timeout: 20, saw: nil)
     deadline = Time.now + timeout
     until yield
-      raise Error, "timed out waiting for #{what}" if Time.now > deadline
+      if Time.now > deadline
+        raise Error, "timed out after #{timeout} s waiting for #{what}#{"; saw: #{saw.call}" if saw}"
+      end
 
       sleep 0.05
     end

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     /// The image could not be built: no Dockerfile, a clone that cannot be prepared
     /// (`Kamal::Cli::Build::BuildError`, `Kamal::Commands::Builder::Base::BuilderError`).
     Build,
+    /// A panic in kamal_rs itself (a bug): the run stopped as after any failure.
+    Internal,
 }
 
 impl ErrorKind {
@@ -48,12 +50,13 @@ impl ErrorKind {
             ErrorKind::Interrupted => "Interrupted",
             ErrorKind::Dependency => "DependencyError",
             ErrorKind::Build => "BuildError",
+            ErrorKind::Internal => "InternalError",
         }
     }
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::Configuration,
         ErrorKind::Argument,
         ErrorKind::Runtime,
@@ -66,6 +69,7 @@ impl ErrorKind {
         ErrorKind::Interrupted,
         ErrorKind::Dependency,
         ErrorKind::Build,
+        ErrorKind::Internal,
     ];
 
     /// The class Kamal raises for the same failure: what `kamal-rs` prints (`ERROR (<class>): ...`)
@@ -85,6 +89,7 @@ impl ErrorKind {
             ErrorKind::Interrupted => "Interrupt",
             ErrorKind::Dependency => "Kamal::Cli::DependencyError",
             ErrorKind::Build => "Kamal::Cli::Build::BuildError",
+            ErrorKind::Internal => "KamalRs::InternalError",
         }
     }
 }

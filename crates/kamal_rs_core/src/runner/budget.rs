@@ -125,9 +125,8 @@ pub fn leave_behind(run: &Run<'_>, host: &str, error: &HostError) -> bool {
     if !run.budget.leave(host, &reason(&error.message)) {
         return false;
     }
-    run.pulled.leave(host);
-    run.booted.leave(host);
-    if let Some(wave) = &run.canary {
+    run.sync.leave(host);
+    if let Some(wave) = &run.sync.canary {
         wave.left_behind(host);
     }
     run.output
@@ -163,7 +162,7 @@ where
 pub fn fits(run: &Run<'_>) -> Result<()> {
     let option = if run.budget.allows_any() {
         "--max-fail"
-    } else if run.canary.is_some() {
+    } else if run.sync.canary.is_some() {
         "--canary"
     } else {
         return Ok(());

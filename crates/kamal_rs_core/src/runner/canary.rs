@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::budget::MaxFail;
 use super::run::Run;
 use super::script::Script;
-use super::state::{HostsBarrier, Latch};
+use super::sync::{HostsBarrier, Latch};
 use crate::commands::app::App;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -19,7 +19,7 @@ pub struct CanaryWave {
     /// Every canary's boots are done.
     booted: HostsBarrier,
     /// The other hosts may boot (`true`), or will not (`false`).
-    pub gate: Latch<bool>,
+    pub(super) gate: Latch<bool>,
 }
 
 impl CanaryWave {
@@ -82,7 +82,7 @@ impl CanaryWave {
 /// The wave: once every canary booted, the wait, the check, then the gate opens for the others (or
 /// closes, and the run fails naming the canary).
 pub async fn watch(run: &Run<'_>) -> Result<()> {
-    let Some(wave) = &run.canary else {
+    let Some(wave) = &run.sync.canary else {
         return Ok(());
     };
     if !wave.booted.wait().await {
@@ -164,7 +164,7 @@ fn check_command(container: &str, behind_proxy: bool) -> String {
 
 /// The live view's words for a host waiting at the pull barrier: the others wait for the canaries.
 pub fn waiting_text(run: &Run<'_>, host: &str) -> Option<String> {
-    let wave = run.canary.as_ref()?;
+    let wave = run.sync.canary.as_ref()?;
     (!wave.is_canary(host)).then(|| "pulled, waiting for the canary wave".to_string())
 }
 

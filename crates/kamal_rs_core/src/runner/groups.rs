@@ -24,7 +24,7 @@ pub async fn in_groups(run: &Run<'_>) -> Result<()> {
         wait = Some(2);
     }
     let mut groups = run.sel.boot_groups(run.config);
-    if let Some(wave) = &run.canary {
+    if let Some(wave) = &run.sync.canary {
         for group in &mut groups {
             group.retain(|h| !wave.is_canary(h));
         }

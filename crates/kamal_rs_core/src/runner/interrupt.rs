@@ -21,13 +21,13 @@ pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
     }
     // Scripts waiting at the pull barrier stop there, and scripts that booted do not tag; scripts
     // still pulling get SIGTERM.
-    run.pulled.halt();
-    run.booted.halt();
-    if let Some(wave) = &run.canary {
+    run.sync.halt_boots();
+    run.sync.halt_tags();
+    if let Some(wave) = &run.sync.canary {
         wave.halt();
     }
     loop {
-        let pids = run.before_boot.to_terminate();
+        let pids = run.sync.to_terminate();
         join_all(pids.iter().map(|(host, pid)| async move {
             let kill = server::terminate(pid);
             let sent = run.exec_one(host, Phase::Other, &kill, true);
@@ -49,8 +49,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub async fn unresponsive_after_interrupt(run: &Run<'_>, host: &str) -> HostError {
     run.cancel.cancelled().await;
     loop {
-        if run.before_boot.unresponsive(host, STOP_GRACE) {
-            run.before_boot.passed(host);
+        if run.sync.unresponsive(host, STOP_GRACE) {
+            run.sync.reached_boot(host);
             for role in run.roles_on(host) {
                 run.reports.set_unchecked(
                     host,

@@ -12,6 +12,7 @@ use super::budget;
 use super::interrupt;
 use super::loggers::Loggers;
 use super::options::Command;
+use super::panics;
 use super::plan;
 use super::report::{DeployReport, LeftBehind, LockOutcome};
 use super::run::Run;
@@ -45,7 +46,7 @@ pub async fn run(mut run: Run<'_>) -> DeployReport {
             Err(e) => return finish(&run, &loggers, Err(e)).await,
         }
     }
-    let result = interruptible(&run, steps(&run)).await;
+    let result = interruptible(&run, panics::caught(steps(&run))).await;
     finish(&run, &loggers, result).await
 }
 

@@ -30,6 +30,7 @@ mod interrupt;
 mod loggers;
 mod main;
 pub mod options;
+pub mod panics;
 mod performer;
 mod plan;
 pub mod report;
@@ -40,6 +41,7 @@ mod run;
 pub mod script;
 mod state;
 mod steps;
+mod sync;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,10 +64,19 @@ pub fn deploy(config: &Configuration, options: DeployOptions, cancel: Arc<Cancel
         Ok(rt) => rt,
         Err(e) => return DeployReport::failed_early(Error::runtime(e.to_string()), 0.0),
     };
-    runtime.block_on(async {
-        match run::Run::new(config, options, cancel, started) {
-            Ok(run) => main::run(run).await,
-            Err(e) => DeployReport::failed_early(e, started.elapsed().as_secs_f64()),
-        }
+    panics::install_hook();
+    // The steps catch their own panics (the lock is released after them); one anywhere else in the
+    // run still ends it with an error rather than unwinding into Ruby.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            match run::Run::new(config, options, cancel, started) {
+                Ok(run) => main::run(run).await,
+                Err(e) => DeployReport::failed_early(e, started.elapsed().as_secs_f64()),
+            }
+        })
+    }));
+    ran.unwrap_or_else(|payload| {
+        let error = panics::internal(payload.as_ref());
+        DeployReport::failed_early(error, started.elapsed().as_secs_f64())
     })
 }

@@ -43,7 +43,7 @@ pub fn pulls_in_boot(run: &Run<'_>, host: &str) -> bool {
 /// kamal-proxy (its script ends with the new version serving; a role without the proxy is waited for
 /// after its script).
 pub fn tags_in_boot(run: &Run<'_>) -> bool {
-    *run.tags_in_boot.get_or_init(|| decide_in_boot(run))
+    run.sync.tags_in_boot(|| decide_in_boot(run))
 }
 
 fn decide_in_boot(run: &Run<'_>) -> bool {

@@ -71,16 +71,16 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         }
         // A host that ended before saying its boots succeeded stops the tag everywhere; once every
         // host's had, this changes nothing.
-        run.booted.halt();
+        run.sync.halt_tags();
         if result.is_err() {
             // A host that fails before its boot stops the others before theirs (the pull barrier);
             // so does a canary that fails, whenever.
-            run.pulled.halt();
-            if let Some(wave) = &run.canary {
+            run.sync.halt_boots();
+            if let Some(wave) = &run.sync.canary {
                 wave.halt();
             }
             if run.roles_on(h).iter().any(|r| plan::gatekeeper(run, r)) {
-                run.barrier.set(false);
+                run.sync.primary_result(false);
             }
         }
         result
@@ -88,7 +88,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
     let hosts = async {
         let result = hosts.await;
         // Every host has ended: nothing is left for the canary wave to wait for.
-        if let Some(wave) = &run.canary {
+        if let Some(wave) = &run.sync.canary {
             wave.halt();
         }
         result
@@ -135,7 +135,7 @@ async fn roll_out_host(
     if !rollback {
         pull::pull(run, host).await?;
     }
-    if !run.lock_settled.wait().await || run.cancel.is_cancelled() {
+    if !run.sync.wait_for_lock().await || run.cancel.is_cancelled() {
         return Ok(());
     }
     // A rollback checks for the version where a deploy pulls, but under the lock, as Kamal does.
@@ -146,8 +146,8 @@ async fn roll_out_host(
         proxy::boot(run, host).await?;
     }
     if run.is_app_host(host) {
-        run.pulled.ready(host);
-        let mut gate = run.boot_gate(host);
+        run.sync.pulled(host);
+        let mut gate = run.sync.boot_gate(host);
         if !gate
             .wait_for(Option::is_some)
             .await
@@ -241,7 +241,7 @@ pub async fn boot_host(
         // The boot's script said so, and went on to tag.
         Ok(()) if plan::tags_in_boot(run) => {}
         Ok(()) => {
-            if let Some(wave) = &run.canary {
+            if let Some(wave) = &run.sync.canary {
                 wave.booted(host);
             }
             waiting_for_others(run, host)
@@ -293,12 +293,12 @@ async fn boot_role(
     let out = match run.exec(host, &script, &mut on_line).await {
         Ok(out) => out,
         Err(e) if e.kind == ErrorKind::Connection => {
-            run.before_boot.passed(host);
+            run.sync.reached_boot(host);
             return Err(boot.lost(e, booting.load(Ordering::SeqCst)));
         }
         Err(e) => return Err(boot.failed(e).await),
     };
-    run.before_boot.passed(host);
+    run.sync.reached_boot(host);
     match Exit::of(out.status).map(Exit::step) {
         Some(Step::Lock) => return Err(lock::refused(run, host, &out).await),
         Some(Step::Pull) => return Err(pull::failed(run, host, &out)),
@@ -365,12 +365,12 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
     };
     match mark {
         Mark::Locked => lock::settled(run, true),
-        Mark::Ready => run.pulled.ready(boot.host),
-        Mark::Pid => run.before_boot.started(boot.host, arg),
-        Mark::Boot => run.before_boot.passed(boot.host),
+        Mark::Ready => run.sync.pulled(boot.host),
+        Mark::Pid => run.sync.before_boot(boot.host, arg),
+        Mark::Boot => run.sync.reached_boot(boot.host),
         Mark::Booted => {
-            run.booted.ready(boot.host);
-            if let Some(wave) = &run.canary {
+            run.sync.booted(boot.host);
+            if let Some(wave) = &run.sync.canary {
                 wave.booted(boot.host);
             }
             waiting_for_others(run, boot.host);

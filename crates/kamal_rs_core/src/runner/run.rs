@@ -19,8 +19,9 @@ use super::options::{Command, DeployOptions};
 use super::performer::{Clock, Performer};
 use super::report::Reports;
 use super::script::{is_marker, Exit, Gate, Input, Mark, Script, Shown, Step};
-use super::state::{Barrier, BeforeBoot, HostsBarrier, Latch, LockState};
+use super::state::LockState;
 use super::steps::hooks::Hooks;
+use super::sync::RolloutSync;
 use crate::commands::auditor::Auditor;
 use crate::config::{Configuration, KamalMajor, Role};
 use crate::error::{Error, ErrorKind, Result};
@@ -45,24 +46,12 @@ pub struct Run<'a> {
     pub clock: Clock,
     pub reports: Reports,
     pub lock: LockState,
-    pub barrier: Barrier,
-    /// No host boots before every app host is ready (the per-host rollout, `--pull-barrier`).
-    pub pulled: HostsBarrier,
+    /// How hosts wait for each other (the lock, the pulls, the primary's health, the boots).
+    pub sync: RolloutSync,
     /// The failure budget: hosts left behind (`--max-fail`).
     pub budget: Budget,
-    /// `--canary`: the hosts that boot first, and the gate the others wait at.
-    pub canary: Option<CanaryWave>,
-    /// Every host's boots succeeded (the per-host rollout with `latest` tagged in the boots' scripts):
-    /// each host's script goes on to tag, or stops.
-    pub booted: HostsBarrier,
-    /// The deploy lock is held (`true`) or will not be (`false`): hosts waiting to boot go on, or stop.
-    pub lock_settled: Latch<bool>,
-    pub before_boot: BeforeBoot,
     /// A remote command has been sent (from the pull on).
     pub touched: AtomicBool,
-    /// Whether the boots' scripts also tag latest (prune, release the lock): `plan::tags_in_boot`, decided
-    /// once.
-    pub tags_in_boot: OnceLock<bool>,
     /// Kamal 1.x: 32 hex digits naming this run's cord directories.
     pub run_id: String,
     /// Each host's steps, as they happen.
@@ -171,15 +160,9 @@ impl<'a> Run<'a> {
             clock,
             reports,
             lock: LockState::new(inherited),
-            barrier: Barrier::default(),
-            pulled: HostsBarrier::new(pull_barrier_hosts),
+            sync: RolloutSync::new(pull_barrier_hosts, hosts, canary),
             budget,
-            canary,
-            booted: HostsBarrier::new(hosts),
-            lock_settled: Latch::default(),
-            before_boot: BeforeBoot::default(),
             touched: AtomicBool::new(false),
-            tags_in_boot: OnceLock::new(),
             run_id,
             timeline: Timeline::new(started),
             said: Mutex::new(HashSet::new()),
@@ -256,15 +239,6 @@ impl<'a> Run<'a> {
             .filter_map(|name| config.role(name))
             .filter(|r| r.hosts.iter().any(|h| h == host))
             .collect()
-    }
-
-    /// What a host waits for before its boot: every host's pull, and (`--canary`, a host of the later
-    /// wave) the canaries' verdict.
-    pub fn boot_gate(&self, host: &str) -> tokio::sync::watch::Receiver<Option<bool>> {
-        match &self.canary {
-            Some(wave) if !wave.is_canary(host) => wave.gate.subscribe(),
-            _ => self.pulled.subscribe(),
-        }
     }
 
     /// The run's hosts less those left behind (`--max-fail`): the steps after the rollout act on these.
@@ -451,9 +425,9 @@ impl<'a> Run<'a> {
                 parts
                     .iter()
                     .map(|part| match part {
-                        Input::Gate(Gate::Lock) => Part::Gate(self.lock_settled.subscribe()),
-                        Input::Gate(Gate::Pulled) => Part::Gate(self.boot_gate(host)),
-                        Input::Gate(Gate::Booted) => Part::Gate(self.booted.subscribe()),
+                        Input::Gate(Gate::Lock) => Part::Gate(self.sync.lock_gate()),
+                        Input::Gate(Gate::Pulled) => Part::Gate(self.sync.boot_gate(host)),
+                        Input::Gate(Gate::Booted) => Part::Gate(self.sync.booted_gate()),
                         Input::Bytes(bytes) => Part::Bytes(bytes),
                     })
                     .collect(),

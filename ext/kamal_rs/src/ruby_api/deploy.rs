@@ -6,6 +6,7 @@
 //! printed) and the exception propagates once it has; if they do not (a trap that only logs), the wait
 //! resumes and the deploy carries on.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -61,7 +62,15 @@ pub fn deploy(
     let waiter = Waiter::default();
     let mut raised: Option<Error> = None;
     std::thread::scope(|scope| {
-        scope.spawn(|| waiter.finish(runner::deploy(config, options, cancel.clone())));
+        // The waiter must be told whatever happens: a panic that got past the core's own catch
+        // would otherwise leave this thread waiting for ever.
+        scope.spawn(|| {
+            let run = AssertUnwindSafe(|| runner::deploy(config, options, cancel.clone()));
+            let report = catch_unwind(run).unwrap_or_else(|payload| {
+                DeployReport::failed_early(runner::panics::internal(payload.as_ref()), 0.0)
+            });
+            waiter.finish(report)
+        });
         let wake = || waiter.wake();
         loop {
             if nogvl(|| waiter.wait(), &wake) == Some(true) {

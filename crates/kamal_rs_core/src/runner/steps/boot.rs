@@ -234,7 +234,7 @@ pub async fn wait_at_barrier(
     }
     let primary = &run.sel.primary_role;
     let waiting_since = std::time::Instant::now();
-    if !run.barrier.is_set() {
+    if !run.sync.primary_known() {
         run.output.info(&format!(
             "Waiting for the first healthy {primary} container before booting {} on {host}...",
             role.name
@@ -245,7 +245,7 @@ pub async fn wait_at_barrier(
         );
     }
     let opened = tokio::select! {
-        open = run.barrier.wait() => open,
+        open = run.sync.wait_for_primary() => open,
         _ = run.cancel.cancelled() => return Ok(false),
     };
     let status = if opened { Status::Ok } else { Status::Stopped };
@@ -277,7 +277,7 @@ pub async fn wait_at_barrier(
 
 /// The first primary-role container is healthy: the other roles may boot.
 pub fn open_barrier(run: &Run<'_>, host: &str) {
-    if run.barrier.set(true) {
+    if run.sync.primary_result(true) {
         run.output.info(&format!(
             "First {} container is healthy on {host}, booting any other roles",
             run.sel.primary_role
@@ -309,7 +309,7 @@ pub fn close_barrier(run: &Run<'_>, host: &str, why: &str) -> bool {
     {
         return false;
     }
-    let closed = run.barrier.set(false);
+    let closed = run.sync.primary_result(false);
     if closed {
         run.output.info(&format!(
             "First {} container is unhealthy on {host}, not booting any other roles",

@@ -165,11 +165,10 @@ pub async fn refused(run: &Run<'_>, host: &str, out: &ssh::Output) -> HostError 
 pub fn settled(run: &Run<'_>, held: bool) {
     if held {
         run.lock.taken();
+        crate::runner::panics::fault_point("locked", &run.sel.primary_host);
     }
-    if run.lock_settled.set(held) && !held {
-        // No lock, no boot anywhere.
-        run.pulled.halt();
-    }
+    // No lock, no boot anywhere.
+    run.sync.settle_lock(held);
 }
 
 /// Releases the lock (when this run holds it).

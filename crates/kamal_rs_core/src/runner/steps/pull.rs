@@ -98,11 +98,11 @@ pub async fn exec_interruptible(
     script.append(body);
     let mut on_line = |line: &str| {
         if let Some((Mark::Pid, pid)) = Mark::parse(line) {
-            run.before_boot.started(host, pid);
+            run.sync.before_boot(host, pid);
         }
     };
     let out = run.exec(host, &script, &mut on_line).await;
-    run.before_boot.passed(host);
+    run.sync.reached_boot(host);
     let out = out?;
     if Mark::Interrupted.seen(&out.stdout) {
         return Err(HostError::new(

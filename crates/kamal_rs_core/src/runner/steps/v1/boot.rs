@@ -383,6 +383,6 @@ mod tests {
             !close_barrier(&run, "10.0.0.2", "unhealthy"),
             "a later result changes nothing"
         );
-        assert_eq!(run.barrier.get(), Some(true));
+        assert_eq!(run.sync.primary(), Some(true));
     }
 }
