@@ -3,10 +3,12 @@
 
 use super::single_quote;
 use crate::config::env::Env;
+use crate::config::proxy::ProxySettings;
+use crate::config::role_settings::RoleSettings;
 use crate::config::{logging_args, Configuration, Role};
 use crate::error::Result;
 use crate::shell::{argumentize, escape_shell_value, optionize};
-use crate::value::{Map, Value};
+use crate::value::Value;
 
 pub struct App<'a> {
     pub config: &'a Configuration,
@@ -50,22 +52,12 @@ impl<'a> App<'a> {
 
     /// Root env, the role's, then the host's tags'.
     pub fn env(&self, host: &str) -> Env {
-        let root = self.config.get("env").cloned().unwrap_or(Value::Nil);
-        let mut env = Env::from_config(&root).merge(&Env::from_config(
-            self.role.specializations.get("env").unwrap_or(&Value::Nil),
-        ));
-        let tags = root
-            .as_map()
-            .and_then(|m| m.get("tags"))
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default();
-        for tag in self.role.tags_of(host) {
-            if let Some(tag_env) = tags.get(tag) {
-                env = env.merge(&Env::from_config(tag_env));
-            }
-        }
-        env
+        self.settings().env(host)
+    }
+
+    /// The role's settings over the root's.
+    pub fn settings(&self) -> RoleSettings<'a> {
+        RoleSettings::new(self.config, self.role)
     }
 
     pub fn filters(&self) -> String {
@@ -81,41 +73,22 @@ impl<'a> App<'a> {
         self.role.running_proxy()
     }
 
-    /// The role's proxy settings (root `proxy:` with the role's own merged over it).
-    pub fn proxy_config(&self) -> Map {
-        self.role
-            .proxy_config(self.config.get("proxy"))
-            .and_then(|v| v.as_map().cloned())
-            .unwrap_or_default()
+    /// The role's proxy settings (root `proxy:` with the role's own merged over it; none set for a
+    /// role that is not behind kamal-proxy).
+    pub fn proxy(&self) -> ProxySettings {
+        self.settings().proxy().unwrap_or_default()
     }
 
     /// `asset_path` (role's, else root's), only for roles running the proxy.
     pub fn asset_path(&self) -> Option<String> {
-        if !self.running_proxy() {
-            return None;
-        }
-        self.role
-            .specializations
-            .get("asset_path")
-            .or_else(|| self.config.get("asset_path"))
-            .filter(|v| v.is_present())
-            .map(Value::to_ruby_s)
+        self.settings().asset_path()
     }
 
     /// `docker run`, in the token order of `Kamal::Commands::App#run` (lib/kamal/commands/app.rb, Kamal 2.12.0).
     pub fn run(&self, host: &str, version: &str, hostname: &str) -> String {
         let cfg = self.config;
-        let options = self
-            .role
-            .specializations
-            .get("options")
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default();
-        let restart = options
-            .iter()
-            .find(|(k, _)| k.to_ruby_s() == "restart")
-            .map(|(_, v)| v.to_ruby_s());
+        let settings = self.settings();
+        let restart = settings.restart();
         let name = self.container_name(version);
         let mut t: Vec<String> = vec![
             "docker run --detach".into(),
@@ -155,36 +128,25 @@ impl<'a> App<'a> {
             Some(d) => t.push(format!("--label destination={}", escape_shell_value(d))),
             None => t.push("--label destination".into()),
         }
-        for labels in [cfg.get("labels"), self.role.specializations.get("labels")]
-            .into_iter()
-            .flatten()
-        {
+        for labels in settings.labels() {
             t.extend(argumentize("--label", labels));
         }
-        let other_options: Vec<(String, Value)> = options
-            .iter()
-            .filter(|(k, _)| k.to_ruby_s() != "restart")
-            .map(|(k, v)| (k.to_ruby_s(), v.clone()))
+        let other_options: Vec<(String, Value)> = settings
+            .options()
+            .into_iter()
+            .filter(|(k, _)| k != "restart")
             .collect();
         t.extend(optionize(&other_options, None));
         t.push(format!("{}:{version}", cfg.repository()));
-        if let Some(cmd) = self.role.specializations.get("cmd").filter(|c| !c.is_nil()) {
-            t.push(cmd.to_ruby_s());
+        if let Some(cmd) = settings.cmd() {
+            t.push(cmd);
         }
         t.join(" ")
     }
 
     /// Role logging deep-merged over the root logging.
     pub fn logging_args(&self) -> Vec<String> {
-        let root = self
-            .config
-            .get("logging")
-            .cloned()
-            .unwrap_or_else(|| Value::map(Map::new()));
-        match self.role.specializations.get("logging") {
-            Some(own @ Value::Map(_)) => logging_args(&root.deep_merge(own)),
-            _ => logging_args(&root),
-        }
+        logging_args(&self.settings().logging())
     }
 
     /// `docker container ls --all --filter 'name=^NAME$' --quiet`: the container's ID, or nothing.
@@ -264,14 +226,9 @@ impl<'a> App<'a> {
     /// Stop timeout: role `stop_timeout`, else root `stop_timeout`, else `drain_timeout` for roles
     /// without the proxy (kamal-proxy has already drained a proxy role's container).
     pub fn stop_timeout(&self) -> Option<i64> {
-        let own = self
-            .role
-            .specializations
-            .get("stop_timeout")
-            .and_then(Value::as_int);
-        let timeouts = self.config.timeouts();
-        own.or(timeouts.stop_timeout)
-            .or_else(|| (!self.running_proxy()).then_some(timeouts.drain_timeout))
+        self.settings()
+            .stop_timeout()
+            .or_else(|| (!self.running_proxy()).then_some(self.config.timeouts().drain_timeout))
     }
 
     pub fn stop(&self, version: &str) -> String {
@@ -323,8 +280,7 @@ impl<'a> App<'a> {
     }
 
     pub fn proxy_deploy_args(&self, container_id: &str, version: &str) -> Vec<String> {
-        let proxy = self.proxy_config();
-        super::proxy_deploy::args(self.config, self.role, proxy, container_id, version)
+        super::proxy_deploy::args(self.config, self.role, &self.proxy(), container_id, version)
     }
 
     /// The env file's contents for this host (secrets looked up now).

@@ -27,7 +27,24 @@ impl Auditor<'_> {
 
     pub fn record(&self, recorded_at: &str, role: Option<&str>, message: &str) -> String {
         format!(
-            "mkdir -p .kamal && echo {} >> {}",
+            "mkdir -p .kamal && {}",
+            self.append(recorded_at, role, message)
+        )
+    }
+
+    /// `record` as a kamal_rs script runs it (`server::ensure_directory`): what the log shows is
+    /// `record`'s.
+    pub fn record_in_script(&self, recorded_at: &str, role: Option<&str>, message: &str) -> String {
+        format!(
+            "{} && {}",
+            super::server::ensure_directory(".kamal"),
+            self.append(recorded_at, role, message)
+        )
+    }
+
+    fn append(&self, recorded_at: &str, role: Option<&str>, message: &str) -> String {
+        format!(
+            "echo {} >> {}",
             escape_shell_value(&self.line(recorded_at, role, message)),
             self.path()
         )

@@ -2,11 +2,10 @@
 //! native remote, multiarch and multiarch remote (`docker buildx build --push`). 1.9's option order puts
 //! the tags first and has no `--output` and no `2>&1`.
 
-use super::builder::{cache_options, cache_reference, redacted_build_args, Target};
+use super::builder::{redacted_build_args, Target};
 use crate::config::Configuration;
 use crate::error::Result;
 use crate::shell::{argumentize_as, Escaping};
-use crate::value::{Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KindV1 {
@@ -25,11 +24,11 @@ pub struct BuilderV1 {
 impl BuilderV1 {
     pub fn new(config: &Configuration) -> Result<BuilderV1> {
         let t = Target::new(config)?;
-        let cfg = &t.cfg;
-        let multiarch = !matches!(cfg.get("multiarch"), Some(Value::Bool(false)));
-        let cached = cfg.get("cache").is_some_and(Value::truthy);
-        let remote = cfg.get("remote").is_some_and(Value::truthy);
-        let local = cfg.get("local").is_some_and(Value::truthy);
+        let settings = &t.settings;
+        let multiarch = settings.multiarch();
+        let cached = settings.has("cache");
+        let remote = settings.has("remote");
+        let local = settings.has("local");
         let kind = match (multiarch, cached, remote, local) {
             (false, false, _, _) => KindV1::Native,
             (false, true, _, _) => KindV1::NativeCached,
@@ -40,27 +39,12 @@ impl BuilderV1 {
         Ok(BuilderV1 { kind, t })
     }
 
-    fn section(&self, key: &str) -> Map {
-        self.t
-            .cfg
-            .get(key)
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default()
-    }
-
     fn arch_of(&self, key: &str) -> Option<String> {
-        self.section(key)
-            .get("arch")
-            .filter(|v| !v.is_nil())
-            .map(Value::to_ruby_s)
+        self.t.settings.arch_of(key)
     }
 
     fn host_of(&self, key: &str) -> String {
-        self.section(key)
-            .get("host")
-            .map(Value::to_ruby_s)
-            .unwrap_or_default()
+        self.t.settings.host_of(key)
     }
 
     /// `docker` alone for the native builder, buildx too for the others.
@@ -118,11 +102,13 @@ impl BuilderV1 {
     }
 
     fn cache(&self) -> Vec<String> {
-        let cache = self.section("cache");
-        let options = cache_options(&cache);
-        let (to, from) = match cache.get("type").map(Value::to_ruby_s).as_deref() {
+        let Some(cache) = self.t.settings.cache() else {
+            return Vec::new();
+        };
+        let options = cache.options.clone();
+        let (to, from) = match cache.kind.as_deref() {
             Some("registry") => {
-                let reference = cache_reference(self.t.server.as_deref(), &cache, &self.t.image);
+                let reference = cache.reference(self.t.server.as_deref(), &self.t.image);
                 let to = [
                     Some("type=registry".to_string()),
                     options,
@@ -160,11 +146,7 @@ impl BuilderV1 {
         head.extend(self.cache());
         head.push("--label".into());
         head.push(format!("service={}", Escaping::V1.escape(&self.t.service)));
-        let args = argumentize_as(
-            "--build-arg",
-            self.t.cfg.get("args").unwrap_or(&Value::Nil),
-            Escaping::V1,
-        );
+        let args = argumentize_as("--build-arg", &self.t.settings.args(), Escaping::V1);
         let shown_args = redacted_build_args(&args);
         let mut tail = Vec::new();
         for name in self.secret_names() {
@@ -173,10 +155,13 @@ impl BuilderV1 {
         }
         tail.push("--file".into());
         tail.push(self.dockerfile());
-        for key in ["target", "ssh"] {
-            if let Some(v) = self.t.cfg.get(key).filter(|v| v.is_present()) {
-                tail.push(format!("--{key}"));
-                tail.push(v.to_ruby_s());
+        for (flag, value) in [
+            ("--target", self.t.settings.target()),
+            ("--ssh", self.t.settings.ssh()),
+        ] {
+            if let Some(value) = value {
+                tail.push(flag.into());
+                tail.push(value);
             }
         }
         (

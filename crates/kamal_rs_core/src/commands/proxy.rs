@@ -14,6 +14,8 @@ pub const STATE: &str = "docker inspect kamal-proxy --format '{{.State.Running}}
 /// The first word `STATE` prints for a kamal-proxy that runs on the `kamal` network.
 pub const RUNNING: &str = "true/kamal";
 pub const MKDIR_APPS_CONFIG: &str = "mkdir -p .kamal/proxy/apps-config";
+/// Where kamal-proxy's per-app files live on the host (mounted into its container).
+pub const APPS_CONFIG: &str = ".kamal/proxy/apps-config";
 
 const RUN_BASE: &str = "docker run --name kamal-proxy --network kamal --detach --restart unless-stopped --volume kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy --volume $PWD/.kamal/proxy/apps-config:/home/kamal-proxy/.apps-config";
 

@@ -148,6 +148,15 @@ impl<'a> AppV1<'a> {
         format!("mkdir -p {dir} ; touch {dir}/{CORD_FILE}")
     }
 
+    /// `tie_cord` as a kamal_rs script runs it (`server::ensure_directory`).
+    pub fn tie_cord_in_script(&self) -> String {
+        let dir = self.cord_dir();
+        format!(
+            "{} ; touch {dir}/{CORD_FILE}",
+            super::server::ensure_directory(&dir)
+        )
+    }
+
     /// The cord directory of the container of `version` (its mount at the cord path).
     pub fn cord(&self, version: &str) -> String {
         let cord = self.healthcheck().cord().unwrap_or_default();

@@ -4,6 +4,7 @@
 //! destination merge on happens here, so that the model is the same whichever way kamal_rs is driven.
 
 pub mod accessory;
+pub mod builder;
 mod ensure;
 pub mod env;
 #[cfg(test)]
@@ -11,11 +12,13 @@ mod fuzz;
 pub mod gem_version;
 mod git;
 pub mod lockfile;
+pub mod proxy;
 pub use git::random_hex;
 pub mod role;
+pub mod role_settings;
 pub mod schema;
 mod settings;
-pub use settings::{Boot, BootLimit, Registry, Timeouts};
+pub use settings::{Boot, BootLimit, OutputSetting, Registry, Timeouts};
 pub mod ssh;
 pub mod v1;
 mod v1_schema;
@@ -264,10 +267,12 @@ impl Configuration {
 
     /// The build uses a clean git clone unless `builder.context` is set.
     pub fn builder_uses_git_clone(&self) -> bool {
-        self.builder_config()
-            .as_map()
-            .and_then(|b| b.get("context"))
-            .is_none_or(Value::is_nil)
+        !self.builder().context_set()
+    }
+
+    /// `builder:`, typed.
+    pub fn builder(&self) -> builder::BuilderSettings {
+        builder::BuilderSettings::of(self)
     }
 
     pub fn repository(&self) -> String {

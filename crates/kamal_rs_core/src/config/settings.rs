@@ -185,6 +185,61 @@ impl Configuration {
             section,
         }
     }
+
+    /// `ssh:`, as written: `ssh::SshSettings` reads it, every value checked.
+    pub fn ssh_section(&self) -> Option<&Value> {
+        self.get("ssh")
+    }
+
+    /// `error_pages_path`: the app's directory of `4xx.html` / `5xx.html` pages for kamal-proxy.
+    pub fn error_pages_path(&self) -> Option<String> {
+        self.get("error_pages_path")
+            .filter(|v| !v.is_nil())
+            .map(Value::to_ruby_s)
+    }
+
+    /// `hooks_output` for `hook`: `verbose`, `quiet`, or none (then -q/-v decide). Set for every hook,
+    /// or per hook.
+    pub fn hooks_output(&self, hook: &str) -> Option<String> {
+        match self.get("hooks_output") {
+            Some(Value::Map(m)) => m.get(hook).map(Value::to_ruby_s),
+            Some(Value::Nil) | None => None,
+            Some(v) => Some(v.to_ruby_s()),
+        }
+    }
+
+    /// `output:`'s loggers (Kamal 2.12's `lib/kamal/configuration/output.rb`), in the config's order.
+    pub fn output_loggers(&self) -> Vec<OutputSetting> {
+        let section = self.get("output").and_then(Value::as_map);
+        let setting = |value: &Value, name: &str| {
+            value
+                .as_map()
+                .and_then(|m| m.get(name))
+                .map(Value::to_ruby_s)
+                .filter(|s| !s.is_empty())
+        };
+        section
+            .iter()
+            .flat_map(|m| m.iter())
+            .filter_map(|(key, value)| match key.to_ruby_s().as_str() {
+                "file" => Some(OutputSetting::File {
+                    path: setting(value, "path"),
+                }),
+                "otel" => Some(OutputSetting::Otel {
+                    endpoint: setting(value, "endpoint"),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// One of `output:`'s loggers; a missing path or endpoint is the run's to report (as Kamal does, once
+/// the run starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSetting {
+    File { path: Option<String> },
+    Otel { endpoint: Option<String> },
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
-use crate::runner::script::{Script, Shown};
+use crate::runner::script::{ensure_run_directory, Script, Shown};
 use crate::runner::steps::hooks::run_hook;
 use crate::runner::steps::lock;
 
@@ -21,7 +21,7 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
     run.connect_all().await?;
     run.touched.store(true, Ordering::SeqCst);
     run.on_hosts(&run.sel.hosts, |h| async move {
-        run.exec_one(h, Phase::Env, server::ENSURE_RUN_DIRECTORY, false)
+        run.exec(h, &ensure_run_directory(Phase::Env), &mut |_| {})
             .await
             .map(|_| ())
     })
@@ -50,8 +50,11 @@ fn files(run: &Run<'_>, host: &str) -> std::result::Result<Vec<(String, String)>
 fn script(files: &[(String, String)]) -> Script {
     let mut s = Script::new();
     for (path, contents) in files {
-        let mkdir = server::ensure_parent_directory(path);
-        s.run(Shown::info(Phase::Env, &mkdir), &mkdir);
+        let dir = server::parent_directory(path);
+        s.run(
+            Shown::info(Phase::Env, format!("mkdir -p {dir}")),
+            &server::ensure_directory(dir),
+        );
         // Mode 400, as Kamal's upload.
         s.run(
             Shown::upload(Phase::Env, path),

@@ -11,11 +11,11 @@ use super::github::{self, GithubActions, RunFacts};
 use super::options::Command;
 use super::report::DeployReport;
 use super::run::Run;
+use crate::config::OutputSetting;
 use crate::output::events::{ErrorOut, EventsFile, RunEnd, RunStart};
 use crate::output::file_log::FileLog;
 use crate::output::otel::{self, Otel, Tags};
 use crate::output::svg::{self, Heading};
-use crate::value::Value;
 
 pub struct Loggers {
     /// `output:`'s loggers, in the config's order (the order of their closing lines).
@@ -55,17 +55,9 @@ impl Loggers {
         let (cmd, sub) = command(run);
         let file_command = sub.map_or(cmd.to_string(), |s| format!("{cmd}_{s}"));
         let mut output = Vec::new();
-        let settings = run.config.get("output").and_then(Value::as_map);
-        for (key, value) in settings.iter().flat_map(|m| m.iter()) {
-            let setting = |name: &str| {
-                value
-                    .as_map()
-                    .and_then(|m| m.get(name))
-                    .map(Value::to_ruby_s)
-                    .filter(|s| !s.is_empty())
-            };
-            match key.to_ruby_s().as_str() {
-                "file" => match setting("path") {
+        for setting in run.config.output_loggers() {
+            match setting {
+                OutputSetting::File { path } => match path {
                     Some(dir) => match FileLog::create(
                         Path::new(&dir),
                         run.config.destination.as_deref(),
@@ -80,7 +72,7 @@ impl Loggers {
                         .output
                         .stderr("Output logger setup failed: ArgumentError: file path is required"),
                 },
-                "otel" => match setting("endpoint") {
+                OutputSetting::Otel { endpoint } => match endpoint {
                     Some(endpoint) => {
                         // A rollback without a version chooses one later.
                         let version = if run.version.is_empty() {
@@ -103,7 +95,6 @@ impl Loggers {
                         "Output logger setup failed: ArgumentError: OTel endpoint is required",
                     ),
                 },
-                _ => {}
             }
         }
         for logger in &output {

@@ -15,7 +15,6 @@ use crate::runner::report::RoleState;
 use crate::runner::run::Run;
 use crate::runner::script::{Exit, Mark, Script, Shown};
 use crate::ssh;
-use crate::value::Value;
 
 pub struct Boot<'r, 'a> {
     pub run: &'r Run<'a>,
@@ -325,22 +324,18 @@ pub(crate) fn tls_certificates(run: &Run<'_>, app: &App<'_>) -> Result<Option<(S
     if !app.running_proxy() {
         return Ok(None);
     }
-    let proxy = app.proxy_config();
-    let Some(ssl) = proxy.get("ssl").and_then(Value::as_map) else {
+    let Some((cert, key)) = app.proxy().custom_certificates() else {
         return Ok(None);
     };
-    let (Some(cert), Some(key)) = (ssl.get("certificate_pem"), ssl.get("private_key_pem")) else {
-        return Ok(None);
-    };
-    let cert = run.config.secrets.get(&cert.to_ruby_s())?;
-    let key = run.config.secrets.get(&key.to_ruby_s())?;
+    let cert = run.config.secrets.get(&cert)?;
+    let key = run.config.secrets.get(&key)?;
     run.output.add_secrets([key.clone()]);
     Ok(Some((cert, key)))
 }
 
 /// The `4??.html` and `5??.html` files of `error_pages_path`.
 fn error_pages(run: &Run<'_>) -> Vec<(String, Vec<u8>)> {
-    let Some(dir) = run.config.get("error_pages_path").map(Value::to_ruby_s) else {
+    let Some(dir) = run.config.error_pages_path() else {
         return Vec::new();
     };
     let page = |name: &str| {

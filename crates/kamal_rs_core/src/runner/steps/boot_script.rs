@@ -14,6 +14,7 @@ use base64::Engine;
 
 use crate::commands::app::App;
 use crate::commands::auditor::Auditor;
+use crate::commands::server::ensure_directory;
 use crate::commands::single_quote;
 use crate::output::timeline::Phase;
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
@@ -141,12 +142,16 @@ impl BootScript<'_> {
         }
         // After a rename the current version is read again only where Kamal's queries could answer
         // differently: with one running container it is still that one, under its new name if renamed.
-        let audit = self.auditor.record(
-            self.recorded_at,
-            Some(role),
-            &format!("Renaming container {v} to {replaced}"),
+        let message = format!("Renaming container {v} to {replaced}");
+        let audit = s.marked(
+            Shown::debug(
+                Phase::Boot,
+                self.auditor.record(self.recorded_at, Some(role), &message),
+            ),
+            &self
+                .auditor
+                .record_in_script(self.recorded_at, Some(role), &message),
         );
-        let audit = s.marked(Shown::debug(Phase::Boot, &audit), &audit);
         let rename = app.rename(v, &replaced);
         let rename = s.marked(Shown::info(Phase::Boot, &rename), &rename);
         let current = s.marked(
@@ -166,17 +171,23 @@ impl BootScript<'_> {
     fn start(&self, s: &mut Script) {
         let app = self.app;
         let (role, v) = (app.role.name.as_str(), self.version);
-        let audit = self.auditor.record(
-            self.recorded_at,
-            Some(role),
-            &format!("Booted app version {v}"),
+        let message = format!("Booted app version {v}");
+        let audit = s.marked(
+            Shown::debug(
+                Phase::Boot,
+                self.auditor.record(self.recorded_at, Some(role), &message),
+            ),
+            &self
+                .auditor
+                .record_in_script(self.recorded_at, Some(role), &message),
         );
-        let audit = s.marked(Shown::debug(Phase::Boot, &audit), &audit);
         s.line(guard(&audit, Exit::Audit));
         // stdin carries the env file, then the TLS certificate and key: `head -c N` never reads past N.
         let env_file = app.env_file_path();
-        let mkdir = app.ensure_env_directory();
-        let mkdir = s.marked(Shown::info(Phase::Boot, &mkdir), &mkdir);
+        let mkdir = s.marked(
+            Shown::info(Phase::Boot, app.ensure_env_directory()),
+            &ensure_directory(&app.env_directory()),
+        );
         let upload = s.marked(
             Shown::upload(Phase::Boot, &env_file),
             &format!(
@@ -191,7 +202,7 @@ impl BootScript<'_> {
             let dir = format!(".kamal/proxy/apps-config/{sd}/tls/{role}");
             let write = s.marked(
                 Shown::upload(Phase::Boot, &format!("{dir}/cert.pem {dir}/key.pem")),
-                &format!("mkdir -p {dir} && head -c {} > {dir}/cert.pem && head -c {} > {dir}/key.pem && chmod 644 {dir}/cert.pem {dir}/key.pem", cert.len(), key.len()),
+                &format!("{} && head -c {} > {dir}/cert.pem && head -c {} > {dir}/key.pem && chmod 644 {dir}/cert.pem {dir}/key.pem", ensure_directory(&dir), cert.len(), key.len()),
             );
             s.line(format!(
                 "{}; {}",
@@ -202,7 +213,7 @@ impl BootScript<'_> {
         }
         if !self.error_pages.is_empty() {
             let dir = format!(".kamal/proxy/apps-config/{sd}/error_pages");
-            let mut w = vec![format!("mkdir -p {dir}/{v}")];
+            let mut w = vec![ensure_directory(&format!("{dir}/{v}"))];
             for (name, body) in self.error_pages {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(body);
                 w.push(format!(
@@ -259,7 +270,7 @@ impl BootScript<'_> {
             let cleanup = self.assets_cleanup();
             after_old.push(s.marked(Shown::info(Phase::Stop, &cleanup), &cleanup));
         }
-        if app.config.get("error_pages_path").is_some() {
+        if app.config.error_pages_path().is_some() {
             let cleanup = format!(
                 "find .kamal/proxy/apps-config/{}/error_pages -mindepth 1 -maxdepth 1 ! -name {v} -exec rm -rf {{}} +",
                 app.config.service_and_destination()
@@ -307,14 +318,20 @@ impl BootScript<'_> {
         );
         s.line(guard(&extract, Exit::Assets));
         // Kamal's `sync_asset_volumes`: one command, with the cross-copies when there is an old version.
-        let sync = format!(
-            "mkdir -p {base}/volumes/{role}-{v} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-{v}"
+        let volume = format!("{base}/volumes/{role}-{v}");
+        let copy = format!("cp -rnT {base}/extracted/{role}-{v} {volume}");
+        let (sync, sync_run) = (
+            format!("mkdir -p {volume} ; {copy}"),
+            format!("{} ; {copy}", ensure_directory(&volume)),
         );
-        let cross = format!(
-            "{sync} ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-${{old}} || true ; cp -rnT {base}/extracted/{role}-${{old}} {base}/volumes/{role}-{v} || true"
+        let crossed = format!(
+            " ; cp -rnT {base}/extracted/{role}-{v} {base}/volumes/{role}-${{old}} || true ; cp -rnT {base}/extracted/{role}-${{old}} {volume} || true"
         );
-        let cross = s.marked(Shown::info(Phase::Boot, &cross).with_var("${old}"), &cross);
-        let alone = s.marked(Shown::info(Phase::Boot, &sync), &sync);
+        let cross = s.marked(
+            Shown::info(Phase::Boot, format!("{sync}{crossed}")).with_var("${old}"),
+            &format!("{sync_run}{crossed}"),
+        );
+        let alone = s.marked(Shown::info(Phase::Boot, &sync), &sync_run);
         s.line(format!(
             "if [ -n \"$old\" ]; then {cross}; else {alone}; fi"
         ));

@@ -197,11 +197,7 @@ impl<'r, 'a> Build<'r, 'a> {
                 };
             return Err(Error::new(ErrorKind::Dependency, message));
         }
-        let remote_builder = c
-            .builder_config()
-            .as_map()
-            .and_then(|b| b.get("remote"))
-            .is_some_and(|r| !r.is_nil());
+        let remote_builder = c.builder().remote().is_some();
         let arch = if remote_builder {
             let info = self
                 .execute_local("docker info --format '{{.Architecture}}'")

@@ -12,22 +12,21 @@ use crate::runner::cancel::Cancel;
 use crate::runner::failure::failure_text;
 use crate::runner::options::Command;
 use crate::runner::run::Run;
-use crate::value::Value;
 
-pub struct Hooks {
+pub struct Hooks<'a> {
     pub path: String,
     pub skip: bool,
-    /// `hooks_output`: `verbose` or `quiet`, for every hook or per hook.
-    output: Option<Value>,
+    /// `hooks_output`, read per hook.
+    config: &'a Configuration,
     v1: bool,
 }
 
-impl Hooks {
-    pub fn new(config: &Configuration, skip: bool) -> Hooks {
+impl<'a> Hooks<'a> {
+    pub fn new(config: &'a Configuration, skip: bool) -> Hooks<'a> {
         Hooks {
             path: config.hooks_path(),
             skip,
-            output: config.get("hooks_output").cloned(),
+            config,
             v1: config.major == KamalMajor::V1,
         }
     }
@@ -36,18 +35,9 @@ impl Hooks {
         !self.skip && Path::new(&self.path).join(name).is_file()
     }
 
-    /// `hooks_output` for a hook: `verbose`, `quiet`, or none (then -q/-v decide).
-    fn visibility(&self, hook: &str) -> Option<String> {
-        match &self.output {
-            Some(Value::Map(m)) => m.get(hook).map(Value::to_ruby_s),
-            Some(v) => Some(v.to_ruby_s()),
-            None => None,
-        }
-    }
-
     /// The verbosity a hook's lines show at: -q and -v win, else its `hooks_output`.
     fn level(&self, hook: &str, given: Verbosity) -> Verbosity {
-        match (given, self.visibility(hook).as_deref()) {
+        match (given, self.config.hooks_output(hook).as_deref()) {
             (Verbosity::Normal, Some("quiet")) => Verbosity::Quiet,
             (Verbosity::Normal, Some("verbose")) => Verbosity::Verbose,
             (given, _) => given,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::commands::{lock, v1};
+use crate::commands::{lock, server, v1};
 use crate::config::KamalMajor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::timeline::Phase;
@@ -37,14 +37,14 @@ pub fn acquire(run: &Run<'_>) -> Script {
     );
     let dir = dir(run);
     // The directory that holds the lock's: `.kamal`, or 1.x's `.kamal/locks`.
-    let prep = format!(
-        "mkdir -p {}",
-        dir.rsplit_once('/').map_or(".kamal", |(p, _)| p)
-    );
+    let parent = dir.rsplit_once('/').map_or(".kamal", |(p, _)| p);
     let take = lock::acquire_at(&dir, &details);
     let mut s = Script::new();
-    s.run(Shown::info(Phase::Lock, &prep), &prep)
-        .run(Shown::debug(Phase::Lock, &take), &take);
+    s.run(
+        Shown::info(Phase::Lock, format!("mkdir -p {parent}")),
+        &server::ensure_directory(parent),
+    )
+    .run(Shown::debug(Phase::Lock, &take), &take);
     s.chain()
 }
 

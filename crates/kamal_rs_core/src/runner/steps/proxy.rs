@@ -2,14 +2,15 @@
 //! network on every host, then on the hosts of proxy roles the registry login, the version check and
 //! kamal-proxy started (or run, when it does not exist). An existing kamal-proxy is never recreated.
 
-use crate::commands::{proxy, registry};
+use crate::commands::{proxy, registry, server};
+use crate::config::proxy::ProxySettings;
 use crate::error::ErrorKind;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
 use crate::ssh;
-use crate::value::{Map, Value};
+use crate::value::Map;
 
 /// One host's proxy boot as one script, run in a subshell of its own: its `exit`s end only it. One
 /// `docker inspect` reads whether kamal-proxy runs on the `kamal` network and its version; on a host
@@ -64,7 +65,7 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
     };
     let mkdir = s.marked(
         Shown::info(Phase::Proxy, proxy::MKDIR_APPS_CONFIG),
-        proxy::MKDIR_APPS_CONFIG,
+        &server::ensure_directory(proxy::APPS_CONFIG),
     );
     let start = s.marked(Shown::info(Phase::Proxy, &start), &start);
     s.line(format!(
@@ -122,13 +123,8 @@ fn run_config(run: &Run<'_>, host: &str) -> Option<Map> {
     run.roles_on(host)
         .into_iter()
         .filter(|r| r.running_proxy())
-        .find_map(|r| r.proxy_config(run.config.get("proxy")))
-        .and_then(|p| {
-            p.as_map()
-                .and_then(|m| m.get("run"))
-                .and_then(Value::as_map)
-                .cloned()
-        })
+        .find_map(|r| ProxySettings::of(run.config, r))
+        .and_then(|p| p.run())
 }
 
 #[cfg(test)]

@@ -8,13 +8,13 @@
 
 use futures::future::join_all;
 
-use crate::commands::{builder, registry, server};
+use crate::commands::{builder, registry};
 use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::{combine, HostError};
 use crate::runner::plan;
 use crate::runner::run::Run;
-use crate::runner::script::{interruptible, waited, Mark, Script, Shown};
+use crate::runner::script::{ensure_run_directory, interruptible, waited, Mark, Script, Shown};
 use crate::ssh;
 
 /// `docker login` unless the host's Docker already holds these credentials (same end state, fewer
@@ -59,13 +59,13 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Option<Script>, 
     if !run.config.registry().local() {
         s.append(login(run)?);
     }
-    let audit = run.auditor().record(
-        &run.clock.now(),
-        None,
-        &format!("Pulled image with version {}", run.version),
-    );
+    let (auditor, now) = (run.auditor(), run.clock.now());
+    let message = format!("Pulled image with version {}", run.version);
     let mut audit_part = Script::new();
-    audit_part.run(Shown::debug(Phase::Pull, &audit), &audit);
+    audit_part.run(
+        Shown::debug(Phase::Pull, auditor.record(&now, None, &message)),
+        &auditor.record_in_script(&now, None, &message),
+    );
     s.append(image(run, audit_part));
     Ok(Some(s.chain()))
 }
@@ -73,7 +73,7 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Option<Script>, 
 /// Pulls on one host (a host without the app gets `.kamal`).
 pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
     let Some(pull) = script(run, host)? else {
-        run.exec_one(host, Phase::Pull, server::ENSURE_RUN_DIRECTORY, false)
+        run.exec(host, &ensure_run_directory(Phase::Pull), &mut |_| {})
             .await?;
         return Ok(());
     };

@@ -9,7 +9,6 @@ use crate::config::KamalMajor;
 use crate::error::Result;
 use crate::runner::options::Command;
 use crate::runner::run::Run;
-use crate::value::Value;
 
 pub fn check(run: &Run<'_>) -> Result<()> {
     // The registry's first: Kamal's first lookup is its `docker login`.
@@ -18,13 +17,8 @@ pub fn check(run: &Run<'_>) -> Result<()> {
         return Ok(());
     }
     if !run.options.skip_push && run.options.command != Command::Rollback {
-        let builder = run.config.builder_config();
-        let names = builder
-            .as_map()
-            .and_then(|b| b.get("secrets"))
-            .and_then(Value::as_seq);
-        for name in names.unwrap_or_default() {
-            run.config.secrets.get(&name.to_ruby_s())?;
+        for name in run.config.builder().secrets() {
+            run.config.secrets.get(&name)?;
         }
     }
     for host in &run.sel.app_hosts {

@@ -20,14 +20,16 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
     let mut s = Script::new();
     if run.is_app_host(host) {
         let image = format!("{}:{}", c.repository(), run.version);
-        let audit = auditor.record(
-            &run.clock.now(),
-            None,
-            &format!("Tagging {image} as the latest image"),
+        let (now, message) = (
+            run.clock.now(),
+            format!("Tagging {image} as the latest image"),
         );
         let tag = app::tag_latest(c, &run.version);
-        s.run(Shown::debug(Phase::Tag, &audit), &audit)
-            .run(Shown::info(Phase::Tag, &tag), &tag);
+        s.run(
+            Shown::debug(Phase::Tag, auditor.record(&now, None, &message)),
+            &auditor.record_in_script(&now, None, &message),
+        )
+        .run(Shown::info(Phase::Tag, &tag), &tag);
     }
     if run.options.prunes() {
         let service = c.service();
@@ -44,8 +46,11 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
                 ],
             ),
         ] {
-            let audit = auditor.record(&run.clock.now(), None, message);
-            s.run(Shown::debug(Phase::Prune, &audit), &audit);
+            let now = run.clock.now();
+            s.run(
+                Shown::debug(Phase::Prune, auditor.record(&now, None, message)),
+                &auditor.record_in_script(&now, None, message),
+            );
             for cmd in commands {
                 s.run(Shown::info(Phase::Prune, &cmd), &cmd);
             }

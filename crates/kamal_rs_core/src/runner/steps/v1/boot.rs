@@ -112,8 +112,10 @@ pub fn script(run: &Run<'_>, host: &str, role: &Role) -> Script {
     let booted_audit = s.marked(Shown::debug(Phase::Boot, &booted_audit), &booted_audit);
     s.line(guard(&booted_audit, Exit::Audit));
     if app.uses_cord() {
-        let tie = app.tie_cord();
-        let tie = s.marked(Shown::info(Phase::Boot, &tie), &tie);
+        let tie = s.marked(
+            Shown::info(Phase::Boot, app.tie_cord()),
+            &app.tie_cord_in_script(),
+        );
         s.line(guard(&tie, Exit::Cord));
     }
     let docker_run = s.marked(

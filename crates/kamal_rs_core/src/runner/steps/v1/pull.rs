@@ -42,7 +42,7 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
     audit_part
         .run(
             Shown::info(Phase::Pull, server::ENSURE_RUN_DIRECTORY),
-            server::ENSURE_RUN_DIRECTORY,
+            &server::ensure_directory(".kamal"),
         )
         .run(Shown::debug(Phase::Pull, &line), &line);
     s.append(pull::image(run, audit_part));
