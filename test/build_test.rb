@@ -23,6 +23,7 @@ class BuildTest < Minitest::Test
       FileUtils.cp_r(File.join(FIXTURES, "build_app", "."), dir)
       # A git repository from the start: each test commits what it builds.
       File.write(File.join(dir, "index.html"), "app built-0\n")
+      File.write(File.join(dir, "nonce"), "#{Random.new_seed}\n")
       [ %w[init -q], %w[add -A], %w[commit -qm initial] ].each do |args|
         system(GIT_ENV, "git", *args, chdir: dir, out: File::NULL, exception: true)
       end
@@ -34,6 +35,7 @@ class BuildTest < Minitest::Test
     require_root
     flunk "docker buildx is not installed (script/setup installs it)" unless system("docker buildx version", out: File::NULL, err: File::NULL)
     @app = self.class.app
+    given_deployed(web: HOSTS) { assert_equal 0, kamal_rs("deploy", "-P", "--version", "v1").first }
   end
 
   def test_01_deploy_builds_the_committed_tree_pushes_and_rolls_out

@@ -23,6 +23,7 @@ class DeployTest < Minitest::Test
     require_root
     self.class.lab
     @markers = Dir.mktmpdir("hooks")
+    given_deployed(web: WEB) { given_serving("v1") }
   end
 
   def teardown
@@ -376,7 +377,7 @@ class DeployTest < Minitest::Test
   private
     # The deploy app's web hosts serving the last of `history` (LabHelpers#given_serving).
     def given_serving(*history)
-      super(*history, web: WEB) do |version|
+      super(*history, web: WEB, hosts: [ *WEB, WORKER ]) do |version|
         status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", version, "-q")
         assert_equal 0, status, "setting the lab up: deploy #{version}:\n#{out}"
       end

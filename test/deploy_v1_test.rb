@@ -156,7 +156,7 @@ class DeployV1Test < Minitest::Test
     end
 
     def given_serving(*history)
-      super(*history, web: WEB) do |version|
+      super(*history, web: WEB, hosts: HOSTS) do |version|
         [ %w[env push -d staging], [ "deploy", "-P", "-d", "staging", "--version", version, "-q" ] ].each do |args|
           status, out = kamal_rs(*args)
           assert_equal 0, status, "setting the lab up: #{args.join(" ")}:\n#{out}"

@@ -56,6 +56,7 @@ class FaultsTest < Minitest::Test
     require_root
     @app = self.class.app
     Lab::Faults.heal_all
+    given_deployed(web: WEB) { given_serving("v1") }
   end
 
   def teardown
@@ -239,7 +240,7 @@ class FaultsTest < Minitest::Test
 
   private
     def given_serving(version)
-      super(version, web: WEB) do |v|
+      super(version, web: WEB, hosts: HOSTS) do |v|
         status, out, = kamal_rs("deploy", "-P", "--version", v)
         assert_equal 0, status, "setting the lab up: deploy #{v}:\n#{out}"
       end

@@ -108,7 +108,7 @@ class KamalInteropTest < Minitest::Test
 
   private
     def given_serving(*history)
-      super(*history, web: WEB) { |version| tool_run!(:kamal_rs, "deploy", "-P", "-d", "staging", "--version", version, "-q") }
+      super(*history, web: WEB, hosts: [ *WEB, WORKER ]) { |version| tool_run!(:kamal_rs, "deploy", "-P", "-d", "staging", "--version", version, "-q") }
     end
 
     def tool_run(tool, *args, dir: APP)

@@ -25,17 +25,23 @@ module LabHelpers
     end
 
     # The lab as a test expects to find it, whatever ran before it (tests run in any order, or alone):
-    # each version of `history` deployed on the `web` hosts at some time (its containers still there)
-    # and the last one serving. Deploys what is missing, oldest first, with the block (given a
-    # version); nothing when the lab is already so.
-    def given_serving(*history, web:)
+    # each version of `history` deployed on every one of `hosts` at some time (its containers still
+    # there) and the last one serving on the `web` hosts. Deploys what is missing, oldest first, with
+    # the block (given a version); nothing when the lab is already so.
+    def given_serving(*history, web:, hosts: web)
       names = ->(ip) { docker(ip, "ps -a --format '{{.Names}}'").split }
-      deployed = ->(v) { web.all? { |ip| names.call(ip).any? { |n| n.end_with?("-#{v}") } } }
+      deployed = ->(v) { hosts.all? { |ip| names.call(ip).any? { |n| n.end_with?("-#{v}") } } }
       serving = history.last
       return if history.all?(&deployed) && web.all? { |ip| http_get(ip) == "app #{serving}\n" }
 
       history.each { |v| yield v if v == serving || !deployed.call(v) }
       web.each { |ip| assert_equal "app #{serving}\n", http_get(ip), "#{ip} after setting the lab up to serve #{serving}" }
+    end
+
+    # A redeploy needs a deploy before it (kamal-proxy, its network): made, with the block, on a lab
+    # where none ran yet.
+    def given_deployed(web:)
+      yield unless web.all? { |ip| !docker(ip, "ps -q --filter name=^kamal-proxy$").strip.empty? }
     end
 
     # No container, env file or audit line of the app `sd` (service[-destination]) on `hosts`: a test

@@ -30,6 +30,7 @@ class RolloutTest < Minitest::Test
   def setup
     require_root
     @app = self.class.app
+    given_deployed(web: WEB) { given_serving("v1") }
   end
 
   def test_01_deploy_takes_the_lock_first_then_each_web_host_runs_one_script
@@ -75,6 +76,8 @@ class RolloutTest < Minitest::Test
 
   def test_02_a_held_lock_stops_every_boot_and_is_left_alone
     given_serving("v1")
+    # No v2 container anywhere: the run must not make one.
+    (WEB + [ WORKER ]).each { |ip| remote(ip, "docker ps -aq --filter name=-v2 | xargs -r docker rm -f") }
     details = Base64.encode64("Locked by: someone at 2026-01-01T00:00:00Z\nVersion: v9\nMessage: Automatic deploy lock")
     remote(WEB[0], %(mkdir -p .kamal && mkdir #{LOCK} && echo "#{details}" > #{LOCK}/details))
     Lab.reset_transcripts
@@ -100,6 +103,7 @@ class RolloutTest < Minitest::Test
   end
 
   def test_03_redeploy_then_an_unpullable_version_changes_nothing
+    given_serving("v1")
     status, out = kamal_rs("redeploy", "-P", "-d", "staging", "--version", "v2")
     assert_equal 0, status, out
     WEB.each { |ip| assert_equal "app v2\n", http_get(ip) }
@@ -258,7 +262,7 @@ class RolloutTest < Minitest::Test
 
   private
     def given_serving(*history)
-      super(*history, web: WEB) do |version|
+      super(*history, web: WEB, hosts: WEB + [ WORKER ]) do |version|
         status, out = kamal_rs("deploy", "-P", "-d", "staging", "--version", version, "-q")
         assert_equal 0, status, "setting the lab up: deploy #{version}:\n#{out}"
       end

@@ -32,6 +32,7 @@ class RunLogTest < Minitest::Test
   def setup
     require_root
     @app = self.class.app
+    given_deployed(web: HOSTS) { assert_equal 0, run_kamal_rs(@app, "deploy", "-P", "--version", "v1", "-q").first }
   end
 
   def test_01_each_command_is_logged_with_its_own_time_as_it_happens

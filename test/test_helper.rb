@@ -1,3 +1,7 @@
+# Under `bundle exec rake test` this process has the checkout's bundle; the commands the tests start
+# (kamal-rs in an app directory, rake, Ruby Kamal) run as from a user's shell, without it.
+ENV.replace(Bundler.unbundled_env) if defined?(Bundler) && ENV["BUNDLE_GEMFILE"]
+
 require "minitest/autorun"
 require "stringio"
 require "tmpdir"
