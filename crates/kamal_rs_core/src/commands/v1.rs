@@ -3,69 +3,13 @@
 //! the prune, as exact strings. The shared parts (names, env merge, logging) come from `App`.
 
 use super::app::App;
+use crate::config::v1_settings::{stop_wait_time, Healthcheck, TraefikSettings};
 use crate::config::{Configuration, Role};
 use crate::shell::{argumentize_as, optionize_as, Escaping};
 use crate::value::{Map, Value};
 
 pub const TRAEFIK_DEFAULT_IMAGE: &str = "traefik:v2.11";
 const CORD_FILE: &str = "cord";
-
-/// Kamal 1.9's `Configuration::Healthcheck`: the role's settings merged over the root's (for roles
-/// running Traefik), over 1.9's defaults.
-#[derive(Debug, Clone)]
-pub struct Healthcheck {
-    own: Map,
-}
-
-impl Healthcheck {
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.own.get(key).filter(|v| !v.is_nil())
-    }
-
-    pub fn port(&self) -> String {
-        self.get("port")
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| "3000".into())
-    }
-
-    pub fn path(&self) -> String {
-        self.get("path")
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| "/up".into())
-    }
-
-    /// `cmd`, else `curl -f http://localhost:<port><path> || exit 1` as 1.9.3 joins it.
-    pub fn cmd(&self) -> String {
-        self.get("cmd")
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| crate::config::v1::http_health_check(&self.port(), &self.path()))
-    }
-
-    pub fn interval(&self) -> String {
-        self.get("interval")
-            .map(Value::to_ruby_s)
-            .unwrap_or_else(|| "1s".into())
-    }
-
-    pub fn max_attempts(&self) -> i64 {
-        self.get("max_attempts")
-            .and_then(Value::as_int)
-            .unwrap_or(7)
-    }
-
-    pub fn cord(&self) -> Option<String> {
-        match self.own.get("cord") {
-            Some(Value::Nil) | Some(Value::Bool(false)) => None,
-            Some(v) => Some(v.to_ruby_s()),
-            None => Some("/tmp/kamal-cord".into()),
-        }
-    }
-
-    fn set_port_or_path(&self) -> bool {
-        self.get("port").is_some_and(Value::is_present)
-            || self.get("path").is_some_and(Value::is_present)
-    }
-}
 
 /// The 1.9 `Commands::App` of one role.
 pub struct AppV1<'a> {
@@ -100,37 +44,16 @@ impl<'a> AppV1<'a> {
 
     /// 1.9: a role runs Traefik when it says so, else when it is the primary role.
     pub fn running_traefik(&self) -> bool {
-        match self.role().specializations.get("traefik") {
-            Some(Value::Nil) | None => self.role().primary,
-            Some(v) => v.truthy(),
-        }
+        self.app.settings().running_traefik()
     }
 
     pub fn healthcheck(&self) -> Healthcheck {
-        let mut own = Map::new();
-        if self.running_traefik() {
-            if let Some(Value::Map(root)) = self.config().get("healthcheck") {
-                for (k, v) in root.iter() {
-                    own.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        if let Some(Value::Map(role)) = self.role().specializations.get("healthcheck") {
-            for (k, v) in role.iter() {
-                own.insert(k.clone(), v.clone());
-            }
-        }
-        Healthcheck { own }
+        Healthcheck::of(self.config(), self.role(), self.running_traefik())
     }
 
     /// The root `healthcheck.max_attempts` (what 1.9's poller reads), default 7.
     pub fn max_attempts(&self) -> i64 {
-        self.config()
-            .get("healthcheck")
-            .and_then(Value::as_map)
-            .and_then(|h| h.get("max_attempts"))
-            .and_then(Value::as_int)
-            .unwrap_or(7)
+        Healthcheck::root_max_attempts(self.config())
     }
 
     pub fn uses_cord(&self) -> bool {
@@ -250,10 +173,7 @@ impl<'a> AppV1<'a> {
         for (k, v) in self.traefik_labels() {
             labels.set(&k, Value::str(v));
         }
-        for extra in [c.get("labels"), self.role().specializations.get("labels")]
-            .into_iter()
-            .flatten()
-        {
+        for extra in self.app.settings().labels() {
             if let Value::Map(m) = extra {
                 for (k, v) in m.iter() {
                     labels.insert(k.clone(), v.clone());
@@ -289,22 +209,11 @@ impl<'a> AppV1<'a> {
             &Value::map(self.labels()),
             Escaping::V1,
         ));
-        let options: Vec<(String, Value)> = self
-            .role()
-            .specializations
-            .get("options")
-            .and_then(Value::as_map)
-            .map(|m| m.iter().map(|(k, v)| (k.to_ruby_s(), v.clone())).collect())
-            .unwrap_or_default();
-        t.extend(optionize_as(&options, None, Escaping::V1));
+        let settings = self.app.settings();
+        t.extend(optionize_as(&settings.options(), None, Escaping::V1));
         t.push(format!("{}:{version}", c.repository()));
-        if let Some(cmd) = self
-            .role()
-            .specializations
-            .get("cmd")
-            .filter(|c| !c.is_nil())
-        {
-            t.push(cmd.to_ruby_s());
+        if let Some(cmd) = settings.cmd() {
+            t.push(cmd);
         }
         t.join(" ")
     }
@@ -314,12 +223,7 @@ impl<'a> AppV1<'a> {
         if !self.running_traefik() {
             return None;
         }
-        self.role()
-            .specializations
-            .get("asset_path")
-            .or_else(|| self.config().get("asset_path"))
-            .filter(|v| v.is_present())
-            .map(Value::to_ruby_s)
+        self.app.settings().asset_path_setting()
     }
 
     /// Extract the new version's assets (1.9: a `sleep` helper container and `docker cp`), then
@@ -398,10 +302,8 @@ impl<'a> AppV1<'a> {
 
     /// `stop_wait_time` (root) becomes `-t`.
     pub fn stop(&self, version: &str) -> String {
-        let t = self
-            .config()
-            .get("stop_wait_time")
-            .map(|t| format!(" -t {}", t.to_ruby_s()))
+        let t = stop_wait_time(self.config())
+            .map(|t| format!(" -t {t}"))
             .unwrap_or_default();
         format!("{} | xargs docker stop{t}", self.container_id_for(version))
     }
@@ -431,12 +333,8 @@ pub struct Traefik<'a> {
 }
 
 impl Traefik<'_> {
-    fn settings(&self) -> Map {
-        self.config
-            .get("traefik")
-            .and_then(Value::as_map)
-            .cloned()
-            .unwrap_or_default()
+    fn settings(&self) -> TraefikSettings {
+        TraefikSettings::of(self.config)
     }
 
     pub fn env_file_path() -> &'static str {
@@ -444,14 +342,12 @@ impl Traefik<'_> {
     }
 
     pub fn env(&self) -> crate::config::env::Env {
-        crate::config::env::Env::from_config(self.settings().get("env").unwrap_or(&Value::Nil))
+        crate::config::env::Env::from_config(&self.settings().env())
     }
 
     pub fn image(&self) -> String {
         self.settings()
-            .get("image")
-            .filter(|v| !v.is_nil())
-            .map(Value::to_ruby_s)
+            .image()
             .unwrap_or_else(|| TRAEFIK_DEFAULT_IMAGE.into())
     }
 
@@ -459,12 +355,7 @@ impl Traefik<'_> {
         let s = self.settings();
         let mut t: Vec<String> =
             vec!["docker run --name traefik --detach --restart unless-stopped".into()];
-        if !matches!(s.get("publish"), Some(Value::Bool(false))) {
-            let port = s
-                .get("host_port")
-                .filter(|v| !v.is_nil())
-                .map(Value::to_ruby_s)
-                .unwrap_or_else(|| "80".into());
+        if let Some(port) = s.published_port() {
             t.push(format!("--publish {port}:80"));
         }
         t.push("--volume /var/run/docker.sock:/var/run/docker.sock".into());
@@ -494,22 +385,17 @@ impl Traefik<'_> {
         ] {
             labels.set(k, v);
         }
-        if let Some(Value::Map(own)) = s.get("labels") {
+        if let Some(own) = s.labels() {
             for (k, v) in own.iter() {
                 labels.insert(k.clone(), v.clone());
             }
         }
         t.extend(argumentize_as("--label", &Value::map(labels), Escaping::V1));
-        let options: Vec<(String, Value)> = s
-            .get("options")
-            .and_then(Value::as_map)
-            .map(|m| m.iter().map(|(k, v)| (k.to_ruby_s(), v.clone())).collect())
-            .unwrap_or_default();
-        t.extend(optionize_as(&options, None, Escaping::V1));
+        t.extend(optionize_as(&s.options(), None, Escaping::V1));
         t.push(self.image());
         t.push("--providers.docker".into());
         let mut args: Vec<(String, Value)> = vec![("log.level".into(), Value::str("DEBUG"))];
-        if let Some(Value::Map(own)) = s.get("args") {
+        if let Some(own) = s.args() {
             for (k, v) in own.iter() {
                 let k = k.to_ruby_s();
                 match args.iter_mut().find(|(key, _)| *key == k) {

@@ -22,6 +22,7 @@ pub use settings::{Boot, BootLimit, OutputSetting, Registry, Timeouts};
 pub mod ssh;
 pub mod v1;
 mod v1_schema;
+pub mod v1_settings;
 pub mod validator;
 
 use std::sync::{Arc, OnceLock};

@@ -87,13 +87,26 @@ impl<'a> RoleSettings<'a> {
 
     /// `asset_path` (the role's, else the root's), only for a role behind kamal-proxy.
     pub fn asset_path(&self) -> Option<String> {
-        if !self.role.running_proxy() {
-            return None;
-        }
+        self.role
+            .running_proxy()
+            .then(|| self.asset_path_setting())
+            .flatten()
+    }
+
+    /// `asset_path` as set: the role's, else the root's.
+    pub fn asset_path_setting(&self) -> Option<String> {
         self.own("asset_path")
             .or_else(|| self.root("asset_path"))
             .filter(|v| v.is_present())
             .map(Value::to_ruby_s)
+    }
+
+    /// Kamal 1.x: the role runs behind Traefik when it says so, else when it is the primary role.
+    pub fn running_traefik(&self) -> bool {
+        match self.own("traefik") {
+            None => self.role.primary,
+            Some(v) => v.truthy(),
+        }
     }
 
     /// `stop_timeout`: the role's, else the root's (2.12+).
