@@ -2,15 +2,17 @@
 //! host, read as Kamal's own code reads (cli → commander → commands):
 //!
 //! - `main.rs`: the command from start to end (Kamal's `cli/main.rb`), and the report;
-//! - `run.rs`: the run's context (Kamal's commander): config, options, hosts, connections, log;
+//! - `run.rs`: the run's context (Kamal's commander): config, options, hosts, log; `connect.rs` its
+//!   SSH connections, `exec.rs` a script run on a host with its log;
+//! - `sync.rs`: every wait across hosts (`RolloutSync`), a method each;
 //! - `rollout.rs`: how hosts move through their steps, and how one host's script is composed;
 //! - `steps/`: one module per step (lock, pull, proxy, boot, tag, hooks, build), each building its part
 //!   of a script and reading its own outcome; the command strings themselves are in `commands/`;
 //! - `rollback.rs`: `rollback`, the boot of a version whose containers are still there;
 //! - `v1/`: Kamal 1.9's steps for 1.x (Traefik) configs, on the same parts;
-//! - `script.rs`: scripts from typed parts (markers, exit codes, the commands shown in the log);
-//! - `state.rs`, `report.rs`, `options.rs`, `failure.rs`: the run's shared state, what it reports, what
-//!   it is asked, and how failures read.
+//! - `script/`: scripts from typed parts (markers, exit codes, the commands shown in the log);
+//! - `state.rs`, `report.rs`, `options.rs`, `failure.rs`, `panics.rs`: the lock's lifecycle, what the
+//!   run reports, what it is asked, how failures read, and a panic turned into an error.
 //!
 //! Every host moves through its steps as soon as its previous step is done. The only cross-host waits
 //! are the ones Kamal's safety needs: the lock held before anything changes, the primary role's first
