@@ -12,6 +12,16 @@ module LabHelpers
     @down_registered ||= Minitest.after_run { Lab.down(quiet: true) } || true
   end
 
+  # An app directory (removed after the run) whose config/deploy.yml is `config`: Lab.app_config's by
+  # default, the lab's app on `hosts`.
+  def self.app_dir(prefix, hosts, config: Lab.app_config(hosts))
+    dir = Dir.mktmpdir(prefix)
+    Minitest.after_run { FileUtils.rm_rf(dir) }
+    FileUtils.mkdir_p(File.join(dir, "config"))
+    File.write(File.join(dir, "config", "deploy.yml"), config)
+    dir
+  end
+
   private
     # A lab test fails at once when it cannot run (a skipped test did not run): the lab needs root.
     def require_root

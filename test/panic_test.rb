@@ -17,11 +17,7 @@ class PanicTest < Minitest::Test
   def self.app
     @app ||= begin
       LabHelpers.fresh_lab(2)
-      dir = Dir.mktmpdir("panic-app")
-      Minitest.after_run { FileUtils.rm_rf(dir) }
-      FileUtils.mkdir_p(File.join(dir, "config"))
-      File.write(File.join(dir, "config", "deploy.yml"), Lab.app_config(HOSTS))
-      dir
+      LabHelpers.app_dir("panic-app", HOSTS)
     end
   end
 

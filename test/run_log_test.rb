@@ -19,10 +19,7 @@ class RunLogTest < Minitest::Test
   def self.app
     @app ||= begin
       LabHelpers.fresh_lab(3, rtt: 50)
-      dir = Dir.mktmpdir("run-log-app")
-      Minitest.after_run { FileUtils.rm_rf(dir) }
-      FileUtils.mkdir_p(File.join(dir, "config"))
-      File.write(File.join(dir, "config", "deploy.yml"), Lab.app_config(HOSTS))
+      dir = LabHelpers.app_dir("run-log-app", HOSTS)
       # Kamal names the performer from git.
       system("git init -q && git -c user.email=t@t -c user.name=t commit -q --allow-empty -m app", chdir: dir, exception: true)
       dir

@@ -96,7 +96,7 @@ impl BootScript<'_> {
     /// Steps 1–3: the role's containers, stale ones stopped, a clashing name renamed, `$old` set.
     fn old_version(&self, s: &mut Script) {
         let app = self.app;
-        let (role, v, prefix) = (app.role.name.as_str(), self.version, app.container_prefix());
+        let (v, prefix) = (self.version, app.container_prefix());
         let replaced = format!("{v}_replaced_{}", self.replaced_suffix);
         let phase = self.list_phase();
         if self.listed_in_background {
@@ -142,16 +142,7 @@ impl BootScript<'_> {
         }
         // After a rename the current version is read again only where Kamal's queries could answer
         // differently: with one running container it is still that one, under its new name if renamed.
-        let message = format!("Renaming container {v} to {replaced}");
-        let audit = s.marked(
-            Shown::debug(
-                Phase::Boot,
-                self.auditor.record(self.recorded_at, Some(role), &message),
-            ),
-            &self
-                .auditor
-                .record_in_script(self.recorded_at, Some(role), &message),
-        );
+        let audit = self.audit(s, &format!("Renaming container {v} to {replaced}"));
         let rename = app.rename(v, &replaced);
         let rename = s.marked(Shown::info(Phase::Boot, &rename), &rename);
         let current = s.marked(
@@ -167,20 +158,21 @@ impl BootScript<'_> {
         s.line(Mark::Old.echo_with("$old"));
     }
 
+    /// The role's audit line for `message`, marked in `s` (shown as Kamal writes it).
+    fn audit(&self, s: &mut Script, message: &str) -> String {
+        let (auditor, at) = (self.auditor, self.recorded_at);
+        let role = Some(self.app.role.name.as_str());
+        s.marked(
+            Shown::debug(Phase::Boot, auditor.record(at, role, message)),
+            &auditor.record_in_script(at, role, message),
+        )
+    }
+
     /// Step 5: the audit line, the env file (and TLS certificates, error pages), `docker run`.
     fn start(&self, s: &mut Script) {
         let app = self.app;
         let (role, v) = (app.role.name.as_str(), self.version);
-        let message = format!("Booted app version {v}");
-        let audit = s.marked(
-            Shown::debug(
-                Phase::Boot,
-                self.auditor.record(self.recorded_at, Some(role), &message),
-            ),
-            &self
-                .auditor
-                .record_in_script(self.recorded_at, Some(role), &message),
-        );
+        let audit = self.audit(s, &format!("Booted app version {v}"));
         s.line(guard(&audit, Exit::Audit));
         // stdin carries the env file, then the TLS certificate and key: `head -c N` never reads past N.
         let env_file = app.env_file_path();
