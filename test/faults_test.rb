@@ -160,7 +160,11 @@ class FaultsTest < Minitest::Test
     interrupted_at = nil
     status, out, = run_with(lambda {
       wait_for_pulls([ WEB[2] ])
-      sleep 1
+      # The pull has hung for a second (the black hole answers nothing) when Ctrl-C comes.
+      pull = -> { Lab.transcript(WEB[2]).find { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
+      Lab.wait_until(what: "h3's pull hanging for 1 s", timeout: 30, saw: -> { pull.call.inspect }) do
+        (started = pull.call&.dig(:time)) && Time.now.to_f - started >= 1
+      end
       interrupted_at = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       "INT"
     }, "redeploy", "-P", "--version", "v2")
@@ -284,12 +288,10 @@ class FaultsTest < Minitest::Test
 
     def wait_for_pulls(ips)
       pulling = ->(ip) { Lab.transcript(ip).any? { |c| c[:command].include?("docker pull") && c[:ended].nil? } }
-      Timeout.timeout(60) { sleep 0.05 until ips.all?(&pulling) }
+      # Said on a timeout: what each host not pulling ran instead.
+      ran = -> { ips.reject(&pulling).map { |ip| "#{ip}: #{Lab.transcript(ip).map { |c| [ c[:command][0, 80], c[:ended] ] }.inspect}" }.join("; ") }
+      Lab.wait_until(what: "a pull in progress on #{ips.join(", ")}", timeout: 60, saw: ran) { ips.all?(&pulling) }
       true
-    rescue Timeout::Error
-      # Seen once in a full run (passing on its own): say what each host ran instead of a bare timeout.
-      ran = ips.reject(&pulling).map { |ip| "#{ip}: #{Lab.transcript(ip).map { |c| [ c[:command][0, 80], c[:ended] ] }.inspect}" }
-      flunk "no pull in progress after 60 s on #{ran.join("; ")}"
     end
 
     # Every web host serves `version`, and the workers host runs it.

@@ -123,7 +123,7 @@ module LabHelpers
       command += [ "--delay", delay.to_s ] if delay
       pid = spawn(*command, out: File::NULL, err: File::NULL)
       listening = -> { TCPSocket.new("127.0.0.1", port).close || true rescue false }
-      Timeout.timeout(10) { sleep 0.05 until listening.call }
+      Lab.wait_until(what: "otlp-receiver listening on #{port}", timeout: 10) { listening.call }
       yield "http://127.0.0.1:#{port}", dir
     ensure
       (Process.kill("TERM", pid) rescue nil) && Process.wait(pid) if pid
