@@ -97,7 +97,7 @@ impl<'a> Run<'a> {
         };
         let sel = Selection::new(config, options.hosts(), options.roles(), options.primary)?;
         // Every value that reaches ssh is checked before anything runs (hooks included).
-        let ssh = SshSettings::of(config)?;
+        let ssh = SshSettings::from_config(config.ssh_section())?;
         if let Some(bad) = sel.hosts.iter().find(|h| !valid_host(h)) {
             return Err(Error::config(format!(
                 "servers: {bad:?} is not a host name or address ([user@]name, IPv4 or IPv6)"

@@ -94,11 +94,6 @@ fn valid_path(key: &str, path: &str) -> Result<String> {
 }
 
 impl SshSettings {
-    /// The config's `ssh:` section, every value checked.
-    pub fn of(config: &crate::config::Configuration) -> Result<SshSettings> {
-        SshSettings::from_config(config.ssh_section())
-    }
-
     /// From the `ssh:` section, every value checked.
     pub fn from_config(ssh: Option<&Value>) -> Result<SshSettings> {
         let cfg = ssh.and_then(Value::as_map).cloned().unwrap_or_default();
