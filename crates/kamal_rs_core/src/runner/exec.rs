@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::failure::HostError;
 use super::run::Run;
-use super::script::{is_marker, Exit, Gate, Input, Mark, Script, Shown, Step};
+use super::script::{is_marker, Exit, Gate, Input, Mark, Script, Shown, Step, PREFIX};
 use crate::error::ErrorKind;
 use crate::output::timeline::{Phase, Status, Steps};
 use crate::output::{uuid, Stream};
@@ -41,14 +41,19 @@ impl<'a> Run<'a> {
         };
         let mut log = CommandLog::new(self, host, script);
         let mut lines = |stream: Stream, line: &str| {
-            if stream == Stream::Stdout && is_marker(line) {
-                log.mark(line);
-                on_line(line);
-            } else {
-                log.output(stream, line);
+            let (text, mark) = match stream {
+                Stream::Stdout => split_marker(line),
+                _ => (Some(line), None),
+            };
+            if let Some(text) = text {
+                log.output(stream, text);
                 if stream == Stream::Stdout {
-                    on_line(line);
+                    on_line(text);
                 }
+            }
+            if let Some(mark) = mark {
+                log.mark(mark);
+                on_line(mark);
             }
         };
         let result = conn
@@ -92,15 +97,67 @@ impl<'a> Run<'a> {
 /// reads its own markers and the commands' output.
 fn without_command_marks(mut out: ssh::Output) -> ssh::Output {
     if out.stdout.contains("kamal-rs:start ") {
-        let command_mark = |l: &&str| matches!(Mark::parse(l), Some((Mark::Start | Mark::End, _)));
+        let command_mark = |m: &str| matches!(Mark::parse(m), Some((Mark::Start | Mark::End, _)));
         out.stdout = out
             .stdout
             .lines()
-            .filter(|l| !command_mark(l))
+            .filter_map(|l| match split_marker(l) {
+                (text, Some(mark)) if command_mark(mark) => text,
+                _ => Some(l),
+            })
             .map(|l| format!("{l}\n"))
             .collect();
     }
     out
+}
+
+/// A stdout line as output and marker: a command whose output does not end with a newline (`cat` of
+/// the lock's details) leaves the marker that follows at the end of its last line.
+fn split_marker(line: &str) -> (Option<&str>, Option<&str>) {
+    if is_marker(line) {
+        return (None, Some(line));
+    }
+    match line
+        .find(PREFIX)
+        .filter(|&at| Mark::parse(&line[at..]).is_some())
+    {
+        Some(at) => (Some(&line[..at]), Some(&line[at..])),
+        None => (Some(line), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_after_output_without_a_newline_is_still_a_marker() {
+        assert_eq!(
+            split_marker("kamal-rs:end 3 0"),
+            (None, Some("kamal-rs:end 3 0"))
+        );
+        assert_eq!(
+            split_marker("Message: Automatic deploy lockkamal-rs:end 3 0"),
+            (
+                Some("Message: Automatic deploy lock"),
+                Some("kamal-rs:end 3 0")
+            )
+        );
+        assert_eq!(split_marker("plain output"), (Some("plain output"), None));
+        assert_eq!(
+            split_marker("say kamal-rs:nonsense"),
+            (Some("say kamal-rs:nonsense"), None)
+        );
+        let out = ssh::Output {
+            status: Some(0),
+            stdout: "kamal-rs:start 0\nLocked by: me\nMessage: lockkamal-rs:end 0 0\n".into(),
+            stderr: String::new(),
+        };
+        assert_eq!(
+            without_command_marks(out).stdout,
+            "Locked by: me\nMessage: lock\n"
+        );
+    }
 }
 
 /// One script's log: each shown command's `Running` and `Finished` lines as its markers arrive, its
