@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use super::options::{Command, CONFIG_FILE};
 
 use super::failure::HostError;
-use super::run::Run;
+use super::run::{Plan, Run};
 use crate::config::KamalMajor;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -178,7 +178,7 @@ pub fn fits(run: &Run<'_>) -> Result<()> {
 /// The command line that deploys exactly `hosts` with the run's version, destination and roles, once
 /// they are back: a deploy's or redeploy's image is pushed already (`redeploy -P`), a rollback's
 /// containers are on the hosts.
-pub fn finish_command(run: &Run<'_>, hosts: &[String]) -> String {
+pub fn finish_command(run: &Plan<'_>, hosts: &[String]) -> String {
     let mut words: Vec<String> = vec!["kamal-rs".into()];
     match run.options.command {
         Command::Rollback => words.extend(["rollback".into(), run.version.clone()]),

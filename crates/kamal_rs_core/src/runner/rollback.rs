@@ -17,7 +17,7 @@ use super::failure::{combine, HostError};
 use super::groups;
 use super::plan;
 use super::rollout;
-use super::run::Run;
+use super::run::{Plan, Run};
 use super::script::{Mark, Script};
 use super::steps::hooks::run_hook;
 use super::steps::v1;
@@ -39,7 +39,7 @@ struct RoleCommands {
 }
 
 impl RoleCommands {
-    fn new(run: &Run<'_>, role: &Role) -> RoleCommands {
+    fn new(run: &Plan<'_>, role: &Role) -> RoleCommands {
         match run.config.major {
             KamalMajor::V1 => {
                 let app = AppV1::new(run.config, role, &run.run_id);
@@ -162,7 +162,7 @@ fn not_available(run: &Run<'_>, e: Error) -> Error {
 
 /// For each of the host's roles: its name, its containers' names (`docker ps -a`) and the version it
 /// runs.
-fn versions_script(run: &Run<'_>, host: &str) -> Script {
+fn versions_script(run: &Plan<'_>, host: &str) -> Script {
     let mut s = Script::new();
     for role in run.roles_on(host) {
         let cmds = RoleCommands::new(run, role);

@@ -28,18 +28,60 @@ use crate::output::timeline::{Phase, Timeline};
 use crate::output::Output;
 use crate::ssh::{valid_host, SshSettings};
 
-pub struct Run<'a> {
+/// What a step may read: the config (through its typed views), what the run was asked, its hosts and
+/// roles, the version, and the values fixed for the run (performer, clock, run id). A step that only
+/// composes a script takes this; one that runs it takes the `Run` (which reads as its plan too).
+pub struct Plan<'a> {
     pub config: &'a Configuration,
     pub options: DeployOptions,
     pub sel: Selection,
     pub version: String,
+    pub performer: Performer,
+    pub clock: Clock,
+    /// Kamal 1.x: 32 hex digits naming this run's cord directories.
+    pub run_id: String,
+    /// `S[-D]`.
+    sd: String,
+}
+
+impl<'a> Plan<'a> {
+    pub fn auditor(&self) -> Auditor<'_> {
+        Auditor {
+            service_and_destination: self.sd(),
+            destination: self.config.destination.as_deref(),
+            performer: self.performer.get(),
+        }
+    }
+
+    /// `S[-D]`: the name of the app's remote state (audit log, lock, apps directory).
+    pub fn sd(&self) -> &str {
+        &self.sd
+    }
+
+    pub fn roles_on(&self, host: &str) -> Vec<&'a Role> {
+        let config: &'a Configuration = self.config;
+        self.sel
+            .roles
+            .iter()
+            .filter_map(|name| config.role(name))
+            .filter(|r| r.hosts.iter().any(|h| h == host))
+            .collect()
+    }
+
+    pub fn is_app_host(&self, host: &str) -> bool {
+        self.sel.app_hosts.iter().any(|h| h == host)
+    }
+}
+
+/// The run: its plan (read through `Deref`), what steps use (output, reports, connections) and what
+/// hosts share (the lock, the failure budget, `RolloutSync`).
+pub struct Run<'a> {
+    plan: Plan<'a>,
     /// Shared with a run nested in this one (a revert's rollback), which prints through it.
     pub output: Arc<Output>,
     pub hooks: Hooks<'a>,
     pub cancel: Arc<Cancel>,
     pub started: Instant,
-    pub performer: Performer,
-    pub clock: Clock,
     pub reports: Reports,
     pub lock: LockState,
     /// How hosts wait for each other (the lock, the pulls, the primary's health, the boots).
@@ -48,14 +90,10 @@ pub struct Run<'a> {
     pub budget: Budget,
     /// A remote command has been sent (from the pull on).
     pub touched: AtomicBool,
-    /// Kamal 1.x: 32 hex digits naming this run's cord directories.
-    pub run_id: String,
     /// Each host's steps, as they happen.
     pub timeline: Timeline,
     /// The steps whose heading was printed.
     said: Mutex<HashSet<Phase>>,
-    /// `S[-D]`.
-    sd: String,
     /// One SSH connection per host (`connect.rs`).
     pub(super) connections: Connections,
 }
@@ -134,26 +172,28 @@ impl<'a> Run<'a> {
             0
         };
         Ok(Run {
-            version,
             hooks: Hooks::new(config, options.skip_hooks),
-            sel,
             output,
             cancel,
             started,
-            performer,
-            clock,
             reports,
             lock: LockState::new(inherited),
             sync: RolloutSync::new(pull_barrier_hosts, hosts, canary),
             budget,
             touched: AtomicBool::new(false),
-            run_id,
             timeline: Timeline::new(started),
             said: Mutex::new(HashSet::new()),
-            sd: config.service_and_destination(),
             connections,
-            config,
-            options,
+            plan: Plan {
+                version,
+                sel,
+                performer,
+                clock,
+                run_id,
+                sd: config.service_and_destination(),
+                config,
+                options,
+            },
         })
     }
 
@@ -192,27 +232,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    pub fn auditor(&self) -> Auditor<'_> {
-        Auditor {
-            service_and_destination: self.sd(),
-            destination: self.config.destination.as_deref(),
-            performer: self.performer.get(),
-        }
-    }
-
-    /// `S[-D]`: the name of the app's remote state (audit log, lock, apps directory).
-    pub fn sd(&self) -> &str {
-        &self.sd
-    }
-
-    pub fn roles_on(&self, host: &str) -> Vec<&'a Role> {
-        let config: &'a Configuration = self.config;
-        self.sel
-            .roles
-            .iter()
-            .filter_map(|name| config.role(name))
-            .filter(|r| r.hosts.iter().any(|h| h == host))
-            .collect()
+    /// What the run reads, for a step that only composes a script.
+    pub fn plan(&self) -> &Plan<'a> {
+        &self.plan
     }
 
     /// The run's hosts less those left behind (`--max-fail`): the steps after the rollout act on these.
@@ -223,10 +245,6 @@ impl<'a> Run<'a> {
             .filter(|h| !self.budget.is_left_behind(h))
             .cloned()
             .collect()
-    }
-
-    pub fn is_app_host(&self, host: &str) -> bool {
-        self.sel.app_hosts.iter().any(|h| h == host)
     }
 
     /// The registry's username and password, kept out of everything printed from now on.
@@ -311,5 +329,19 @@ impl<'a> Run<'a> {
         let errors: Vec<HostError> = results.into_iter().filter_map(|r| r.err()).collect();
         self.checkpoint()?;
         combine(errors)
+    }
+}
+
+impl<'a> std::ops::Deref for Run<'a> {
+    type Target = Plan<'a>;
+
+    fn deref(&self) -> &Plan<'a> {
+        &self.plan
+    }
+}
+
+impl std::ops::DerefMut for Run<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.plan
     }
 }

@@ -9,7 +9,7 @@ use crate::config::{KamalMajor, Role};
 use crate::error::ErrorKind;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 use crate::runner::script::{Exit, Mark, Script, Shown};
 
 /// What a host without the version says, as Kamal's `container_available?` raises it.
@@ -31,13 +31,13 @@ pub async fn check(run: &Run<'_>, host: &str) -> std::result::Result<(), HostErr
 
 /// The check as a part of the host's first script: a role without the version ends it with
 /// `Exit::Unavailable`, before anything changed on the host.
-pub fn in_script(run: &Run<'_>, host: &str) -> Script {
+pub fn in_script(run: &Plan<'_>, host: &str) -> Script {
     available_script(run, host, true)
 }
 
 /// Each of the host's roles has a container of the version, or the script says which has none (and,
 /// `stop`, exits there).
-fn available_script(run: &Run<'_>, host: &str, stop: bool) -> Script {
+fn available_script(run: &Plan<'_>, host: &str, stop: bool) -> Script {
     let mut s = Script::new();
     for role in run.roles_on(host) {
         let find = container_id_for(run, role, &run.version);
@@ -54,7 +54,7 @@ fn available_script(run: &Run<'_>, host: &str, stop: bool) -> Script {
 }
 
 /// `container_id_for_version`, with 1.9's unquoted filter for 1.x configs.
-fn container_id_for(run: &Run<'_>, role: &Role, version: &str) -> String {
+fn container_id_for(run: &Plan<'_>, role: &Role, version: &str) -> String {
     match run.config.major {
         KamalMajor::V1 => AppV1::new(run.config, role, &run.run_id).container_id_for(version),
         KamalMajor::V2 => App::new(run.config, role).container_id_for(version),

@@ -9,12 +9,12 @@ use crate::config::KamalMajor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 use crate::runner::script::{holding_interrupts, Exit, Mark, Script, Shown};
 use crate::ssh;
 
 /// The lock's directory: `.kamal/lock-S[-D]`, or 1.x's `.kamal/locks/S[-D]`.
-pub fn dir(run: &Run<'_>) -> String {
+pub fn dir(run: &Plan<'_>) -> String {
     match run.config.major {
         KamalMajor::V1 => v1::lock_dir(run.sd()),
         KamalMajor::V2 => lock::dir(run.sd()),
@@ -22,7 +22,7 @@ pub fn dir(run: &Run<'_>) -> String {
 }
 
 /// Taking the lock: `mkdir -p` of its parent, then `mkdir` of the lock directory with its details.
-pub fn acquire(run: &Run<'_>) -> Script {
+pub fn acquire(run: &Plan<'_>) -> Script {
     // A rollback without a version takes the lock before it knows which one it goes back to.
     let version = if run.version.is_empty() {
         "unknown"
@@ -51,7 +51,7 @@ pub fn acquire(run: &Run<'_>) -> Script {
 /// The lock taken at the start of the primary host's first script: a held lock ends the script there.
 /// Ctrl-C's SIGTERM is held until the script has said it holds the lock (so the run releases it). It
 /// reads nothing from stdin (which carries the boot's env file).
-pub fn in_script(run: &Run<'_>) -> Script {
+pub fn in_script(run: &Plan<'_>) -> Script {
     acquire(run).map(|take| {
         holding_interrupts(&format!(
             "{}; {{ {take}; }} </dev/null || {}; {}",
@@ -62,7 +62,7 @@ pub fn in_script(run: &Run<'_>) -> Script {
     })
 }
 
-pub fn release_command(run: &Run<'_>) -> String {
+pub fn release_command(run: &Plan<'_>) -> String {
     lock::release_at(&dir(run))
 }
 

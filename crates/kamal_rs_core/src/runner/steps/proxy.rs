@@ -7,7 +7,7 @@ use crate::config::proxy::ProxySettings;
 use crate::error::ErrorKind;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
 use crate::ssh;
 use crate::value::Map;
@@ -119,7 +119,7 @@ pub fn outcome(host: &str, out: &ssh::Output) -> std::result::Result<(), HostErr
 }
 
 /// The `proxy.run` settings of the proxy roles on this host (validation made them identical).
-fn run_config(run: &Run<'_>, host: &str) -> Option<Map> {
+fn run_config(run: &Plan<'_>, host: &str) -> Option<Map> {
     run.roles_on(host)
         .into_iter()
         .filter(|r| r.running_proxy())

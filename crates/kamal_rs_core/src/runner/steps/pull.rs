@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::{combine, HostError};
 use crate::runner::plan;
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 use crate::runner::script::{ensure_run_directory, interruptible, waited, Mark, Script, Shown};
 use crate::ssh;
 
@@ -32,7 +32,7 @@ pub fn login(run: &Run<'_>) -> std::result::Result<Script, HostError> {
 
 /// The audit line (`audit`, shown at debug level), `docker pull` and the label check, as 2.x and 1.x
 /// share them.
-pub fn image(run: &Run<'_>, audit: Script) -> Script {
+pub fn image(run: &Plan<'_>, audit: Script) -> Script {
     let image = format!("{}:{}", run.config.repository(), run.version);
     let service = run.config.service();
     let mut s = Script::new();

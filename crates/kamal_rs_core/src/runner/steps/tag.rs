@@ -8,13 +8,13 @@ use crate::commands::{app, prune};
 use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 use crate::runner::script::{booted_gate, or_exit, Exit, Mark, Script, Shown};
 use crate::ssh;
 
 /// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`), as one line; `None` when
 /// there is nothing to do on this host.
-pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
+pub fn script(run: &Plan<'_>, host: &str, release_lock: bool) -> Option<Script> {
     let c = run.config;
     let auditor = run.auditor();
     let mut s = Script::new();
@@ -66,7 +66,7 @@ pub fn script(run: &Run<'_>, host: &str, release_lock: bool) -> Option<Script> {
 /// The tag at the end of a host's last boot script: with several hosts it first waits until every
 /// host's boots succeeded (`booted_gate`; `announced`: the boot said so already), as Kamal tags after
 /// the last boot; a failure in the tag, the prune or the release ends it with `Exit::Tag`.
-pub fn after_boot(run: &Run<'_>, tag: Script, announced: bool) -> Script {
+pub fn after_boot(run: &Plan<'_>, tag: Script, announced: bool) -> Script {
     let mut s = Script::new();
     if run.sel.hosts.len() > 1 {
         s.append(booted_gate(announced));

@@ -13,7 +13,7 @@ use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::plan;
 use crate::runner::report::RoleState;
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
 use crate::runner::steps::boot::{close_barrier, open_barrier};
 
@@ -52,7 +52,7 @@ const UNHEALTHY: Wait = Wait {
 };
 
 /// The boot's script.
-pub fn script(run: &Run<'_>, host: &str, role: &Role) -> Script {
+pub fn script(run: &Plan<'_>, host: &str, role: &Role) -> Script {
     let app = app(run, role);
     let v = &run.version;
     let polls = ((1..=app.max_attempts()).sum::<i64>() as f64 / POLL) as i64;

@@ -19,21 +19,21 @@ use crate::config::Role;
 use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 use crate::runner::script::{Script, Shown};
 
-pub fn app<'a>(run: &'a Run<'_>, role: &'a Role) -> AppV1<'a> {
+pub fn app<'a>(run: &'a Plan<'_>, role: &'a Role) -> AppV1<'a> {
     AppV1::new(run.config, role, &run.run_id)
 }
 
 /// 1.9's audit line (unquoted) for `message`.
-pub fn audit(run: &Run<'_>, role: Option<&str>, message: &str) -> String {
+pub fn audit(run: &Plan<'_>, role: Option<&str>, message: &str) -> String {
     let line = run.auditor().line(&run.clock.now(), role, message);
     cmd::audit(run.sd(), &line)
 }
 
 /// Traefik runs on a host when one of its roles runs it.
-pub fn runs_traefik(run: &Run<'_>, host: &str) -> bool {
+pub fn runs_traefik(run: &Plan<'_>, host: &str) -> bool {
     run.roles_on(host)
         .iter()
         .any(|r| app(run, r).running_traefik())
@@ -55,7 +55,7 @@ pub fn say_why_v1(run: &Run<'_>) {
 }
 
 /// 1.9's tag (every host) and prune (deploy), with the `healthcheck-S` containers pruned too.
-fn tag_script(run: &Run<'_>) -> Script {
+fn tag_script(run: &Plan<'_>) -> Script {
     let c = run.config;
     let image = format!("{}:{}", c.repository(), run.version);
     let mut s = Script::new();
