@@ -15,11 +15,12 @@ impl ProxySettings {
     }
 
     fn get(&self, path: &[&str]) -> Option<Value> {
-        let mut v = Value::map(self.0.clone());
-        for key in path {
-            v = v.as_map()?.get(key)?.clone();
+        let (first, rest) = path.split_first()?;
+        let mut v = self.0.get(first)?;
+        for key in rest {
+            v = v.as_map()?.get(key)?;
         }
-        (!v.is_nil()).then_some(v)
+        (!v.is_nil()).then(|| v.clone())
     }
 
     fn string(&self, path: &[&str]) -> Option<String> {
