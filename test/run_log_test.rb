@@ -104,6 +104,7 @@ class RunLogTest < Minitest::Test
   end
 
   def test_03_github_summary_events_file_and_timeline_picture
+    given_serving("v1", web: HOSTS) { |v| assert_equal 0, run_kamal_rs(@app, "deploy", "-P", "--version", v, "-q").first }
     Dir.mktmpdir("run-log-out") do |tmp|
       summary, events, svg = %w[summary.md events.jsonl timeline.svg].map { |f| File.join(tmp, f) }
       status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v2", "--events", events, "--timeline", svg,
