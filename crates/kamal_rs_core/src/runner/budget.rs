@@ -119,7 +119,7 @@ pub fn leave_behind(run: &Run<'_>, host: &str, error: &HostError) -> bool {
         error.kind,
         ErrorKind::Connection | ErrorKind::CommandFailed | ErrorKind::Boot | ErrorKind::Healthcheck
     );
-    if !eligible || host == run.sel.primary_host || run.cancel.is_cancelled() {
+    if !eligible || host == run.sel.primary_host || run.io.cancel.is_cancelled() {
         return false;
     }
     if !run.budget.leave(host, &reason(&error.message)) {
@@ -129,7 +129,8 @@ pub fn leave_behind(run: &Run<'_>, host: &str, error: &HostError) -> bool {
     if let Some(wave) = &run.sync.canary {
         wave.left_behind(host);
     }
-    run.output
+    run.io
+        .output
         .progress_failed(host, &format!("left behind: {}", reason(&error.message)));
     true
 }
@@ -142,19 +143,20 @@ where
     F: Fn(&'b str) -> Fut,
     Fut: Future<Output = std::result::Result<(), HostError>> + 'b,
 {
-    run.on_hosts(hosts, |h| {
-        let work = step(h);
-        async move {
-            if run.budget.is_left_behind(h) {
-                return Ok(());
+    run.io
+        .on_hosts(hosts, |h| {
+            let work = step(h);
+            async move {
+                if run.budget.is_left_behind(h) {
+                    return Ok(());
+                }
+                match work.await {
+                    Err(e) if leave_behind(run, h, &e) => Ok(()),
+                    result => result,
+                }
             }
-            match work.await {
-                Err(e) if leave_behind(run, h, &e) => Ok(()),
-                result => result,
-            }
-        }
-    })
-    .await
+        })
+        .await
 }
 
 /// A budget or a canary wave needs a Kamal 2 config (the per-host rollout or boot groups); with a 1.x

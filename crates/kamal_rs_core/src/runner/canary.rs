@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::budget::MaxFail;
 use super::run::Run;
 use super::script::Script;
+use super::sync::RolloutSync;
 use super::sync::{HostsBarrier, Latch};
 use crate::commands::app::App;
 use crate::error::{Error, ErrorKind, Result};
@@ -90,23 +91,25 @@ pub async fn watch(run: &Run<'_>) -> Result<()> {
         return Ok(());
     }
     let names = wave.hosts.join(", ");
-    run.output.say(&format!(
+    run.io.output.say(&format!(
         "Canary wave: {} on {names}; waiting {:.0} s before booting the other hosts...",
         run.version,
         wave.wait.as_secs_f64()
     ));
     for h in &wave.hosts {
-        run.output
+        run.io
+            .output
             .progress(h, &format!("canary: {} live, watched", run.version));
     }
-    if !run.cancel.sleep(wave.wait).await {
+    if !run.io.cancel.sleep(wave.wait).await {
         wave.gate.set(false);
         return Ok(());
     }
     for host in &wave.hosts {
         if let Err(why) = check(run, host).await {
             wave.gate.set(false);
-            run.output
+            run.io
+                .output
                 .progress_failed(host, &format!("canary failed: {why}"));
             return Err(Error::new(
                 ErrorKind::Healthcheck,
@@ -117,7 +120,7 @@ pub async fn watch(run: &Run<'_>) -> Result<()> {
             ));
         }
     }
-    run.output.info(&format!(
+    run.io.output.info(&format!(
         "Canaries healthy ({names}), booting the other hosts"
     ));
     wave.gate.set(true);
@@ -135,7 +138,7 @@ async fn check(run: &Run<'_>, host: &str) -> std::result::Result<(), String> {
             app.running_proxy(),
         ));
     }
-    match run.exec(host, &script, &mut |_| {}).await {
+    match run.shell().exec(host, &script, &mut |_| {}).await {
         Ok(out) if out.success() => Ok(()),
         Ok(out) => Err(out
             .stdout
@@ -163,8 +166,8 @@ fn check_command(container: &str, behind_proxy: bool) -> String {
 }
 
 /// The live view's words for a host waiting at the pull barrier: the others wait for the canaries.
-pub fn waiting_text(run: &Run<'_>, host: &str) -> Option<String> {
-    let wave = run.sync.canary.as_ref()?;
+pub fn waiting_text(sync: &RolloutSync, host: &str) -> Option<String> {
+    let wave = sync.canary.as_ref()?;
     (!wave.is_canary(host)).then(|| "pulled, waiting for the canary wave".to_string())
 }
 

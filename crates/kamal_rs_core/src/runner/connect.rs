@@ -12,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 use super::failure::{combine, HostError};
 use super::run::Run;
+use super::shell::{Io, Shell};
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::timeline::{Phase, Status};
 use crate::ssh::{self, Connection, RunDir, SshError, SshSettings};
@@ -56,7 +57,7 @@ impl Connections {
     }
 }
 
-impl<'a> Run<'a> {
+impl Shell<'_, '_> {
     /// One host's connection; a host name that did not resolve is tried again `dns_retries` times,
     /// 0.1 s, 0.2 s, 0.4 s... (at most 2 s) apart, as Kamal 2.12 does (`sshkit_with_ext.rb`), since
     /// some resolvers drop lookups when many connections start at once.
@@ -73,7 +74,7 @@ impl<'a> Run<'a> {
                 Err(SshError::Connect(why)) if ssh::unresolved(&why) && attempt < dns_retries => {
                     attempt += 1;
                     let delay = ssh::dns_retry_delay(attempt);
-                    self.output.warn_line(&format!(
+                    self.io.output.warn_line(&format!(
                         "Retrying DNS for {host} (attempt {attempt}/{dns_retries}) in {:.2}s: {why}",
                         delay.as_secs_f64()
                     ));
@@ -90,41 +91,26 @@ impl<'a> Run<'a> {
     pub fn prepare_connections(&self) -> Result<()> {
         ssh::limits::ensure_open_files(self.sel.hosts.len())?;
         // A proxy command may well be a jump too (`ssh -W`): counted as one.
-        let through_jump =
-            self.connections.ssh.jump.is_some() || self.connections.ssh.proxy_command.is_some();
+        let through_jump = self.io.connections.ssh.jump.is_some()
+            || self.io.connections.ssh.proxy_command.is_some();
         ssh::limits::ensure_machine(self.sel.hosts.len(), through_jump)?;
         self.ssh_config_file().map(|_| ())
     }
 
     fn ssh_config_file(&self) -> Result<PathBuf> {
-        if let Some(path) = self.connections.config_file.get() {
+        if let Some(path) = self.io.connections.config_file.get() {
             return Ok(path.clone());
         }
-        let path = self.connections.run_dir.path.join("ssh_config");
-        std::fs::write(&path, self.connections.ssh.ssh_config())
+        let path = self.io.connections.run_dir.path.join("ssh_config");
+        std::fs::write(&path, self.io.connections.ssh.ssh_config())
             .map_err(|e| Error::runtime(e.to_string()))?;
-        Ok(self.connections.config_file.get_or_init(|| path).clone())
-    }
-
-    /// Every host's connection, before anything runs: a host that cannot be reached fails the step.
-    pub async fn connect_all<'b>(&'b self) -> Result<()> {
-        self.prepare_connections()?;
-        // Within `--max-fail`, a host that cannot be reached is left behind.
-        let connect = |h: &'b String| async move {
-            match self.connection(h).await {
-                Err(e) if !super::budget::leave_behind(self, h, &e) => Err(e),
-                _ => Ok(()),
-            }
-        };
-        let results = join_all(self.sel.hosts.iter().map(connect)).await;
-        self.checkpoint()?;
-        combine(results.into_iter().filter_map(|r| r.err()).collect())
+        Ok(self.io.connections.config_file.get_or_init(|| path).clone())
     }
 
     /// The host's connection, opened on first use; every later use gets the same one, or the same
     /// error.
     pub async fn connection(&self, host: &str) -> std::result::Result<Arc<Connection>, HostError> {
-        let slot = self.connections.slots.lock().unwrap().get(host).cloned();
+        let slot = self.io.connections.slots.lock().unwrap().get(host).cloned();
         let Some(slot) = slot else {
             return Err(HostError::new(
                 ErrorKind::Connection,
@@ -141,18 +127,19 @@ impl<'a> Run<'a> {
         let config_file = self
             .ssh_config_file()
             .map_err(|e| HostError::on_host(ErrorKind::Connection, host, e.message))?;
-        let control = self.connections.run_dir.path.clone();
+        let control = self.io.connections.run_dir.path.clone();
         let sshkit = self.config.sshkit();
-        self.output.progress(host, "waiting to connect");
+        self.io.output.progress(host, "waiting to connect");
         let connect = async {
             let conn = {
                 let _start = self
+                    .io
                     .connections
                     .starts
                     .acquire()
                     .await
                     .expect("semaphore never closed");
-                self.output.progress(host, "connecting");
+                self.io.output.progress(host, "connecting");
                 let from = Instant::now();
                 let conn = self
                     .connect_host(host, &config_file, &control, sshkit.dns_retries)
@@ -162,12 +149,13 @@ impl<'a> Run<'a> {
                 } else {
                     Status::Failed
                 };
-                self.timeline
+                self.io
+                    .timeline
                     .record(host, None, Phase::Connect, from, Instant::now(), status);
                 conn?
             };
             // Until its next step (a build still running, say), the host is no longer "connecting".
-            self.output.progress(host, "connected");
+            self.io.output.progress(host, "connected");
             // Kamal 2.8+: app hosts pull from a local registry through a reverse forward.
             let local_registry = self.config.registry().local_port();
             if let Some(port) = local_registry.filter(|_| self.is_app_host(host)) {
@@ -177,20 +165,21 @@ impl<'a> Run<'a> {
         };
         let result = tokio::select! {
             r = connect => r,
-            _ = self.cancel.cancelled() => Err(SshError::Connect("interrupted".into())),
+            _ = self.io.cancel.cancelled() => Err(SshError::Connect("interrupted".into())),
         };
         result.map_err(|e| {
             let error = HostError::on_host(ErrorKind::Connection, host, &e);
-            self.reports.host_error(host, &error.message);
-            let why = if self.cancel.is_cancelled() {
+            self.io.reports.host_error(host, &error.message);
+            let why = if self.io.cancel.is_cancelled() {
                 "could not check: Ctrl-C before it was connected"
             } else {
                 "could not check: unreachable"
             };
             for role in self.roles_on(host) {
-                self.reports.set_unchecked(host, &role.name, why);
+                self.io.reports.set_unchecked(host, &role.name, why);
             }
-            self.output
+            self.io
+                .output
                 .progress_failed(host, &format!("unreachable: {e}"));
             error
         })
@@ -198,7 +187,7 @@ impl<'a> Run<'a> {
 
     /// Every host's connection is open.
     pub fn connected(&self) -> bool {
-        let conns = self.connections.slots.lock().unwrap();
+        let conns = self.io.connections.slots.lock().unwrap();
         self.sel.hosts.iter().all(|h| {
             conns
                 .get(h)
@@ -206,7 +195,9 @@ impl<'a> Run<'a> {
                 .is_some_and(|c| c.is_ok())
         })
     }
+}
 
+impl Io {
     /// Closes every connection (their masters exit).
     pub async fn close(&self) {
         let slots: Vec<Slot> = self
@@ -224,5 +215,22 @@ impl<'a> Run<'a> {
                 .and_then(|c| c.ok())
         });
         join_all(conns.map(Connection::close)).await;
+    }
+}
+
+impl Run<'_> {
+    /// Every host's connection, before anything runs: a host that cannot be reached fails the step.
+    pub async fn connect_all<'b>(&'b self) -> Result<()> {
+        self.shell().prepare_connections()?;
+        // Within `--max-fail`, a host that cannot be reached is left behind.
+        let connect = |h: &'b String| async move {
+            match self.shell().connection(h).await {
+                Err(e) if !super::budget::leave_behind(self, h, &e) => Err(e),
+                _ => Ok(()),
+            }
+        };
+        let results = join_all(self.sel.hosts.iter().map(connect)).await;
+        self.io.checkpoint()?;
+        combine(results.into_iter().filter_map(|r| r.err()).collect())
     }
 }

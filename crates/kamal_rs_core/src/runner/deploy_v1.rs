@@ -17,32 +17,40 @@ use crate::output::timeline::Phase;
 /// The steps of Kamal 1.9's `deploy` (`redeploy`).
 pub async fn deploy(run: &Run<'_>) -> Result<()> {
     let deploy = run.options.boots_proxy();
-    say_why_v1(run);
-    run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+    say_why_v1(&run.shell());
+    run_hook(
+        &run.hook_context(),
+        "pre-connect",
+        &run.sel.hosts,
+        &[],
+        true,
+    )
+    .await?;
     if deploy {
         // Locally (unless -P), then on every host with the pull.
-        run.output.say("Log into image registry...");
+        run.io.output.say("Log into image registry...");
         if !run.options.skip_push {
-            Build::new(run).login_locally().await?;
+            Build::new(run.hook_context()).login_locally().await?;
         }
     }
     if run.options.skip_push {
         run.connect_all().await?;
-        run.header(Phase::Pull);
+        run.shell().header(Phase::Pull);
     } else {
-        run.say_step(Phase::Pull, "Build and push app image...");
-        let build = Build::new(run);
+        run.shell()
+            .say_step(Phase::Pull, "Build and push app image...");
+        let build = Build::new(run.hook_context());
         let (built, connected) = tokio::join!(build.push(), run.connect_all());
         built?;
         connected?;
     }
-    run.touched.store(true, Ordering::SeqCst);
+    run.io.touched.store(true, Ordering::SeqCst);
     pull::pull_all(run).await?;
-    run.checkpoint()?;
-    lock::acquire_on_primary(run).await?;
-    run_hook(run, "pre-deploy", &run.sel.hosts, &[], true).await?;
+    run.io.checkpoint()?;
+    lock::acquire_on_primary(&run.shell(), &run.lock).await?;
+    run_hook(&run.hook_context(), "pre-deploy", &run.sel.hosts, &[], true).await?;
     if deploy {
-        run.header(Phase::Proxy);
+        run.shell().header(Phase::Proxy);
         let hosts: Vec<String> = run
             .sel
             .hosts
@@ -50,15 +58,18 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
             .filter(|h| runs_traefik(run, h))
             .cloned()
             .collect();
-        run.on_hosts(&hosts, |h| boot::boot_traefik(run, h)).await?;
+        let sh = run.shell();
+        run.io
+            .on_hosts(&hosts, |h| boot::boot_traefik(&sh, h))
+            .await?;
     }
-    run.header(Phase::Stale);
-    say_start(run);
+    run.shell().header(Phase::Stale);
+    say_start(&run.shell());
     groups::in_groups(run).await?;
-    run.checkpoint()?;
+    run.io.checkpoint()?;
     if deploy {
-        run.header(Phase::Prune);
+        run.shell().header(Phase::Prune);
     }
-    tag_all(run).await?;
-    lock::release(run).await
+    tag_all(&run.shell()).await?;
+    lock::release(&run.shell(), &run.lock).await
 }

@@ -16,19 +16,28 @@ use crate::runner::steps::hooks::run_hook;
 use crate::runner::steps::lock;
 
 pub async fn run(run: &Run<'_>) -> Result<()> {
-    say_why_v1(run);
-    run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
-    run.connect_all().await?;
-    run.touched.store(true, Ordering::SeqCst);
-    run.on_hosts(&run.sel.hosts, |h| async move {
-        run.exec(h, &ensure_run_directory(Phase::Env), &mut |_| {})
-            .await
-            .map(|_| ())
-    })
+    say_why_v1(&run.shell());
+    run_hook(
+        &run.hook_context(),
+        "pre-connect",
+        &run.sel.hosts,
+        &[],
+        true,
+    )
     .await?;
-    lock::acquire_on_primary(run).await?;
-    run.on_hosts(&run.sel.hosts, |h| push(run, h)).await?;
-    lock::release(run).await
+    run.connect_all().await?;
+    run.io.touched.store(true, Ordering::SeqCst);
+    run.io
+        .on_hosts(&run.sel.hosts, |h| async move {
+            run.shell()
+                .exec(h, &ensure_run_directory(Phase::Env), &mut |_| {})
+                .await
+                .map(|_| ())
+        })
+        .await?;
+    lock::acquire_on_primary(&run.shell(), &run.lock).await?;
+    run.io.on_hosts(&run.sel.hosts, |h| push(run, h)).await?;
+    lock::release(&run.shell(), &run.lock).await
 }
 
 /// The env files of one host: (path, contents).
@@ -70,6 +79,7 @@ fn script(files: &[(String, String)]) -> Script {
 
 async fn push(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
     let out = run
+        .shell()
         .exec(host, &script(&files(run, host)?), &mut |_| {})
         .await?;
     if !out.success() {

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::failure::HostError;
-use super::run::Run;
 use super::script::{is_marker, Exit, Gate, Input, Mark, Script, Shown, Step, PREFIX};
+use super::shell::Shell;
 use crate::error::ErrorKind;
 use crate::output::timeline::{Phase, Status, Steps};
 use crate::output::{uuid, Stream};
 use crate::ssh::{self, Part, SshError, Stdin};
 
-impl<'a> Run<'a> {
+impl Shell<'_, '_> {
     /// Runs a script on a host. Each shown command is logged as its markers arrive: `Running` when it
     /// starts, its output lines, `Finished` with its own time and exit status when it ends (a command
     /// the script never reached is not logged); the host's steps are recorded the same way. `on_line`
@@ -31,15 +31,15 @@ impl<'a> Run<'a> {
                 parts
                     .iter()
                     .map(|part| match part {
-                        Input::Gate(Gate::Lock) => Part::Gate(self.sync.lock_gate()),
-                        Input::Gate(Gate::Pulled) => Part::Gate(self.sync.boot_gate(host)),
-                        Input::Gate(Gate::Booted) => Part::Gate(self.sync.booted_gate()),
+                        Input::Gate(Gate::Lock) => Part::Gate(self.gates().lock_gate()),
+                        Input::Gate(Gate::Pulled) => Part::Gate(self.gates().boot_gate(host)),
+                        Input::Gate(Gate::Booted) => Part::Gate(self.gates().booted_gate()),
                         Input::Bytes(bytes) => Part::Bytes(bytes),
                     })
                     .collect(),
             ),
         };
-        let mut log = CommandLog::new(self, host, script);
+        let mut log = CommandLog::new(*self, host, script);
         let mut lines = |stream: Stream, line: &str| {
             let (text, mark) = match stream {
                 Stream::Stdout => split_marker(line),
@@ -163,7 +163,7 @@ mod tests {
 /// One script's log: each shown command's `Running` and `Finished` lines as its markers arrive, its
 /// output lines under its id, and the host's steps.
 struct CommandLog<'r, 'a> {
-    run: &'r Run<'a>,
+    run: Shell<'r, 'a>,
     host: &'r str,
     script: &'r Script,
     /// Shown commands started and not yet ended: their log id and start.
@@ -174,8 +174,8 @@ struct CommandLog<'r, 'a> {
 }
 
 impl<'r, 'a> CommandLog<'r, 'a> {
-    fn new(run: &'r Run<'a>, host: &'r str, script: &'r Script) -> Self {
-        let mut steps = Steps::new(&run.timeline, host, script.role.as_deref());
+    fn new(run: Shell<'r, 'a>, host: &'r str, script: &'r Script) -> Self {
+        let mut steps = Steps::new(&run.io.timeline, host, script.role.as_deref());
         // Until its first command starts, the script's session is opening (a step of the rollout
         // only for scripts that have one).
         if script.shown.iter().any(|s| s.phase != Phase::Other) {
@@ -211,10 +211,11 @@ impl<'r, 'a> CommandLog<'r, 'a> {
                 if shown.upload {
                     // As SSHKit logs an upload: no host, no id.
                     let line = format!("Uploading {} 0.0%", shown.command);
-                    self.run.output.debug_line(&line);
+                    self.run.io.output.debug_line(&line);
                 } else {
                     let command = shown.text(value);
                     self.run
+                        .io
                         .output
                         .running(&uuid, &command, self.host, shown.debug);
                     self.last = Some(uuid.clone());
@@ -231,14 +232,15 @@ impl<'r, 'a> CommandLog<'r, 'a> {
                     let status = status.parse().ok();
                     if shown.upload && status == Some(0) {
                         let line = format!("Uploading {} 100.0%", shown.command);
-                        self.run.output.info_in_log(&line);
+                        self.run.io.output.info_in_log(&line);
                     } else if shown.upload {
                         let code = status.map_or("?".to_string(), |c: i32| c.to_string());
                         let line =
                             format!("Uploading {} failed with exit status {code}", shown.command);
-                        self.run.output.error_on(self.host, &line);
+                        self.run.io.output.error_on(self.host, &line);
                     } else {
                         self.run
+                            .io
                             .output
                             .finished(&uuid, secs, status, self.host, shown.debug);
                     }
@@ -265,6 +267,7 @@ impl<'r, 'a> CommandLog<'r, 'a> {
     fn output(&self, stream: Stream, line: &str) {
         if let Some(uuid) = &self.last {
             self.run
+                .io
                 .output
                 .command_output(uuid, self.host, stream, line);
         }

@@ -35,7 +35,7 @@ pub async fn in_groups(run: &Run<'_>) -> Result<()> {
     for group in &groups {
         boot_group(run, group, v1).await?;
         if let Some(secs) = wait.filter(|w| *w > 0) {
-            run.cancel.sleep(Duration::from_secs(secs as u64)).await;
+            run.io.cancel.sleep(Duration::from_secs(secs as u64)).await;
         }
     }
     Ok(())
@@ -43,7 +43,7 @@ pub async fn in_groups(run: &Run<'_>) -> Result<()> {
 
 /// One group's boots with its hooks; the hooks name the group's hosts still in the run.
 async fn boot_group(run: &Run<'_>, group: &[String], v1: bool) -> Result<()> {
-    run.checkpoint()?;
+    run.io.checkpoint()?;
     let hosts: Vec<String> = group
         .iter()
         .filter(|h| !run.budget.is_left_behind(h))
@@ -54,7 +54,7 @@ async fn boot_group(run: &Run<'_>, group: &[String], v1: bool) -> Result<()> {
     }
     // Kamal 1.9 has no app-boot hooks.
     if !v1 {
-        run_hook(run, "pre-app-boot", &hosts, &[], false).await?;
+        run_hook(&run.hook_context(), "pre-app-boot", &hosts, &[], false).await?;
     }
     budget::on_hosts(run, &hosts, |h| boot_host(run, h, None)).await?;
     if !v1 {
@@ -63,7 +63,7 @@ async fn boot_group(run: &Run<'_>, group: &[String], v1: bool) -> Result<()> {
             .filter(|h| !run.budget.is_left_behind(h))
             .cloned()
             .collect();
-        run_hook(run, "post-app-boot", &booted, &[], false).await?;
+        run_hook(&run.hook_context(), "post-app-boot", &booted, &[], false).await?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::runner::run::Run;
 /// PID is stopped too.
 pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
     tokio::select! {
-        _ = run.cancel.cancelled() => {}
+        _ = run.io.cancel.cancelled() => {}
         _ = done.notified() => return,
     }
     // Scripts waiting at the pull barrier stop there, and scripts that booted do not tag; scripts
@@ -28,9 +28,11 @@ pub async fn stop_on_interrupt(run: &Run<'_>, done: &tokio::sync::Notify) {
     }
     loop {
         let pids = run.sync.to_terminate();
+        let sh = run.shell();
+        let sh = &sh;
         join_all(pids.iter().map(|(host, pid)| async move {
             let kill = server::terminate(pid);
-            let sent = run.exec_one(host, Phase::Other, &kill, true);
+            let sent = sh.exec_one(host, Phase::Other, &kill, true);
             let _ = tokio::time::timeout(Duration::from_secs(5), sent).await;
         }))
         .await;
@@ -47,12 +49,12 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Resolves when the run was interrupted and this host, told to stop before its boot, has not
 /// stopped within `STOP_GRACE` (its connection hangs, say): the run then ends without it.
 pub async fn unresponsive_after_interrupt(run: &Run<'_>, host: &str) -> HostError {
-    run.cancel.cancelled().await;
+    run.io.cancel.cancelled().await;
     loop {
         if run.sync.unresponsive(host, STOP_GRACE) {
             run.sync.reached_boot(host);
             for role in run.roles_on(host) {
-                run.reports.set_unchecked(
+                run.io.reports.set_unchecked(
                     host,
                     &role.name,
                     "could not check: no answer after Ctrl-C",

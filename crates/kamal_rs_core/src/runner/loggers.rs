@@ -64,11 +64,12 @@ impl Loggers {
                         &file_command,
                     ) {
                         Ok(log) => output.push(OutputLogger::File(Arc::new(log))),
-                        Err(e) => run.output.stderr(&format!(
+                        Err(e) => run.io.output.stderr(&format!(
                             "Output logger setup failed: could not write to {dir}: {e}"
                         )),
                     },
                     None => run
+                        .io
                         .output
                         .stderr("Output logger setup failed: ArgumentError: file path is required"),
                 },
@@ -87,11 +88,11 @@ impl Loggers {
                             service: &run.config.service(),
                         };
                         let full = sub.map_or(cmd.to_string(), |s| format!("{cmd} {s}"));
-                        let warn = run.output.stderr_writer();
+                        let warn = run.io.output.stderr_writer();
                         let o = Otel::start(&endpoint, &tags, &full, run_id.clone(), warn);
                         output.push(OutputLogger::Otel(Arc::new(o)));
                     }
-                    None => run.output.stderr(
+                    None => run.io.output.stderr(
                         "Output logger setup failed: ArgumentError: OTel endpoint is required",
                     ),
                 },
@@ -99,8 +100,8 @@ impl Loggers {
         }
         for logger in &output {
             match logger {
-                OutputLogger::File(f) => run.output.add_sink(f.clone()),
-                OutputLogger::Otel(o) => run.output.add_sink(o.clone()),
+                OutputLogger::File(f) => run.io.output.add_sink(f.clone()),
+                OutputLogger::Otel(o) => run.io.output.add_sink(o.clone()),
             }
         }
         let events =
@@ -109,13 +110,14 @@ impl Loggers {
                 .and_then(|path| match EventsFile::create(Path::new(&path)) {
                     Ok(e) => Some(Arc::new(e)),
                     Err(e) => {
-                        run.output
+                        run.io
+                            .output
                             .stderr(&format!("Could not write the events file {path}: {e}"));
                         None
                     }
                 });
         if let Some(events) = &events {
-            run.timeline.observe(events.clone());
+            run.io.timeline.observe(events.clone());
             events.run_start(&RunStart {
                 command: &file_command,
                 version: &run.version,
@@ -126,7 +128,7 @@ impl Loggers {
         }
         let github = github::detected().then(|| Arc::new(GithubActions::default()));
         if let Some(g) = &github {
-            run.output.add_sink(g.clone());
+            run.io.output.add_sink(g.clone());
         }
         Loggers {
             output,
@@ -139,14 +141,14 @@ impl Loggers {
     /// After the run's last line: GitHub's summary and groups, the events file's last line, the
     /// picture, then each `output:` logger's closing line and what Kamal prints for it.
     pub fn finish(&self, run: &Run<'_>, report: &DeployReport) {
-        let runtime = run.started.elapsed().as_secs_f64();
+        let runtime = run.io.started.elapsed().as_secs_f64();
         let error = report
             .error
             .as_ref()
             .map(|e| (e.kind.kamal_class(), e.message.as_str()));
         let (cmd, sub) = command(run);
         let command = sub.map_or(cmd.to_string(), |s| format!("{cmd} {s}"));
-        let spans = run.timeline.spans();
+        let spans = run.io.timeline.spans();
         let outcome = if error.is_some() {
             "failed"
         } else if !report.left_behind.is_empty() {
@@ -161,7 +163,8 @@ impl Loggers {
                 runtime,
                 spans: &spans,
             };
-            run.output
+            run.io
+                .output
                 .console(g.workflow_commands(report, &facts).trim_end());
             if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
                 let md = github::summary(report, &facts);
@@ -171,7 +174,8 @@ impl Loggers {
                     .open(&path)
                     .and_then(|mut f| std::io::Write::write_all(&mut f, md.as_bytes()));
                 if let Err(e) = appended {
-                    run.output
+                    run.io
+                        .output
                         .stderr(&format!("Could not write the step summary {path}: {e}"));
                 }
             }
@@ -200,7 +204,7 @@ impl Loggers {
             };
             let picture = svg::render(&run.sel.hosts, &spans, &heading);
             if let Err(e) = std::fs::write(path, picture) {
-                run.output.stderr(&format!(
+                run.io.output.stderr(&format!(
                     "Could not write the timeline {}: {e}",
                     path.display()
                 ));
@@ -214,12 +218,12 @@ impl Loggers {
             }
         }
         for line in said {
-            run.output.console(&line);
+            run.io.output.console(&line);
         }
         for logger in &self.output {
             if let OutputLogger::Otel(o) = logger {
                 if !o.shutdown(otel::SHUTDOWN_GRACE) {
-                    run.output.stderr(&format!(
+                    run.io.output.stderr(&format!(
                         "OTel log shipping did not finish within {} s: the last records may be lost",
                         otel::SHUTDOWN_GRACE.as_secs()
                     ));

@@ -34,10 +34,10 @@ pub async fn run(mut run: Run<'_>) -> DeployReport {
     let loggers = Loggers::start(&run);
     // The app's Gemfile.lock locks another Kamal than the one kamal_rs behaves as: said once.
     if let Some(note) = lockfile::note(&run.config.locked) {
-        run.output.warn(&note);
+        run.io.output.warn(&note);
     }
     // Where Kamal would stop on a missing secret, stop before any host.
-    if let Err(e) = budget::fits(&run).and_then(|()| secrets::check(&run)) {
+    if let Err(e) = budget::fits(&run).and_then(|()| secrets::check(&run.shell())) {
         return finish(&run, &loggers, Err(e)).await;
     }
     if run.options.command == Command::Rollback && run.version.is_empty() {
@@ -60,7 +60,7 @@ async fn interruptible<T>(run: &Run<'_>, work: impl Future<Output = Result<T>>) 
         result
     };
     let (result, ()) = tokio::join!(work, interrupt::stop_on_interrupt(run, &done));
-    match (result, run.cancel.is_cancelled()) {
+    match (result, run.io.cancel.is_cancelled()) {
         (Err(e), _) => Err(e),
         (Ok(_), true) => Err(Error::new(ErrorKind::Interrupted, "Interrupted")),
         (Ok(value), false) => Ok(value),
@@ -73,25 +73,27 @@ async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployR
     // `--revert-on-failure`: under the lock still, every host that switched goes back.
     let reverts = result.is_err()
         && run.options.reverts_on_failure()
-        && run.touched.load(Ordering::SeqCst)
-        && !run.cancel.is_cancelled();
+        && run.io.touched.load(Ordering::SeqCst)
+        && !run.io.cancel.is_cancelled();
     let reverted = if reverts {
         Some(revert::revert(run).await)
     } else {
         None
     };
     if run.lock.to_release() {
-        run.header(Phase::Release);
-        if let Err(e) = lock::release(run).await {
-            run.output
+        run.shell().header(Phase::Release);
+        if let Err(e) = lock::release(&run.shell(), &run.lock).await {
+            run.io
+                .output
                 .red(&format!("Error releasing the deploy lock: {}", e.message));
         }
     }
-    let runtime = run.started.elapsed().as_secs_f64();
+    let runtime = run.io.started.elapsed().as_secs_f64();
     // A nested run (a revert's) prints through the outer run's output, which finishes it.
     if !run.options.nested {
-        run.output.finish();
-        run.output
+        run.io.output.finish();
+        run.io
+            .output
             .console(&format!("  Finished all in {runtime:.1} seconds"));
     }
     let error = match result {
@@ -100,9 +102,15 @@ async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployR
                 "KAMAL_RUNTIME".to_string(),
                 format!("{}", runtime.round() as i64),
             )];
-            run_hook(run, "post-deploy", &run.sel.hosts, &env, true)
-                .await
-                .err()
+            run_hook(
+                &run.hook_context(),
+                "post-deploy",
+                &run.sel.hosts,
+                &env,
+                true,
+            )
+            .await
+            .err()
         }
         Err(e) => Some(e),
     };
@@ -120,19 +128,41 @@ async fn steps(run: &Run<'_>) -> Result<()> {
     if run.options.skip_push && plan::per_host(run) {
         // Each host connects and goes on to its script at once: a host that cannot be reached stops
         // every boot at the pull barrier, as a failed pull does.
-        run.header(Phase::Pull);
-        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
-        run.prepare_connections()?;
+        run.shell().header(Phase::Pull);
+        run_hook(
+            &run.hook_context(),
+            "pre-connect",
+            &run.sel.hosts,
+            &[],
+            true,
+        )
+        .await?;
+        run.shell().prepare_connections()?;
     } else if run.options.skip_push {
-        run.header(Phase::Pull);
-        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+        run.shell().header(Phase::Pull);
+        run_hook(
+            &run.hook_context(),
+            "pre-connect",
+            &run.sel.hosts,
+            &[],
+            true,
+        )
+        .await?;
         run.connect_all().await?;
     } else {
         // Connecting touches nothing on the servers, so it overlaps the build; a failed build still
         // stops before the first remote command.
-        run.say_step(Phase::Pull, "Build and push app image...");
-        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
-        let build = Build::new(run);
+        run.shell()
+            .say_step(Phase::Pull, "Build and push app image...");
+        run_hook(
+            &run.hook_context(),
+            "pre-connect",
+            &run.sel.hosts,
+            &[],
+            true,
+        )
+        .await?;
+        let build = Build::new(run.hook_context());
         let (built, connected) = tokio::join!(build.push(), run.connect_all());
         built?;
         connected?;
@@ -141,32 +171,40 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         rollout::per_host_rollout(run).await?;
     } else {
         pull_then_lock(run).await?;
-        run.checkpoint()?;
-        run_hook(run, "pre-deploy", &run.active_hosts(), &[], true).await?;
+        run.io.checkpoint()?;
+        run_hook(
+            &run.hook_context(),
+            "pre-deploy",
+            &run.active_hosts(),
+            &[],
+            true,
+        )
+        .await?;
         if run.options.boots_proxy() {
-            run.header(Phase::Proxy);
-            budget::on_hosts(run, &run.sel.hosts, |h| proxy::boot(run, h)).await?;
-            run.checkpoint()?;
+            run.shell().header(Phase::Proxy);
+            let sh = run.shell();
+            budget::on_hosts(run, &run.sel.hosts, |h| proxy::boot(&sh, h)).await?;
+            run.io.checkpoint()?;
         }
-        run.header(Phase::Stale);
-        run.header(Phase::Boot);
+        run.shell().header(Phase::Stale);
+        run.shell().header(Phase::Boot);
         groups::in_groups(run).await?;
     }
-    run.checkpoint()?;
+    run.io.checkpoint()?;
     // Each host's boot script tagged (the run would have failed otherwise).
     if plan::tags_in_boot(run) {
         return Ok(());
     }
-    tag::tag_all(run).await
+    tag::tag_all(&run.shell(), &run.lock, &run.active_hosts()).await
 }
 
 /// Every app host pulls (and every other host gets `.kamal`) while the primary host takes the lock:
 /// nothing changes before both succeeded.
 async fn pull_then_lock(run: &Run<'_>) -> Result<()> {
-    run.touched.store(true, Ordering::SeqCst);
+    run.io.touched.store(true, Ordering::SeqCst);
     let lock = async {
         if run.lock.to_take() {
-            lock::acquire_on_primary(run).await
+            lock::acquire_on_primary(&run.shell(), &run.lock).await
         } else {
             Ok(())
         }
@@ -184,11 +222,11 @@ async fn report(
     error: Option<Error>,
     reverted: Option<revert::Outcome>,
 ) -> DeployReport {
-    let touched = run.touched.load(Ordering::SeqCst);
+    let touched = run.io.touched.load(Ordering::SeqCst);
     if error.is_some() && touched {
         probe_unbooted(run).await;
     }
-    run.close().await;
+    run.io.close().await;
     let lock = match run.lock.get() {
         Lock::Held => LockOutcome::Held,
         Lock::Released => LockOutcome::Released,
@@ -204,7 +242,7 @@ async fn report(
     let report = DeployReport {
         version: run.version.clone(),
         runtime,
-        hosts: run.reports.snapshot(),
+        hosts: run.io.reports.snapshot(),
         error,
         touched,
         lock,
@@ -220,9 +258,9 @@ async fn report(
             .map(|r| (r.seconds * 1000.0).round() / 1000.0),
     };
     if report.error.is_some() && !report.hosts.is_empty() {
-        let every_host = run.output.verbosity() == Verbosity::Verbose;
+        let every_host = run.io.output.verbosity() == Verbosity::Verbose;
         for line in report.printed_summary(every_host) {
-            run.output.red(&format!("  {line}"));
+            run.io.output.red(&format!("  {line}"));
         }
     }
     say_left_behind(run, &report);
@@ -238,23 +276,24 @@ fn say_left_behind(run: &Run<'_>, report: &DeployReport) {
     let Some(command) = &report.finish_command else {
         return;
     };
-    run.output.warn(&format!(
+    run.io.output.warn(&format!(
         "Left behind: {} of {} hosts (--max-fail {}), each still running what it ran before:",
         report.left_behind.len(),
         run.sel.hosts.len(),
         run.budget.max()
     ));
     for l in &report.left_behind {
-        run.output.warn(&format!("  {}: {}", l.host, l.reason));
+        run.io.output.warn(&format!("  {}: {}", l.host, l.reason));
     }
-    run.output
+    run.io
+        .output
         .warn(&format!("Finish the job once they are back: {command}"));
 }
 
 /// `reverted: 12 hosts back on v41`, a line per version, and each host that could not go back.
 fn say_reverted(run: &Run<'_>, outcome: &revert::Outcome) {
     for r in &outcome.reverted {
-        run.output.warn(&format!(
+        run.io.output.warn(&format!(
             "reverted: {} hosts back on {} (revert {:.1} s)",
             r.hosts.len(),
             r.version,
@@ -262,14 +301,14 @@ fn say_reverted(run: &Run<'_>, outcome: &revert::Outcome) {
         ));
     }
     for (host, why) in &outcome.not_reverted {
-        run.output.red(&format!("  not reverted: {host}: {why}"));
+        run.io.output.red(&format!("  not reverted: {host}: {why}"));
     }
 }
 
 /// Which version the roles that were not booted (or whose boot failed) run now; what could not be
 /// checked says why.
 async fn probe_unbooted(run: &Run<'_>) {
-    let todo = run.reports.to_probe();
+    let todo = run.io.reports.to_probe();
     join_all(todo.iter().map(|(host, role)| async move {
         let Some(role_cfg) = run.config.role(role) else {
             return;
@@ -277,22 +316,26 @@ async fn probe_unbooted(run: &Run<'_>) {
         let mut script = super::script::Script::new();
         script.line(App::new(run.config, role_cfg).running_version());
         let mut quiet = |_: &str| {};
-        let probe = run.exec(host, &script, &mut quiet);
+        let sh = run.shell();
+        let probe = sh.exec(host, &script, &mut quiet);
         match tokio::time::timeout(Duration::from_secs(10), probe).await {
             Ok(Ok(out)) if out.success() => {
-                run.reports
+                run.io
+                    .reports
                     .set_old_version(host, role, Some(out.stdout.trim().to_string()))
             }
             Ok(Ok(out)) => {
                 let why = out.stderr.lines().next().unwrap_or("no answer").trim();
-                run.reports
+                run.io
+                    .reports
                     .set_unchecked(host, role, &format!("could not check: docker: {why}"))
             }
             Ok(Err(e)) if e.kind == ErrorKind::Connection => {
-                run.reports
+                run.io
+                    .reports
                     .set_unchecked(host, role, "could not check: connection lost")
             }
-            Ok(Err(e)) => run.reports.set_unchecked(
+            Ok(Err(e)) => run.io.reports.set_unchecked(
                 host,
                 role,
                 &format!(
@@ -301,7 +344,8 @@ async fn probe_unbooted(run: &Run<'_>) {
                 ),
             ),
             Err(_) => {
-                run.reports
+                run.io
+                    .reports
                     .set_unchecked(host, role, "could not check: no answer within 10 s")
             }
         }

@@ -43,6 +43,7 @@ mod rollback;
 mod rollout;
 mod run;
 pub mod script;
+mod shell;
 mod state;
 mod steps;
 mod sync;

@@ -5,7 +5,7 @@
 //! scheduler (`rollout.rs`) and the steps both ask here; nothing here runs a command.
 
 use crate::config::{KamalMajor, Role};
-use crate::runner::run::Run;
+use crate::runner::run::{Plan, Run};
 
 /// Whether each host can go on from its own pull to its boot without waiting for the others: only the
 /// lock must come first, unless a `pre-deploy` or `pre-app-boot` hook runs in between, `boot.limit`
@@ -20,13 +20,13 @@ pub fn per_host(run: &Run<'_>) -> bool {
 
 /// Whether a mirror may need seeding: Docker applies mirrors to Docker Hub images only, and only with
 /// two app hosts or more is there a second host to pull from it.
-pub fn may_seed_mirrors(run: &Run<'_>) -> bool {
+pub fn may_seed_mirrors(run: &Plan<'_>) -> bool {
     run.config.registry().docker_hub() && run.sel.app_hosts.len() >= 2
 }
 
 /// Whether a host's pull (and kamal-proxy) can run in its first boot script: an app host of a Kamal 2
 /// config whose first role boots without waiting at the barrier, and whose roles boot one by one.
-pub fn pulls_in_boot(run: &Run<'_>, host: &str) -> bool {
+pub fn pulls_in_boot(run: &Plan<'_>, host: &str) -> bool {
     let roles = run.roles_on(host);
     let Some(first) = roles.first() else {
         return false;
@@ -58,6 +58,6 @@ fn decide_in_boot(run: &Run<'_>) -> bool {
 }
 
 /// The primary role's boots set the barrier.
-pub fn gatekeeper(run: &Run<'_>, role: &Role) -> bool {
+pub fn gatekeeper(run: &Plan<'_>, role: &Role) -> bool {
     role.name == run.sel.primary_role
 }

@@ -28,7 +28,7 @@ pub async fn revert(run: &Run<'_>) -> Outcome {
     let started = Instant::now();
     let mut by_version: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut not_reverted = Vec::new();
-    for host in run.reports.snapshot() {
+    for host in run.io.reports.snapshot() {
         let live: Vec<_> = host
             .roles
             .iter()
@@ -49,7 +49,7 @@ pub async fn revert(run: &Run<'_>) -> Outcome {
             seconds: 0.0,
         };
     }
-    run.output.say(&format!(
+    run.io.output.say(&format!(
         "Reverting {} hosts to the version each ran before...",
         by_version.values().map(Vec::len).sum::<usize>()
     ));
@@ -80,7 +80,8 @@ pub async fn revert(run: &Run<'_>) -> Outcome {
         }
         for h in &back {
             for role in run.roles_on(h) {
-                run.reports
+                run.io
+                    .reports
                     .set_state(h, &role.name, RoleState::Reverted(version.clone()));
             }
         }

@@ -68,16 +68,23 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
     }
     prepare(run).await?;
     available(run).await?;
-    run_hook(run, "pre-deploy", &run.active_hosts(), &[], true).await?;
+    run_hook(
+        &run.hook_context(),
+        "pre-deploy",
+        &run.active_hosts(),
+        &[],
+        true,
+    )
+    .await?;
     match run.config.major {
-        KamalMajor::V1 => v1::say_start(run),
-        KamalMajor::V2 => run.header(Phase::Boot),
+        KamalMajor::V1 => v1::say_start(&run.shell()),
+        KamalMajor::V2 => run.shell().header(Phase::Boot),
     }
     groups::in_groups(run).await?;
-    run.checkpoint()?;
+    run.io.checkpoint()?;
     match run.config.major {
-        KamalMajor::V1 => v1::tag_all(run).await,
-        KamalMajor::V2 => tag::tag_all(run).await,
+        KamalMajor::V1 => v1::tag_all(&run.shell()).await,
+        KamalMajor::V2 => tag::tag_all(&run.shell(), &run.lock, &run.active_hosts()).await,
     }
 }
 
@@ -86,30 +93,44 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
 /// each host's script checks that it has the version and waits until every host has said so before it
 /// boots (`rollout::first_script`). A host without the version stops them all, with Kamal's lines.
 async fn per_host(run: &Run<'_>) -> Result<()> {
-    if !run.connected() {
-        v1::say_why_v1(run);
-        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+    if !run.shell().connected() {
+        v1::say_why_v1(&run.shell());
+        run_hook(
+            &run.hook_context(),
+            "pre-connect",
+            &run.sel.hosts,
+            &[],
+            true,
+        )
+        .await?;
         // Each host connects and goes on to its script at once, as in a deploy's per-host rollout: a
         // host that cannot be reached stops every boot at the barrier.
-        run.prepare_connections()?;
+        run.shell().prepare_connections()?;
     }
     match rollout::per_host_rollout(run).await {
         // Kamal tells this failure apart by its message too (`container_available?`).
         Err(e) if e.message.contains(check::NOT_FOUND) => return Err(not_available(run, e)),
         result => result?,
     }
-    run.checkpoint()?;
+    run.io.checkpoint()?;
     if plan::tags_in_boot(run) {
         return Ok(());
     }
-    tag::tag_all(run).await
+    tag::tag_all(&run.shell(), &run.lock, &run.active_hosts()).await
 }
 
 /// `pre-connect` and the connections, once.
 async fn connect(run: &Run<'_>) -> Result<()> {
-    if !run.connected() {
-        v1::say_why_v1(run);
-        run_hook(run, "pre-connect", &run.sel.hosts, &[], true).await?;
+    if !run.shell().connected() {
+        v1::say_why_v1(&run.shell());
+        run_hook(
+            &run.hook_context(),
+            "pre-connect",
+            &run.sel.hosts,
+            &[],
+            true,
+        )
+        .await?;
         run.connect_all().await?;
     }
     Ok(())
@@ -118,9 +139,9 @@ async fn connect(run: &Run<'_>) -> Result<()> {
 /// `pre-connect`, the connections and the lock, once.
 async fn prepare(run: &Run<'_>) -> Result<()> {
     connect(run).await?;
-    run.touched.store(true, Ordering::SeqCst);
+    run.io.touched.store(true, Ordering::SeqCst);
     if run.lock.to_take() {
-        lock::acquire_on_primary(run).await?;
+        lock::acquire_on_primary(&run.shell(), &run.lock).await?;
     }
     Ok(())
 }
@@ -131,7 +152,8 @@ async fn prepare(run: &Run<'_>) -> Result<()> {
 async fn available(run: &Run<'_>) -> Result<()> {
     let hosts = run.sel.app_hosts.iter();
     let remaining = hosts.filter(|h| !run.budget.is_left_behind(h));
-    let checks = join_all(remaining.map(|host| check::check(run, host))).await;
+    let sh = run.shell();
+    let checks = join_all(remaining.map(|host| check::check(&sh, host))).await;
     let mut missing = Vec::new();
     for check in checks {
         match check {
@@ -147,7 +169,7 @@ async fn available(run: &Run<'_>) -> Result<()> {
 
 /// Kamal's lines when the version is missing somewhere (`e`: which hosts), as an error.
 fn not_available(run: &Run<'_>, e: Error) -> Error {
-    run.output.plain(&format!(
+    run.io.output.plain(&format!(
         "Error looking for container version {}: {}",
         run.version, e.message
     ));
@@ -188,11 +210,12 @@ pub struct Versions {
 /// that every targeted (host, role) still has as a container.
 pub async fn choose(run: &Run<'_>) -> Result<String> {
     prepare(run).await?;
-    run.output
+    run.io
+        .output
         .say("Looking for the newest version every host can roll back to...");
     let listed = join_all(run.sel.app_hosts.iter().map(|host| async move {
         let s = versions_script(run, host);
-        let out = run.exec(host, &s, &mut |_| {}).await?;
+        let out = run.shell().exec(host, &s, &mut |_| {}).await?;
         if !out.success() {
             return Err(HostError::command_failed(host, "docker", &out));
         }
@@ -218,7 +241,7 @@ pub async fn choose(run: &Run<'_>) -> Result<String> {
             ),
         )
     })?;
-    run.output.say(&format!(
+    run.io.output.say(&format!(
         "Rolling back to {chosen}: the newest version besides the running {} that every host and role still has",
         running_versions(&per_role).join(", ")
     ));
@@ -318,14 +341,24 @@ mod tests {
     fn the_boot_stops_no_stale_container() {
         let c = golden_config();
         let run = Run::for_test(&c, rollback());
-        let s = Boot::new(&run, "10.0.0.1", c.role("web").unwrap())
-            .script(false, false)
-            .unwrap();
+        let s = Boot::new(
+            run.shell(),
+            run.barrier(),
+            "10.0.0.1",
+            c.role("web").unwrap(),
+        )
+        .script(false, false)
+        .unwrap();
         assert!(!s.text().contains("for stale in"));
         let deploy = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(&deploy, "10.0.0.1", c.role("web").unwrap())
-            .script(false, false)
-            .unwrap();
+        let s = Boot::new(
+            deploy.shell(),
+            deploy.barrier(),
+            "10.0.0.1",
+            c.role("web").unwrap(),
+        )
+        .script(false, false)
+        .unwrap();
         assert!(s.text().contains("for stale in"));
     }
 

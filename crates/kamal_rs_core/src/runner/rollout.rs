@@ -44,16 +44,16 @@ pub struct First {
 /// that fails before booting its primary-role container closes the barrier, as a failed boot would.
 /// With `plan::tags_in_boot`, each host's last script then waits until every host's boots succeeded, and tags.
 pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
-    run.touched.store(true, Ordering::SeqCst);
+    run.io.touched.store(true, Ordering::SeqCst);
     let primary = run.sel.primary_host.as_str();
     let lock_in_script = run.lock.to_take()
         && !run.options.lock_wait
         && run.sel.hosts.iter().any(|h| h == primary)
         && plan::pulls_in_boot(run, primary);
-    let hosts = run.on_hosts(&run.sel.hosts, |h| async move {
+    let hosts = run.io.on_hosts(&run.sel.hosts, |h| async move {
         let takes_lock = lock_in_script && h == primary;
         let go = async {
-            run.connection(h).await?;
+            run.shell().connection(h).await?;
             roll_out_host(run, h, takes_lock).await
         };
         let result = tokio::select! {
@@ -62,7 +62,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         };
         if takes_lock {
             // Whatever ended the primary's script, nobody waits for a lock that never came.
-            lock::settled(run, false);
+            lock::settled(&run.lock, &run.sync, &run.sel.primary_host, false);
         }
         if let Err(e) = &result {
             if budget::leave_behind(run, h, e) {
@@ -107,16 +107,16 @@ async fn take_lock(run: &Run<'_>, in_script: bool) -> Result<()> {
         // Its heading comes with the script's lock command; a rollback's comes first, as in Kamal's
         // log, since the other hosts' checks may start before the primary's lock.
         if run.options.command == Command::Rollback {
-            run.header(Phase::Lock);
+            run.shell().header(Phase::Lock);
         }
         return Ok(());
     }
     let result = if run.lock.to_take() {
-        lock::acquire_on_primary(run).await
+        lock::acquire_on_primary(&run.shell(), &run.lock).await
     } else {
         Ok(())
     };
-    lock::settled(run, result.is_ok());
+    lock::settled(&run.lock, &run.sync, &run.sel.primary_host, result.is_ok());
     result
 }
 
@@ -133,17 +133,17 @@ async fn roll_out_host(
     }
     let rollback = run.options.command == Command::Rollback;
     if !rollback {
-        pull::pull(run, host).await?;
+        pull::pull(&run.shell(), &run.sync, host).await?;
     }
-    if !run.sync.wait_for_lock().await || run.cancel.is_cancelled() {
+    if !run.sync.wait_for_lock().await || run.io.cancel.is_cancelled() {
         return Ok(());
     }
     // A rollback checks for the version where a deploy pulls, but under the lock, as Kamal does.
     if rollback && run.is_app_host(host) {
-        check::check(run, host).await?;
+        check::check(&run.shell(), host).await?;
     }
     if run.options.boots_proxy() {
-        proxy::boot(run, host).await?;
+        proxy::boot(&run.shell(), host).await?;
     }
     if run.is_app_host(host) {
         run.sync.pulled(host);
@@ -158,7 +158,7 @@ async fn roll_out_host(
             return Ok(());
         }
     }
-    if run.cancel.is_cancelled() {
+    if run.io.cancel.is_cancelled() {
         return Ok(());
     }
     boot_host(run, host, None).await
@@ -190,7 +190,7 @@ fn first_script(
             s.append(lock_gate());
         }
     } else {
-        if let Some(pull) = pull::script(run, host)? {
+        if let Some(pull) = pull::script(&run.shell(), host)? {
             s.append(pull.map(|text| guard(&no_stdin(text), Exit::Pull)));
         }
         if !takes_lock {
@@ -198,7 +198,7 @@ fn first_script(
         }
     }
     if run.options.boots_proxy() {
-        s.append(proxy::in_script(run, host)?);
+        s.append(proxy::in_script(&run.shell(), host)?);
     }
     // Under the lock, read while the host waits for the others at the pull barrier.
     let app = App::new(run.config, run.roles_on(host)[0]);
@@ -246,7 +246,7 @@ pub async fn boot_host(
             }
             waiting_for_others(run, host)
         }
-        Err(e) => run.output.progress_failed(
+        Err(e) => run.io.output.progress_failed(
             host,
             &format!("failed: {}", e.message.lines().next().unwrap_or("")),
         ),
@@ -255,7 +255,7 @@ pub async fn boot_host(
 }
 
 fn waiting_for_others(run: &Run<'_>, host: &str) {
-    run.output.progress(
+    run.io.output.progress(
         host,
         &format!("{} booted, waiting for the other hosts", run.version),
     );
@@ -269,19 +269,22 @@ async fn boot_role(
     role: &Role,
     first: Option<First>,
 ) -> std::result::Result<(), HostError> {
-    if run.cancel.is_cancelled() || !boot::wait_at_barrier(run, host, role).await? {
+    if run.io.cancel.is_cancelled()
+        || !boot::wait_at_barrier(&run.shell(), run.barrier(), host, role).await?
+    {
         return Ok(());
     }
     if run.config.major == KamalMajor::V1 {
-        return steps::v1::boot::boot(run, host, role).await;
+        return steps::v1::boot::boot(&run.shell(), run.barrier(), host, role).await;
     }
     if first.is_none() {
-        run.output
+        run.io
+            .output
             .progress(host, &format!("booting {} {}", role.name, run.version));
     }
-    let boot = Boot::new(run, host, role);
+    let boot = Boot::new(run.shell(), run.barrier(), host, role);
     let listed_in_background = first.is_some();
-    let (script, tag) = role_script(&boot, first)?;
+    let (script, tag) = role_script(run, &boot, first)?;
     // Past the boot's start (a script without a first part starts there).
     let booting = AtomicBool::new(!listed_in_background);
     let mut on_line = |line: &str| {
@@ -290,7 +293,7 @@ async fn boot_role(
         }
         on_mark(run, &boot, line)
     };
-    let out = match run.exec(host, &script, &mut on_line).await {
+    let out = match run.shell().exec(host, &script, &mut on_line).await {
         Ok(out) => out,
         Err(e) if e.kind == ErrorKind::Connection => {
             run.sync.reached_boot(host);
@@ -300,14 +303,15 @@ async fn boot_role(
     };
     run.sync.reached_boot(host);
     match Exit::of(out.status).map(Exit::step) {
-        Some(Step::Lock) => return Err(lock::refused(run, host, &out).await),
-        Some(Step::Pull) => return Err(pull::failed(run, host, &out)),
+        Some(Step::Lock) => return Err(lock::refused(&run.shell(), host, &out).await),
+        Some(Step::Pull) => return Err(pull::failed(&run.shell(), host, &out)),
         Some(Step::ProxyBoot) => return proxy::outcome(host, &out),
         // Another host failed (or Ctrl-C): this one stopped at the pull barrier, or after its boot
         // without tagging.
         Some(Step::Halt) => {
             if Mark::Booted.seen(&out.stdout) {
-                run.output
+                run.io
+                    .output
                     .progress_done(host, &format!("{} live, latest not tagged", run.version));
             }
             return Ok(());
@@ -325,7 +329,7 @@ async fn boot_role(
         _ => {}
     }
     if let Some(released) = tag.filter(|_| Mark::Tagged.seen(&out.stdout)) {
-        tag::done_in_boot(run, host, released);
+        tag::done_in_boot(&run.shell(), &run.lock, host, released);
     }
     boot.finish().await
 }
@@ -333,17 +337,18 @@ async fn boot_role(
 /// A (host, role) boot's script: `first` before the boot, and (`plan::tags_in_boot`, the host's last role)
 /// the tag after it; with it, whether the tag releases the lock.
 fn role_script(
+    run: &Run<'_>,
     boot: &Boot<'_, '_>,
     first: Option<First>,
 ) -> std::result::Result<(Script, Option<bool>), HostError> {
-    let (run, host) = (boot.run, boot.host);
+    let host = boot.host;
     let takes_lock = first.as_ref().is_some_and(|f| f.takes_lock);
     let mut script = Script::new().for_role(&boot.role.name);
     let listed_in_background = first.is_some();
     if let Some(first) = first {
         script.append(first.script);
     }
-    let release = tag::releases_lock(run, host) || takes_lock;
+    let release = tag::releases_lock(run, &run.lock, host) || takes_lock;
     let last_role = run.roles_on(host).last().map(|r| &r.name) == Some(&boot.role.name);
     let tag = (last_role && plan::tags_in_boot(run))
         .then(|| tag::script(run, host, release))
@@ -364,7 +369,7 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
         return;
     };
     match mark {
-        Mark::Locked => lock::settled(run, true),
+        Mark::Locked => lock::settled(&run.lock, &run.sync, &run.sel.primary_host, true),
         Mark::Ready => run.sync.pulled(boot.host),
         Mark::Pid => run.sync.before_boot(boot.host, arg),
         Mark::Boot => run.sync.reached_boot(boot.host),
@@ -525,7 +530,12 @@ mod tests {
         assert!(plan::tags_in_boot(&run));
         let web = c.role("web").unwrap();
         let first = first_script(&run, "10.0.0.1", true).unwrap();
-        let (script, tag) = role_script(&Boot::new(&run, "10.0.0.1", web), Some(first)).unwrap();
+        let (script, tag) = role_script(
+            &run,
+            &Boot::new(run.shell(), run.barrier(), "10.0.0.1", web),
+            Some(first),
+        )
+        .unwrap();
         assert_eq!(tag, Some(true), "the primary host releases the lock");
         let text = script.text();
         assert_in_order(
@@ -546,7 +556,12 @@ mod tests {
         );
         sh_n(&text);
         let first = first_script(&run, "10.0.0.2", false).unwrap();
-        let (script, tag) = role_script(&Boot::new(&run, "10.0.0.2", web), Some(first)).unwrap();
+        let (script, tag) = role_script(
+            &run,
+            &Boot::new(run.shell(), run.barrier(), "10.0.0.2", web),
+            Some(first),
+        )
+        .unwrap();
         assert_eq!(tag, Some(false));
         assert!(!script.text().contains("rm -r .kamal/lock-app"));
         assert_eq!(
@@ -574,8 +589,8 @@ mod tests {
             ("10.0.0.3", "workers"),
         ] {
             let first = first_script(&run, host, host == "10.0.0.1").unwrap();
-            let boot = Boot::new(&run, host, c.role(role).unwrap());
-            let (script, tag) = role_script(&boot, Some(first)).unwrap();
+            let boot = Boot::new(run.shell(), run.barrier(), host, c.role(role).unwrap());
+            let (script, tag) = role_script(&run, &boot, Some(first)).unwrap();
             assert_eq!(tag, None);
             assert!(!script.text().contains("docker tag"), "{host}");
             sh_n(&script.text());

@@ -1,36 +1,32 @@
-//! One run's context, as Kamal's commander is for one `kamal deploy`: the configuration and options,
-//! the hosts and roles it acts on, one SSH connection per host, the log, and the state the steps share.
-//! The steps (`steps/`) take a `&Run`; none of them holds state of its own across hosts.
+//! One run's context, as Kamal's commander is for one `kamal deploy`: what it reads (`Plan`: the
+//! configuration and options, the hosts and roles it acts on), what it acts through (`Io`, in
+//! `shell.rs`) and the state its hosts share (the lock, the failure budget, `RolloutSync`).
 
-use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
-
-use futures::future::join_all;
 
 use super::budget::{Budget, MaxFail};
 use super::canary::CanaryWave;
 use super::cancel::Cancel;
 use super::commander::Selection;
 use super::connect::Connections;
-use super::failure::{combine, HostError};
 use super::options::{Command, DeployOptions};
 use super::performer::{Clock, Performer};
 use super::report::Reports;
+use super::shell::{Io, Shell};
 use super::state::LockState;
-use super::steps::hooks::Hooks;
+use super::steps::boot::Barrier;
+use super::steps::hooks::{HookContext, Hooks};
 use super::sync::RolloutSync;
 use crate::commands::auditor::Auditor;
 use crate::config::{Configuration, KamalMajor, Role};
-use crate::error::{Error, ErrorKind, Result};
-use crate::output::timeline::{Phase, Timeline};
+use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::ssh::{valid_host, SshSettings};
 
 /// What a step may read: the config (through its typed views), what the run was asked, its hosts and
 /// roles, the version, and the values fixed for the run (performer, clock, run id). A step that only
-/// composes a script takes this; one that runs it takes the `Run` (which reads as its plan too).
+/// composes a script takes this; one that runs it takes a `Shell` (which reads as its plan too).
 pub struct Plan<'a> {
     pub config: &'a Configuration,
     pub options: DeployOptions,
@@ -73,29 +69,19 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// The run: its plan (read through `Deref`), what steps use (output, reports, connections) and what
-/// hosts share (the lock, the failure budget, `RolloutSync`).
+/// The run: its plan (read through `Deref`), what steps act through (`Io`: output, reports,
+/// connections) and what hosts share (the lock, the failure budget, `RolloutSync`). The orchestration
+/// (`main.rs`, `rollout.rs`, `rollback.rs`) holds the run; a step gets a `Shell` and the shared parts
+/// it takes part in.
 pub struct Run<'a> {
     plan: Plan<'a>,
-    /// Shared with a run nested in this one (a revert's rollback), which prints through it.
-    pub output: Arc<Output>,
+    pub io: Io,
     pub hooks: Hooks<'a>,
-    pub cancel: Arc<Cancel>,
-    pub started: Instant,
-    pub reports: Reports,
     pub lock: LockState,
     /// How hosts wait for each other (the lock, the pulls, the primary's health, the boots).
     pub sync: RolloutSync,
     /// The failure budget: hosts left behind (`--max-fail`).
     pub budget: Budget,
-    /// A remote command has been sent (from the pull on).
-    pub touched: AtomicBool,
-    /// Each host's steps, as they happen.
-    pub timeline: Timeline,
-    /// The steps whose heading was printed.
-    said: Mutex<HashSet<Phase>>,
-    /// One SSH connection per host (`connect.rs`).
-    pub(super) connections: Connections,
 }
 
 impl<'a> Run<'a> {
@@ -173,17 +159,10 @@ impl<'a> Run<'a> {
         };
         Ok(Run {
             hooks: Hooks::new(config, options.skip_hooks),
-            output,
-            cancel,
-            started,
-            reports,
+            io: Io::new(output, cancel, started, reports, connections),
             lock: LockState::new(inherited),
             sync: RolloutSync::new(pull_barrier_hosts, hosts, canary),
             budget,
-            touched: AtomicBool::new(false),
-            timeline: Timeline::new(started),
-            said: Mutex::new(HashSet::new()),
-            connections,
             plan: Plan {
                 version,
                 sel,
@@ -200,9 +179,9 @@ impl<'a> Run<'a> {
     /// A run inside this one (a revert's rollback of some hosts): it prints through this run's output
     /// (its live view and loggers) and reuses this run's open connections, which it leaves open.
     pub fn nested(&self, options: DeployOptions) -> Result<Run<'a>> {
-        let mut nested = Run::new(self.config, options, self.cancel.clone(), Instant::now())?;
-        nested.output = self.output.clone();
-        nested.connections.share(&self.connections);
+        let mut nested = Run::new(self.config, options, self.io.cancel.clone(), Instant::now())?;
+        nested.io.output = self.io.output.clone();
+        nested.io.connections.share(&self.io.connections);
         Ok(nested)
     }
 
@@ -224,17 +203,31 @@ impl<'a> Run<'a> {
         .expect("run")
     }
 
-    pub fn checkpoint(&self) -> Result<()> {
-        if self.cancel.is_cancelled() {
-            Err(Error::new(ErrorKind::Interrupted, "Interrupted"))
-        } else {
-            Ok(())
-        }
-    }
-
     /// What the run reads, for a step that only composes a script.
     pub fn plan(&self) -> &Plan<'a> {
         &self.plan
+    }
+
+    /// A step's way to the hosts: the plan and the run's Io.
+    pub fn shell(&self) -> Shell<'_, 'a> {
+        Shell::new(&self.plan, &self.io, &self.sync)
+    }
+
+    /// The primary role's barrier, for a boot.
+    pub fn barrier(&self) -> Barrier<'_> {
+        Barrier {
+            sync: &self.sync,
+            budget: &self.budget,
+        }
+    }
+
+    /// What running a hook uses (`steps/hooks.rs`).
+    pub fn hook_context(&self) -> HookContext<'_, 'a> {
+        HookContext {
+            sh: self.shell(),
+            hooks: &self.hooks,
+            lock: &self.lock,
+        }
     }
 
     /// The run's hosts less those left behind (`--max-fail`): the steps after the rollout act on these.
@@ -245,90 +238,6 @@ impl<'a> Run<'a> {
             .filter(|h| !self.budget.is_left_behind(h))
             .cloned()
             .collect()
-    }
-
-    /// The registry's username and password, kept out of everything printed from now on.
-    pub fn credentials(&self) -> Result<(String, String)> {
-        let (user, password) = self.config.registry().credentials(&self.config.secrets)?;
-        self.output.add_secrets([user.clone(), password.clone()]);
-        Ok((user, password))
-    }
-
-    /// Kamal's heading for a step (`Detect stale containers...`), printed once, when the step first
-    /// begins on any host.
-    pub fn header(&self, phase: Phase) {
-        let text = match (phase, self.config.major) {
-            (Phase::Pull, _) if self.options.skip_push => "Pull app image...".to_string(),
-            (Phase::Lock, _) => "Acquiring the deploy lock...".into(),
-            (Phase::Proxy, KamalMajor::V2) => "Ensure kamal-proxy is running...".into(),
-            (Phase::Proxy, KamalMajor::V1) => "Ensure Traefik is running...".into(),
-            (Phase::Stale, _) => "Detect stale containers...".into(),
-            (Phase::Boot, KamalMajor::V2) => format!(
-                "Start container with version {} (or reboot if already running)...",
-                self.version
-            ),
-            (Phase::Boot, KamalMajor::V1) => format!(
-                "Start container with version {} using a {}s readiness delay (or reboot if already running)...",
-                self.version,
-                self.config.timeouts().readiness_delay
-            ),
-            (Phase::Prune, _) => "Prune old containers and images...".into(),
-            (Phase::Release, _) => "Releasing the deploy lock...".into(),
-            _ => return,
-        };
-        self.say_step(phase, &text);
-    }
-
-    /// The live view's line for a host entering a step.
-    pub fn step_progress(&self, host: &str, role: Option<&str>, phase: Phase) {
-        let (v, role) = (&self.version, role.unwrap_or("app"));
-        let rollback = self.options.command == Command::Rollback;
-        let text = match phase {
-            Phase::Pull => format!("pulling {}:{v}", self.config.repository()),
-            Phase::Lock => "taking the deploy lock".into(),
-            Phase::LockWait => "pulled, waiting for the lock".into(),
-            Phase::Check => format!("checking for {v}"),
-            Phase::Proxy if self.config.major == KamalMajor::V1 => {
-                "ensuring Traefik is running".into()
-            }
-            Phase::Proxy => "ensuring kamal-proxy is running".into(),
-            Phase::PullBarrier if rollback => "waiting for every host's check".into(),
-            Phase::PullBarrier => super::canary::waiting_text(self, host)
-                .unwrap_or_else(|| "pulled, waiting for every host's pull".into()),
-            Phase::Stale => format!("reading {role}'s containers"),
-            Phase::Boot => format!("booting {role} {v}"),
-            Phase::Health if self.config.major == KamalMajor::V1 => {
-                format!("waiting for {role} {v} to be healthy")
-            }
-            Phase::Health => format!("kamal-proxy deploying {role} {v}"),
-            Phase::Stop => format!("stopping the old {role} container"),
-            Phase::TagWait => format!("{v} booted, waiting for the other hosts"),
-            Phase::Tag => "tagging latest".into(),
-            Phase::Prune => "pruning old containers and images".into(),
-            Phase::Release => "releasing the deploy lock".into(),
-            Phase::Env => "writing env files".into(),
-            Phase::Connect | Phase::Session | Phase::Barrier | Phase::Other => return,
-        };
-        self.output.progress(host, &text);
-    }
-
-    /// `text` as the heading of `phase`, unless it was said already.
-    pub fn say_step(&self, phase: Phase, text: &str) {
-        if self.said.lock().unwrap().insert(phase) {
-            self.output.say(text);
-        }
-    }
-
-    /// Runs `step` on every host at once; every host finishes, then the errors are raised together.
-    pub async fn on_hosts<'b, F, Fut>(&'b self, hosts: &'b [String], step: F) -> Result<()>
-    where
-        F: Fn(&'b str) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<(), HostError>> + 'b,
-    {
-        let results = join_all(hosts.iter().map(|h| step(h))).await;
-        let errors: Vec<HostError> = results.into_iter().filter_map(|r| r.err()).collect();
-        self.checkpoint()?;
-        combine(errors)
     }
 }
 

@@ -9,33 +9,45 @@ use crate::commands::app::{container_hostname, App};
 use crate::config::Role;
 use crate::error::{ErrorKind, Result};
 use crate::output::timeline::{Phase, Status};
+use crate::runner::budget::Budget;
 use crate::runner::failure::HostError;
 use crate::runner::plan;
 use crate::runner::report::RoleState;
-use crate::runner::run::Run;
 use crate::runner::script::{Exit, Mark, Script, Shown};
+use crate::runner::shell::Shell;
+use crate::runner::sync::RolloutSync;
 use crate::ssh;
 
 pub struct Boot<'r, 'a> {
-    pub run: &'r Run<'a>,
+    pub sh: Shell<'r, 'a>,
+    pub barrier: Barrier<'r>,
     pub host: &'r str,
     pub role: &'a Role,
     pub app: App<'a>,
 }
 
+/// The primary role's barrier as a boot takes part in it: the run's waits across hosts and its failure
+/// budget (within `--max-fail`, a failing primary-role host is left behind instead of closing it).
+#[derive(Clone, Copy)]
+pub struct Barrier<'r> {
+    pub sync: &'r RolloutSync,
+    pub budget: &'r Budget,
+}
+
 impl<'r, 'a> Boot<'r, 'a> {
-    pub fn new(run: &'r Run<'a>, host: &'r str, role: &'a Role) -> Self {
+    pub fn new(sh: Shell<'r, 'a>, barrier: Barrier<'r>, host: &'r str, role: &'a Role) -> Self {
         Boot {
-            run,
+            sh,
+            barrier,
             host,
             role,
-            app: App::new(run.config, role),
+            app: App::new(sh.config, role),
         }
     }
 
     /// The primary role's boots set the barrier.
     pub fn gatekeeper(&self) -> bool {
-        plan::gatekeeper(self.run, self.role)
+        plan::gatekeeper(&self.sh, self.role)
     }
 
     /// The boot's script, with its input looked up now: the env file, custom TLS certificates, and
@@ -48,38 +60,38 @@ impl<'r, 'a> Boot<'r, 'a> {
         listed_in_background: bool,
         announces_booted: bool,
     ) -> std::result::Result<Script, HostError> {
-        let run = self.run;
+        let sh = self.sh;
         let env_file = self.app.env_file(self.host)?;
-        let tls = tls_certificates(run, &self.app)?;
+        let tls = tls_certificates(&sh, &self.app)?;
         if tls.is_some() {
-            run.output.info(&format!(
+            sh.io.output.info(&format!(
                 "Writing SSL certificates for {} on {}",
                 self.role.name, self.host
             ));
         }
-        let first_role = run
+        let first_role = sh
             .roles_on(self.host)
             .first()
             .is_some_and(|r| r.name == self.role.name);
         let error_pages = if first_role {
-            error_pages(run)
+            error_pages(&sh)
         } else {
             Vec::new()
         };
-        let auditor = run.auditor();
+        let auditor = sh.auditor();
         let script = BootScript {
             app: &self.app,
             auditor: &auditor,
             host: self.host,
-            version: &run.version,
-            recorded_at: &run.clock.now(),
-            hostname: &container_hostname(self.host, &run.clock.hex(6)),
-            replaced_suffix: &run.clock.hex(8),
+            version: &sh.version,
+            recorded_at: &sh.clock.now(),
+            hostname: &container_hostname(self.host, &sh.clock.hex(6)),
+            replaced_suffix: &sh.clock.hex(8),
             env_file: &env_file,
             tls: tls.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
             error_pages: &error_pages,
             listed_in_background,
-            stop_stale: run.options.stops_stale(),
+            stop_stale: sh.options.stops_stale(),
             announces_booted,
         };
         Ok(script.build())
@@ -87,15 +99,15 @@ impl<'r, 'a> Boot<'r, 'a> {
 
     /// A marker of the boot's script, as it arrives.
     pub fn on_mark(&self, mark: Mark, arg: &str) {
-        let (run, host, role) = (self.run, self.host, self.role.name.as_str());
-        let version = &run.version;
+        let (sh, host, role) = (self.sh, self.host, self.role.name.as_str());
+        let version = &sh.version;
         if mark == Mark::Renamed {
             // Kamal says it under the boot's heading.
-            run.header(Phase::Boot);
+            sh.header(Phase::Boot);
         }
         match mark {
             // Kamal's lines, once per host: on a fleet the first few, then one for the rest.
-            Mark::Stale => run.output.per_host(
+            Mark::Stale => sh.io.output.per_host(
                 "stale",
                 None,
                 &format!(
@@ -103,7 +115,7 @@ impl<'r, 'a> Boot<'r, 'a> {
                 ),
                 &format!("Stopping stale containers for role {role} on {{n}} (-v lists them all)"),
             ),
-            Mark::Renamed => run.output.per_host(
+            Mark::Renamed => sh.io.output.per_host(
                 "renamed",
                 Some(host),
                 &format!("Renaming container {version} to {arg} as already deployed on {host}"),
@@ -111,7 +123,8 @@ impl<'r, 'a> Boot<'r, 'a> {
                     "Renaming container {version} as already deployed on {{n}} (-v lists them all)"
                 ),
             ),
-            Mark::Old => run
+            Mark::Old => sh
+                .io
                 .reports
                 .set_old_version(host, role, Some(arg.to_string())),
             Mark::Healthy => self.live(),
@@ -121,11 +134,12 @@ impl<'r, 'a> Boot<'r, 'a> {
 
     /// The new version serves: a gatekeeper opens the barrier.
     fn live(&self) {
-        self.run
+        self.sh
+            .io
             .reports
             .set_state(self.host, &self.role.name, RoleState::Live);
         if self.gatekeeper() {
-            open_barrier(self.run, self.host);
+            open_barrier(&self.sh, self.barrier, self.host);
         }
     }
 
@@ -147,28 +161,34 @@ impl<'r, 'a> Boot<'r, 'a> {
     /// the new container's logs and health shown), and the new container stopped, so the old one keeps
     /// serving.
     pub async fn failed(&self, error: HostError) -> HostError {
-        let (run, host, role) = (self.run, self.host, self.role.name.as_str());
-        run.output
+        let (sh, host, role) = (self.sh, self.host, self.role.name.as_str());
+        sh.io
+            .output
             .error_on(host, &format!("Failed to boot {role} on {host}"));
-        run.reports
+        sh.io
+            .reports
             .set_state(host, role, RoleState::Failed(error.message.clone()));
-        if self.gatekeeper() && close_barrier(run, host, &error.message) {
-            match run
-                .exec_one(host, Phase::Other, &self.app.logs(&run.version), false)
+        if self.gatekeeper() && close_barrier(&sh, self.barrier, host, &error.message) {
+            match sh
+                .exec_one(host, Phase::Other, &self.app.logs(&sh.version), false)
                 .await
             {
-                Ok(out) => out.stdout.lines().for_each(|l| run.output.info_on(host, l)),
-                Err(_) => run
+                Ok(out) => out
+                    .stdout
+                    .lines()
+                    .for_each(|l| sh.io.output.info_on(host, l)),
+                Err(_) => sh
+                    .io
                     .output
-                    .info_on(host, &format!("Could not fetch logs for {}", run.version)),
+                    .info_on(host, &format!("Could not fetch logs for {}", sh.version)),
             }
-            let health = self.app.health_json(&run.version);
-            if let Ok(out) = run.exec_one(host, Phase::Other, &health, false).await {
-                run.output.info_on(host, out.stdout.trim());
+            let health = self.app.health_json(&sh.version);
+            if let Ok(out) = sh.exec_one(host, Phase::Other, &health, false).await {
+                sh.io.output.info_on(host, out.stdout.trim());
             }
         }
-        let _ = run
-            .exec_one(host, Phase::Other, &self.app.stop(&run.version), false)
+        let _ = sh
+            .exec_one(host, Phase::Other, &self.app.stop(&sh.version), false)
             .await;
         error
     }
@@ -177,26 +197,26 @@ impl<'r, 'a> Boot<'r, 'a> {
     /// now is not known, so nothing more is sent to it and nothing is claimed; a gatekeeper closes the
     /// barrier, since no healthy result came.
     pub fn lost(&self, error: HostError, booting: bool) -> HostError {
-        let (run, host, role) = (self.run, self.host, self.role.name.as_str());
+        let (sh, host, role) = (self.sh, self.host, self.role.name.as_str());
         if booting {
-            run.output.error_on(
+            sh.io.output.error_on(
                 host,
                 &format!("Lost the connection to {host} during the boot of {role}"),
             );
-            run.reports.set_state(
+            sh.io.reports.set_state(
                 host,
                 role,
                 RoleState::Unknown("connection lost during its boot".into()),
             );
         } else {
-            run.reports.set_unchecked(
+            sh.io.reports.set_unchecked(
                 host,
                 role,
                 "could not check: connection lost before its boot",
             );
         }
         if self.gatekeeper() {
-            close_barrier(run, host, &error.message);
+            close_barrier(&sh, self.barrier, host, &error.message);
         }
         error
     }
@@ -207,15 +227,15 @@ impl<'r, 'a> Boot<'r, 'a> {
         if self.app.running_proxy() {
             return Ok(());
         }
-        if let Err(e) = poller::wait_until_ready(self.run, self.host, &self.app).await {
+        if let Err(e) = poller::wait_until_ready(&self.sh, self.host, &self.app).await {
             return Err(self.failed(e).await);
         }
         self.live();
-        let old = self.run.reports.old_version(self.host, &self.role.name);
+        let old = self.sh.io.reports.old_version(self.host, &self.role.name);
         if let Some(old) = old {
             let stop = Script::command(Shown::info(Phase::Stop, self.app.stop(&old)))
                 .for_role(&self.role.name);
-            let _ = self.run.exec(self.host, &stop, &mut |_| {}).await;
+            let _ = self.sh.exec(self.host, &stop, &mut |_| {}).await;
         }
         Ok(())
     }
@@ -224,31 +244,32 @@ impl<'r, 'a> Boot<'r, 'a> {
 /// A role other than the primary one waits for the primary role's first health result (Kamal's
 /// `wait_at_barrier`). `Ok(false)`: the run was interrupted meanwhile.
 pub async fn wait_at_barrier(
-    run: &Run<'_>,
+    sh: &Shell<'_, '_>,
+    barrier: Barrier<'_>,
     host: &str,
     role: &Role,
 ) -> std::result::Result<bool, HostError> {
-    if run.sel.roles.len() <= 1 || plan::gatekeeper(run, role) {
+    if sh.sel.roles.len() <= 1 || plan::gatekeeper(sh, role) {
         return Ok(true);
     }
-    let primary = &run.sel.primary_role;
+    let primary = &sh.sel.primary_role;
     let waiting_since = std::time::Instant::now();
-    if !run.sync.primary_known() {
-        run.output.info(&format!(
+    if !barrier.sync.primary_known() {
+        sh.io.output.info(&format!(
             "Waiting for the first healthy {primary} container before booting {} on {host}...",
             role.name
         ));
-        run.output.progress(
+        sh.io.output.progress(
             host,
             &format!("waiting for the first healthy {primary} container"),
         );
     }
     let opened = tokio::select! {
-        open = run.sync.wait_for_primary() => open,
-        _ = run.cancel.cancelled() => return Ok(false),
+        open = barrier.sync.wait_for_primary() => open,
+        _ = sh.io.cancel.cancelled() => return Ok(false),
     };
     let status = if opened { Status::Ok } else { Status::Stopped };
-    run.timeline.record(
+    sh.io.timeline.record(
         host,
         Some(&role.name),
         Phase::Barrier,
@@ -257,7 +278,7 @@ pub async fn wait_at_barrier(
         status,
     );
     if !opened {
-        run.output.info(&format!(
+        sh.io.output.info(&format!(
             "First {primary} container is unhealthy, not booting {} on {host}",
             role.name
         ));
@@ -267,7 +288,7 @@ pub async fn wait_at_barrier(
             "Halted at barrier",
         ));
     }
-    run.output.info(&format!(
+    sh.io.output.info(&format!(
         "First {primary} container is healthy, booting {} on {host}...",
         role.name
     ));
@@ -275,44 +296,42 @@ pub async fn wait_at_barrier(
 }
 
 /// The first primary-role container is healthy: the other roles may boot.
-pub fn open_barrier(run: &Run<'_>, host: &str) {
-    if run.sync.primary_result(true) {
-        run.output.info(&format!(
+pub fn open_barrier(sh: &Shell<'_, '_>, barrier: Barrier<'_>, host: &str) {
+    if barrier.sync.primary_result(true) {
+        sh.io.output.info(&format!(
             "First {} container is healthy on {host}, booting any other roles",
-            run.sel.primary_role
+            sh.sel.primary_role
         ));
     }
 }
 
 /// Hosts of the primary role besides `host` that are not left behind.
-fn other_gatekeepers(run: &Run<'_>, host: &str) -> bool {
-    run.sel.hosts.iter().any(|h| {
+fn other_gatekeepers(sh: &Shell<'_, '_>, budget: &Budget, host: &str) -> bool {
+    sh.sel.hosts.iter().any(|h| {
         h != host
-            && !run.budget.is_left_behind(h)
-            && run
-                .roles_on(h)
-                .iter()
-                .any(|r| r.name == run.sel.primary_role)
+            && !budget.is_left_behind(h)
+            && sh.roles_on(h).iter().any(|r| r.name == sh.sel.primary_role)
     })
 }
 
 /// The first primary-role result is a failure: the other roles will not boot. True when this call
 /// closed it.
-pub fn close_barrier(run: &Run<'_>, host: &str, why: &str) -> bool {
+pub fn close_barrier(sh: &Shell<'_, '_>, barrier: Barrier<'_>, host: &str, why: &str) -> bool {
     // Within the failure budget, a primary-role host that fails is left behind; another one still
     // opens the barrier (`rollout::left_behind` decides the same for this host).
-    if run.budget.allows_any()
-        && host != run.sel.primary_host
-        && run.budget.leave(host, &crate::runner::budget::reason(why))
-        && other_gatekeepers(run, host)
+    let budget = barrier.budget;
+    if budget.allows_any()
+        && host != sh.sel.primary_host
+        && budget.leave(host, &crate::runner::budget::reason(why))
+        && other_gatekeepers(sh, budget, host)
     {
         return false;
     }
-    let closed = run.sync.primary_result(false);
+    let closed = barrier.sync.primary_result(false);
     if closed {
-        run.output.info(&format!(
+        sh.io.output.info(&format!(
             "First {} container is unhealthy on {host}, not booting any other roles",
-            run.sel.primary_role
+            sh.sel.primary_role
         ));
     }
     closed
@@ -320,22 +339,25 @@ pub fn close_barrier(run: &Run<'_>, host: &str, why: &str) -> bool {
 
 /// Custom TLS certificates (`proxy.ssl: {certificate_pem:, private_key_pem:}` naming secrets) of a
 /// proxy role: their contents, for `.kamal/proxy/apps-config/S[-D]/tls/R/`.
-pub(crate) fn tls_certificates(run: &Run<'_>, app: &App<'_>) -> Result<Option<(String, String)>> {
+pub(crate) fn tls_certificates(
+    sh: &Shell<'_, '_>,
+    app: &App<'_>,
+) -> Result<Option<(String, String)>> {
     if !app.running_proxy() {
         return Ok(None);
     }
     let Some((cert, key)) = app.proxy().custom_certificates() else {
         return Ok(None);
     };
-    let cert = run.config.secrets.get(&cert)?;
-    let key = run.config.secrets.get(&key)?;
-    run.output.add_secrets([key.clone()]);
+    let cert = sh.config.secrets.get(&cert)?;
+    let key = sh.config.secrets.get(&key)?;
+    sh.io.output.add_secrets([key.clone()]);
     Ok(Some((cert, key)))
 }
 
 /// The `4??.html` and `5??.html` files of `error_pages_path`.
-fn error_pages(run: &Run<'_>) -> Vec<(String, Vec<u8>)> {
-    let Some(dir) = run.config.error_pages_path() else {
+fn error_pages(sh: &Shell<'_, '_>) -> Vec<(String, Vec<u8>)> {
+    let Some(dir) = sh.config.error_pages_path() else {
         return Vec::new();
     };
     let page = |name: &str| {
@@ -363,6 +385,7 @@ fn error_pages(run: &Run<'_>) -> Vec<(String, Vec<u8>)> {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::run::Run;
     use crate::runner::steps::tests::{golden, golden_config, golden_config_with, sh_n};
     use crate::test_support::StandInDocker;
     use serde_json::json;
@@ -371,9 +394,14 @@ mod tests {
     fn a_proxy_roles_boot() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(&run, "10.0.0.2", c.role("web").unwrap())
-            .script(false, false)
-            .unwrap();
+        let s = Boot::new(
+            run.shell(),
+            run.barrier(),
+            "10.0.0.2",
+            c.role("web").unwrap(),
+        )
+        .script(false, false)
+        .unwrap();
         golden("web_boot.sh", &s.text());
         sh_n(&s.text());
         let upload = s.shown.iter().position(|s| s.upload).unwrap();
@@ -396,9 +424,14 @@ mod tests {
     fn a_role_without_the_proxy_boots_and_reports_started() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(&run, "10.0.0.3", c.role("workers").unwrap())
-            .script(false, false)
-            .unwrap();
+        let s = Boot::new(
+            run.shell(),
+            run.barrier(),
+            "10.0.0.3",
+            c.role("workers").unwrap(),
+        )
+        .script(false, false)
+        .unwrap();
         golden("workers_boot.sh", &s.text());
         sh_n(&s.text());
     }
@@ -423,9 +456,14 @@ mod tests {
             "proxy": {"hosts": ["app.example.com"], "ssl": {"certificate_pem": "CERT", "private_key_pem": "KEY"}}
         }));
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(&run, "10.0.0.1", c.role("web").unwrap())
-            .script(true, false)
-            .unwrap();
+        let s = Boot::new(
+            run.shell(),
+            run.barrier(),
+            "10.0.0.1",
+            c.role("web").unwrap(),
+        )
+        .script(true, false)
+        .unwrap();
         std::fs::remove_dir_all(&dir).ok();
         let text = s.text();
         golden(
@@ -437,7 +475,7 @@ mod tests {
             !text.contains("hunter22") && !text.contains("keydata"),
             "secrets only on stdin"
         );
-        assert_eq!(run.output.redact("keydata"), "[REDACTED]");
+        assert_eq!(run.io.output.redact("keydata"), "[REDACTED]");
         sh_n(&text);
     }
 
@@ -447,9 +485,14 @@ mod tests {
     fn the_container_scan_runs_in_sh_and_bash() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(&run, "10.0.0.2", c.role("web").unwrap())
-            .script(false, false)
-            .unwrap();
+        let s = Boot::new(
+            run.shell(),
+            run.barrier(),
+            "10.0.0.2",
+            c.role("web").unwrap(),
+        )
+        .script(false, false)
+        .unwrap();
         let docker = StandInDocker::new(
             "scan",
             "#!/bin/sh\necho \"$*\" >>\"$HOME/docker.log\"\ncase \"$1 $2\" in\n\
@@ -519,7 +562,12 @@ mod tests {
     fn failures_read_as_kamals() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let boot = Boot::new(&run, "10.0.0.1", c.role("web").unwrap());
+        let boot = Boot::new(
+            run.shell(),
+            run.barrier(),
+            "10.0.0.1",
+            c.role("web").unwrap(),
+        );
         let out = |status: i32, stdout: &str| ssh::Output {
             status: Some(status),
             stdout: stdout.into(),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use regex::Regex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::hooks::run_hook;
+use super::hooks::{run_hook, HookContext};
 use crate::commands::builder::{
     docker_arch, local_registry_setup, Builder, Clone, ENSURE_LOCAL_TOOLS,
 };
@@ -19,7 +19,7 @@ use crate::commands::registry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::{uuid, Stream};
 use crate::runner::failure::failure_text;
-use crate::runner::run::Run;
+use crate::runner::shell::Shell;
 
 /// What a local command left.
 struct Local {
@@ -68,21 +68,26 @@ fn git_output(args: &[&str]) -> Option<String> {
 
 /// The build of one run.
 pub struct Build<'r, 'a> {
-    run: &'r Run<'a>,
+    sh: Shell<'r, 'a>,
+    /// For the pre-build hook.
+    hooks: HookContext<'r, 'a>,
 }
 
 impl<'r, 'a> Build<'r, 'a> {
-    pub fn new(run: &'r Run<'a>) -> Self {
-        Build { run }
+    pub fn new(hooks: HookContext<'r, 'a>) -> Self {
+        Build {
+            sh: hooks.sh,
+            hooks,
+        }
     }
 
     /// Runs a command line on this machine through `sh -c`, as SSHKit's local backend does.
     async fn local(&self, shown: &str, command: &str, o: LocalOptions<'_>) -> Result<Local> {
         let id = uuid();
         if o.streamed {
-            self.run.output.build_running(&id, shown);
+            self.sh.io.output.build_running(&id, shown);
         } else {
-            self.run.output.running(&id, shown, "localhost", o.debug);
+            self.sh.io.output.running(&id, shown, "localhost", o.debug);
         }
         let started = Instant::now();
         let mut cmd = tokio::process::Command::new("sh");
@@ -114,7 +119,7 @@ impl<'r, 'a> Build<'r, 'a> {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if o.streamed {
-                        self.run.output.build_line(&id, &line);
+                        self.sh.io.output.build_line(&id, &line);
                     }
                     out.push_str(&line);
                     out.push('\n');
@@ -124,7 +129,7 @@ impl<'r, 'a> Build<'r, 'a> {
         };
         let (stdout, status) = tokio::select! {
             r = work => r,
-            _ = self.run.cancel.cancelled() => {
+            _ = self.sh.io.cancel.cancelled() => {
                 return Err(Error::new(ErrorKind::Interrupted, format!("Interrupted while running `{shown}`")));
             }
         };
@@ -132,9 +137,9 @@ impl<'r, 'a> Build<'r, 'a> {
         let stderr = err_task.await.unwrap_or_default();
         let secs = started.elapsed().as_secs_f64();
         if o.streamed {
-            self.run.output.build_finished(&id, secs, status);
+            self.sh.io.output.build_finished(&id, secs, status);
         } else {
-            let output = &self.run.output;
+            let output = &self.sh.io.output;
             output.command_output(&id, "localhost", Stream::Stdout, &stdout);
             output.command_output(&id, "localhost", Stream::Stderr, &stderr);
             output.finished(&id, secs, status, "localhost", o.debug);
@@ -166,8 +171,8 @@ impl<'r, 'a> Build<'r, 'a> {
 
     /// `docker login` on this machine, logged with the credentials hidden.
     pub async fn login_locally(&self) -> Result<()> {
-        let (user, password) = self.run.credentials()?;
-        let server = self.run.config.registry().server;
+        let (user, password) = self.sh.credentials()?;
+        let server = self.sh.config.registry().server;
         let login = registry::login(server.as_deref(), &user, &password);
         self.execute_local_as(&registry::login_redacted(server.as_deref()), &login)
             .await
@@ -176,10 +181,10 @@ impl<'r, 'a> Build<'r, 'a> {
 
     /// `build push`, then the image is in the registry under `IMG:V` and `IMG:latest[-D]`.
     pub async fn push(&self) -> Result<()> {
-        if self.run.config.major == crate::config::KamalMajor::V1 {
+        if self.sh.config.major == crate::config::KamalMajor::V1 {
             return self.build_push_v1().await;
         }
-        let c = self.run.config;
+        let c = self.sh.config;
         let tools = self
             .local(
                 ENSURE_LOCAL_TOOLS,
@@ -223,7 +228,7 @@ impl<'r, 'a> Build<'r, 'a> {
             ));
         }
 
-        run_hook(self.run, "pre-build", &self.run.sel.hosts, &[], false).await?;
+        run_hook(&self.hooks, "pre-build", &self.sh.sel.hosts, &[], false).await?;
 
         let build_dir = self.prepare_build_directory(false).await?;
 
@@ -237,7 +242,8 @@ impl<'r, 'a> Build<'r, 'a> {
                 if !missing.is_match(&failure) {
                     return Err(Error::new(ErrorKind::CommandFailed, failure));
                 }
-                self.run
+                self.sh
+                    .io
                     .output
                     .warn_line("Missing compatible builder, so creating a new one first");
                 if let Some(remove) = builder.remove() {
@@ -255,7 +261,7 @@ impl<'r, 'a> Build<'r, 'a> {
             }
         }
 
-        let (command, shown) = builder.push("registry", self.run.options.no_cache);
+        let (command, shown) = builder.push("registry", self.sh.options.no_cache);
         let env = builder.push_env();
         self.run_build(
             &builder.dockerfile(),
@@ -270,7 +276,7 @@ impl<'r, 'a> Build<'r, 'a> {
     /// The directory the build runs in: a clean clone of HEAD unless `builder.context` is set (then
     /// the working tree), with Kamal's warnings about uncommitted changes.
     async fn prepare_build_directory(&self, v1: bool) -> Result<Option<PathBuf>> {
-        let c = self.run.config;
+        let c = self.sh.config;
         let root = git_output(&["rev-parse", "--show-toplevel"]);
         let uncommitted = root
             .as_ref()
@@ -279,7 +285,7 @@ impl<'r, 'a> Build<'r, 'a> {
         match (&root, c.builder_uses_git_clone()) {
             (Some(root), true) => {
                 if !uncommitted.is_empty() {
-                    self.run.output.warn(&format!(
+                    self.sh.io.output.warn(&format!(
                         "Building from a local git clone, so ignoring these uncommitted changes:\n {uncommitted}"
                     ));
                 }
@@ -292,7 +298,7 @@ impl<'r, 'a> Build<'r, 'a> {
             }
             _ => {
                 if !uncommitted.is_empty() {
-                    self.run.output.warn(&format!(
+                    self.sh.io.output.warn(&format!(
                         "Building with uncommitted changes:\n {uncommitted}"
                     ));
                 }
@@ -304,7 +310,7 @@ impl<'r, 'a> Build<'r, 'a> {
     /// Kamal 1.9's `build push` (tag v1.9.3): its builders, no `--output`, and the login already done by
     /// the deploy's first step.
     async fn build_push_v1(&self) -> Result<()> {
-        let c = self.run.config;
+        let c = self.sh.config;
         let builder = BuilderV1::new(c)?;
         let tools = builder.ensure_local_tools();
         let out = self.local(tools, tools, LocalOptions::default()).await?;
@@ -317,12 +323,13 @@ impl<'r, 'a> Build<'r, 'a> {
             };
             return Err(Error::new(ErrorKind::Dependency, message));
         }
-        run_hook(self.run, "pre-build", &self.run.sel.hosts, &[], false).await?;
+        run_hook(&self.hooks, "pre-build", &self.sh.sel.hosts, &[], false).await?;
         let build_dir = self.prepare_build_directory(true).await?;
         if let Some(check) = builder.inspect_builder() {
             let out = self.local(&check, &check, LocalOptions::default()).await?;
             if !out.success() {
-                self.run
+                self.sh
+                    .io
                     .output
                     .warn_line("Missing compatible builder, so creating a new one first");
                 if let Some(create) = builder.create() {
@@ -330,7 +337,7 @@ impl<'r, 'a> Build<'r, 'a> {
                 }
             }
         }
-        let push = builder.push(self.run.options.no_cache);
+        let push = builder.push(self.sh.options.no_cache);
         self.run_build(
             &builder.dockerfile(),
             &builder.secret_names(),
@@ -359,7 +366,7 @@ impl<'r, 'a> Build<'r, 'a> {
             ));
         }
         for name in secret_names {
-            env.push((name.clone(), self.run.config.secrets.get(name)?));
+            env.push((name.clone(), self.sh.config.secrets.get(name)?));
         }
         let options = LocalOptions {
             env,
@@ -387,7 +394,7 @@ impl<'r, 'a> Build<'r, 'a> {
                     if e.message
                         .contains("already exists and is not an empty directory") =>
                 {
-                    self.run.output.info(&format!(
+                    self.sh.io.output.info(&format!(
                         "Resetting local clone as `{}` already exists...",
                         clone.build_directory.display()
                     ));
@@ -413,7 +420,7 @@ impl<'r, 'a> Build<'r, 'a> {
         };
         match attempt.await {
             Err(e) if e.kind == ErrorKind::Build => {
-                self.run.output.error(&format!(
+                self.sh.io.output.error(&format!(
                     "Error preparing clone: {}, deleting and retrying...",
                     e.message
                 ));
@@ -426,7 +433,7 @@ impl<'r, 'a> Build<'r, 'a> {
     }
 
     async fn clone_repo(&self, clone: &Clone) -> Result<()> {
-        self.run.output.info(&format!(
+        self.sh.io.output.info(&format!(
             "Cloning repo into build directory `{}`...",
             clone.build_directory.display()
         ));

@@ -9,8 +9,9 @@ use crate::config::{KamalMajor, Role};
 use crate::error::ErrorKind;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::{Plan, Run};
+use crate::runner::run::Plan;
 use crate::runner::script::{Exit, Mark, Script, Shown};
+use crate::runner::shell::Shell;
 
 /// What a host without the version says, as Kamal's `container_available?` raises it.
 pub const NOT_FOUND: &str = "Container not found";
@@ -20,9 +21,9 @@ pub fn not_found(host: &str) -> HostError {
 }
 
 /// One host's check, in a command of its own.
-pub async fn check(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
-    let s = available_script(run, host, false);
-    let out = run.exec(host, &s, &mut |_| {}).await?;
+pub async fn check(sh: &Shell<'_, '_>, host: &str) -> std::result::Result<(), HostError> {
+    let s = available_script(sh, host, false);
+    let out = sh.exec(host, &s, &mut |_| {}).await?;
     if Mark::Missing.seen(&out.stdout) {
         return Err(not_found(host));
     }
@@ -31,16 +32,16 @@ pub async fn check(run: &Run<'_>, host: &str) -> std::result::Result<(), HostErr
 
 /// The check as a part of the host's first script: a role without the version ends it with
 /// `Exit::Unavailable`, before anything changed on the host.
-pub fn in_script(run: &Plan<'_>, host: &str) -> Script {
-    available_script(run, host, true)
+pub fn in_script(sh: &Plan<'_>, host: &str) -> Script {
+    available_script(sh, host, true)
 }
 
 /// Each of the host's roles has a container of the version, or the script says which has none (and,
 /// `stop`, exits there).
-fn available_script(run: &Plan<'_>, host: &str, stop: bool) -> Script {
+fn available_script(sh: &Plan<'_>, host: &str, stop: bool) -> Script {
     let mut s = Script::new();
-    for role in run.roles_on(host) {
-        let find = container_id_for(run, role, &run.version);
+    for role in sh.roles_on(host) {
+        let find = container_id_for(sh, role, &sh.version);
         let missing = Mark::Missing.echo_with(&role.name);
         let found = s.marked(Shown::info(Phase::Check, &find), &format!("c=$({find})"));
         let on_missing = if stop {
@@ -54,10 +55,10 @@ fn available_script(run: &Plan<'_>, host: &str, stop: bool) -> Script {
 }
 
 /// `container_id_for_version`, with 1.9's unquoted filter for 1.x configs.
-fn container_id_for(run: &Plan<'_>, role: &Role, version: &str) -> String {
-    match run.config.major {
-        KamalMajor::V1 => AppV1::new(run.config, role, &run.run_id).container_id_for(version),
-        KamalMajor::V2 => App::new(run.config, role).container_id_for(version),
+fn container_id_for(sh: &Plan<'_>, role: &Role, version: &str) -> String {
+    match sh.config.major {
+        KamalMajor::V1 => AppV1::new(sh.config, role, &sh.run_id).container_id_for(version),
+        KamalMajor::V2 => App::new(sh.config, role).container_id_for(version),
     }
 }
 
@@ -65,6 +66,7 @@ fn container_id_for(run: &Plan<'_>, role: &Role, version: &str) -> String {
 mod tests {
     use super::*;
     use crate::runner::options::{Command, DeployOptions};
+    use crate::runner::run::Run;
     use crate::runner::steps::tests::{golden_config, sh_n};
     use crate::runner::steps::v1::tests::v1_config;
 

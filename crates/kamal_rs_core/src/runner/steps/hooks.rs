@@ -11,7 +11,8 @@ use crate::output::{Output, Verbosity};
 use crate::runner::cancel::Cancel;
 use crate::runner::failure::failure_text;
 use crate::runner::options::Command;
-use crate::runner::run::Run;
+use crate::runner::shell::Shell;
+use crate::runner::state::LockState;
 
 pub struct Hooks<'a> {
     pub path: String,
@@ -102,28 +103,38 @@ impl<'a> Hooks<'a> {
     }
 }
 
+/// What running a hook uses: the run's plan and output (a `Shell`), its hooks, and where its lock is
+/// (`KAMAL_LOCK`).
+#[derive(Clone, Copy)]
+pub struct HookContext<'r, 'a> {
+    pub sh: Shell<'r, 'a>,
+    pub hooks: &'r Hooks<'a>,
+    pub lock: &'r LockState,
+}
+
 /// The `KAMAL_*` environment of a hook run for `hosts`.
-pub fn env(run: &Run<'_>, hosts: &[String]) -> Vec<(String, String)> {
-    let c = run.config;
+pub fn env(h: &HookContext<'_, '_>, hosts: &[String]) -> Vec<(String, String)> {
+    let sh = &h.sh;
+    let c = sh.config;
     let mut env = vec![
-        ("KAMAL_RECORDED_AT".to_string(), run.clock.now()),
-        ("KAMAL_PERFORMER".into(), run.performer.get().to_string()),
-        ("KAMAL_VERSION".into(), run.version.clone()),
+        ("KAMAL_RECORDED_AT".to_string(), sh.clock.now()),
+        ("KAMAL_PERFORMER".into(), sh.performer.get().to_string()),
+        ("KAMAL_VERSION".into(), sh.version.clone()),
         (
             "KAMAL_SERVICE_VERSION".into(),
-            format!("{}@{}", c.service(), abbreviated(&run.version)),
+            format!("{}@{}", c.service(), abbreviated(&sh.version)),
         ),
         ("KAMAL_SERVICE".into(), c.service()),
         ("KAMAL_HOSTS".into(), hosts.join(",")),
-        ("KAMAL_COMMAND".into(), run.options.command.name().into()),
+        ("KAMAL_COMMAND".into(), sh.options.command.name().into()),
     ];
-    if run.options.command == Command::EnvPush {
+    if sh.options.command == Command::EnvPush {
         env.push(("KAMAL_SUBCOMMAND".into(), "push".into()));
     }
     if let Some(d) = &c.destination {
         env.push(("KAMAL_DESTINATION".into(), d.clone()));
     }
-    if let Some(roles) = &run.sel.specific_roles {
+    if let Some(roles) = &sh.sel.specific_roles {
         env.push(("KAMAL_ROLES".into(), roles.join(",")));
     }
     if c.major == KamalMajor::V1 {
@@ -131,7 +142,7 @@ pub fn env(run: &Run<'_>, hosts: &[String]) -> Vec<(String, String)> {
         env.retain(|(k, _)| k != "KAMAL_SERVICE");
         return env;
     }
-    env.push(("KAMAL_LOCK".into(), run.lock.is_held().to_string()));
+    env.push(("KAMAL_LOCK".into(), h.lock.is_held().to_string()));
     env
 }
 
@@ -139,21 +150,22 @@ pub fn env(run: &Run<'_>, hosts: &[String]) -> Vec<(String, String)> {
 /// secret in their environment. The environment is built only for a hook that exists: it needs the
 /// performer, whose `git` lookup would otherwise hold up the first SSH connections.
 pub async fn run_hook(
-    run: &Run<'_>,
+    h: &HookContext<'_, '_>,
     name: &str,
     hosts: &[String],
     extra: &[(String, String)],
     with_secrets: bool,
 ) -> Result<()> {
-    if !run.hooks.exists(name) {
+    if !h.hooks.exists(name) {
         return Ok(());
     }
-    let mut env = env(run, hosts);
-    if name == "pre-connect" && run.options.command == Command::Rollback {
+    let sh = &h.sh;
+    let mut env = env(h, hosts);
+    if name == "pre-connect" && sh.options.command == Command::Rollback {
         // Kamal runs `pre-connect` as it takes the lock, before it sets the rollback's version
         // (`Kamal::Cli::Main#rollback`, Kamal 2.12.0 and 1.9.3): the hook sees the app's own.
-        let version = run.config.app_version()?;
-        let service_version = format!("{}@{}", run.config.service(), abbreviated(&version));
+        let version = sh.config.app_version()?;
+        let service_version = format!("{}@{}", sh.config.service(), abbreviated(&version));
         for (key, value) in env.iter_mut() {
             match key.as_str() {
                 "KAMAL_VERSION" => *value = version.clone(),
@@ -164,13 +176,13 @@ pub async fn run_hook(
     }
     env.extend(extra.iter().cloned());
     if with_secrets {
-        env.extend(run.config.secrets.pairs()?);
+        env.extend(sh.config.secrets.pairs()?);
     }
-    if run.config.major == KamalMajor::V1 {
+    if sh.config.major == KamalMajor::V1 {
         // 1.9 announces a hook with `say` (magenta); 2.x's lines are SSHKit's for the command.
-        run.output.say(&format!("Running the {name} hook..."));
+        sh.io.output.say(&format!("Running the {name} hook..."));
     }
-    run.hooks.run(name, &env, &run.output, &run.cancel).await
+    h.hooks.run(name, &env, &sh.io.output, &sh.io.cancel).await
 }
 
 /// `S@<V[0,7]>`'s version part; a version containing `_` is used whole.
@@ -186,6 +198,7 @@ pub fn abbreviated(version: &str) -> String {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::run::Run;
     use crate::test_support::config;
     use serde_json::json;
 
@@ -206,7 +219,7 @@ mod tests {
                 ..DeployOptions::default()
             },
         );
-        let env = env(&run, &["h1".to_string()]);
+        let env = env(&run.hook_context(), &["h1".to_string()]);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("KAMAL_SERVICE_VERSION"), Some("app@0123456"));
         assert_eq!(get("KAMAL_COMMAND"), Some("redeploy"));

@@ -9,33 +9,36 @@ use crate::config::KamalMajor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::{Plan, Run};
+use crate::runner::run::Plan;
 use crate::runner::script::{holding_interrupts, Exit, Mark, Script, Shown};
+use crate::runner::shell::Shell;
+use crate::runner::state::LockState;
+use crate::runner::sync::RolloutSync;
 use crate::ssh;
 
 /// The lock's directory: `.kamal/lock-S[-D]`, or 1.x's `.kamal/locks/S[-D]`.
-pub fn dir(run: &Plan<'_>) -> String {
-    match run.config.major {
-        KamalMajor::V1 => v1::lock_dir(run.sd()),
-        KamalMajor::V2 => lock::dir(run.sd()),
+pub fn dir(sh: &Plan<'_>) -> String {
+    match sh.config.major {
+        KamalMajor::V1 => v1::lock_dir(sh.sd()),
+        KamalMajor::V2 => lock::dir(sh.sd()),
     }
 }
 
 /// Taking the lock: `mkdir -p` of its parent, then `mkdir` of the lock directory with its details.
-pub fn acquire(run: &Plan<'_>) -> Script {
+pub fn acquire(sh: &Plan<'_>) -> Script {
     // A rollback without a version takes the lock before it knows which one it goes back to.
-    let version = if run.version.is_empty() {
+    let version = if sh.version.is_empty() {
         "unknown"
     } else {
-        &run.version
+        &sh.version
     };
     let details = lock::details(
-        run.performer.user_name(),
-        &run.clock.now(),
+        sh.performer.user_name(),
+        &sh.clock.now(),
         version,
         "Automatic deploy lock",
     );
-    let dir = dir(run);
+    let dir = dir(sh);
     // The directory that holds the lock's: `.kamal`, or 1.x's `.kamal/locks`.
     let parent = dir.rsplit_once('/').map_or(".kamal", |(p, _)| p);
     let take = lock::acquire_at(&dir, &details);
@@ -51,8 +54,8 @@ pub fn acquire(run: &Plan<'_>) -> Script {
 /// The lock taken at the start of the primary host's first script: a held lock ends the script there.
 /// Ctrl-C's SIGTERM is held until the script has said it holds the lock (so the run releases it). It
 /// reads nothing from stdin (which carries the boot's env file).
-pub fn in_script(run: &Plan<'_>) -> Script {
-    acquire(run).map(|take| {
+pub fn in_script(sh: &Plan<'_>) -> Script {
+    acquire(sh).map(|take| {
         holding_interrupts(&format!(
             "{}; {{ {take}; }} </dev/null || {}; {}",
             Mark::Lock.echo(),
@@ -62,16 +65,16 @@ pub fn in_script(run: &Plan<'_>) -> Script {
     })
 }
 
-pub fn release_command(run: &Plan<'_>) -> String {
-    lock::release_at(&dir(run))
+pub fn release_command(sh: &Plan<'_>) -> String {
+    lock::release_at(&dir(sh))
 }
 
 /// Takes the lock on the primary host, waiting for it with `--lock-wait`.
-pub async fn acquire_on_primary(run: &Run<'_>) -> Result<()> {
-    let host = run.sel.primary_host.clone();
-    let (wait, timeout) = (run.options.lock_wait, run.options.lock_wait_timeout);
+pub async fn acquire_on_primary(sh: &Shell<'_, '_>, state: &LockState) -> Result<()> {
+    let host = sh.sel.primary_host.clone();
+    let (wait, timeout) = (sh.options.lock_wait, sh.options.lock_wait_timeout);
     if wait {
-        run.say_step(
+        sh.say_step(
             Phase::Lock,
             &format!(
                 "Acquiring the deploy lock (waiting up to {}s)...",
@@ -79,23 +82,23 @@ pub async fn acquire_on_primary(run: &Run<'_>) -> Result<()> {
             ),
         );
     } else {
-        run.header(Phase::Lock);
+        sh.header(Phase::Lock);
     }
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let mut told = false;
     loop {
-        let out = run.exec(&host, &acquire(run), &mut |_| {}).await?;
+        let out = sh.exec(&host, &acquire(sh), &mut |_| {}).await?;
         if out.success() {
-            run.lock.taken();
+            state.taken();
             return Ok(());
         }
-        let status = status_after(run, &host, &out).await?;
+        let status = status_after(sh, &host, &out).await?;
         if !wait {
-            return Err(found(run, &status));
+            return Err(found(sh, &status));
         }
         if !told {
-            run.output.plain("Deploy lock is held by:");
-            run.output.plain(status.trim_end());
+            sh.io.output.plain("Deploy lock is held by:");
+            sh.io.output.plain(status.trim_end());
             told = true;
             if !status.contains("Automatic deploy lock") {
                 return Err(Error::new(ErrorKind::Lock, "Deploy lock held manually, not waiting. Run 'kamal lock help' for more information"));
@@ -103,7 +106,7 @@ pub async fn acquire_on_primary(run: &Run<'_>) -> Result<()> {
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            run.output.red(&format!(
+            sh.io.output.red(&format!(
                 "Timed out after {}s waiting for the deploy lock",
                 secs(timeout)
             ));
@@ -112,13 +115,14 @@ pub async fn acquire_on_primary(run: &Run<'_>) -> Result<()> {
                 "Timed out waiting for deploy lock",
             ));
         }
-        let interval = run.options.lock_wait_interval;
-        run.output.plain(&format!(
+        let interval = sh.options.lock_wait_interval;
+        sh.io.output.plain(&format!(
             "Retrying in {}s ({}s remaining)...",
             secs(interval),
             secs(remaining.as_secs_f64().round())
         ));
-        if !run
+        if !sh
+            .io
             .cancel
             .sleep(remaining.min(Duration::from_secs_f64(interval)))
             .await
@@ -130,21 +134,18 @@ pub async fn acquire_on_primary(run: &Run<'_>) -> Result<()> {
 
 /// After the lock's `mkdir` failed: who holds it (`lock status`), or the failure itself when the lock
 /// directory was not simply there already.
-async fn status_after(run: &Run<'_>, host: &str, out: &ssh::Output) -> Result<String> {
+async fn status_after(sh: &Shell<'_, '_>, host: &str, out: &ssh::Output) -> Result<String> {
     if !out.stderr.contains("cannot create directory") && !out.stderr.contains("File exists") {
         return Err(HostError::command_failed(host, "mkdir", out).into());
     }
-    let status = lock::status_at(&dir(run));
-    Ok(run
-        .exec_one(host, Phase::Lock, &status, false)
-        .await?
-        .stdout)
+    let status = lock::status_at(&dir(sh));
+    Ok(sh.exec_one(host, Phase::Lock, &status, false).await?.stdout)
 }
 
 /// Kamal's words for a lock someone else holds.
-fn found(run: &Run<'_>, status: &str) -> Error {
-    run.output.red("Deploy lock already in place!");
-    run.output.plain(status.trim_end());
+fn found(sh: &Shell<'_, '_>, status: &str) -> Error {
+    sh.io.output.red("Deploy lock already in place!");
+    sh.io.output.plain(status.trim_end());
     Error::new(
         ErrorKind::Lock,
         "Deploy lock found. Run 'kamal lock help' for more information",
@@ -152,9 +153,9 @@ fn found(run: &Run<'_>, status: &str) -> Error {
 }
 
 /// A script that took the lock first (`in_script`) ended with `Exit::Locked`.
-pub async fn refused(run: &Run<'_>, host: &str, out: &ssh::Output) -> HostError {
-    let error = match status_after(run, host, out).await {
-        Ok(status) => found(run, &status),
+pub async fn refused(sh: &Shell<'_, '_>, host: &str, out: &ssh::Output) -> HostError {
+    let error = match status_after(sh, host, out).await {
+        Ok(status) => found(sh, &status),
         Err(e) => e,
     };
     error.into()
@@ -162,26 +163,26 @@ pub async fn refused(run: &Run<'_>, host: &str, out: &ssh::Output) -> HostError 
 
 /// The lock is held (or will not be): hosts waiting to boot go on (the steps' headings follow as
 /// each step first begins).
-pub fn settled(run: &Run<'_>, held: bool) {
+pub fn settled(state: &LockState, sync: &RolloutSync, primary_host: &str, held: bool) {
     if held {
-        run.lock.taken();
-        crate::runner::panics::fault_point("locked", &run.sel.primary_host);
+        state.taken();
+        crate::runner::panics::fault_point("locked", primary_host);
     }
     // No lock, no boot anywhere.
-    run.sync.settle_lock(held);
+    sync.settle_lock(held);
 }
 
 /// Releases the lock (when this run holds it).
-pub async fn release(run: &Run<'_>) -> Result<()> {
-    let host = run.sel.primary_host.clone();
-    run.header(Phase::Release);
-    let out = run
-        .exec_one(&host, Phase::Release, &release_command(run), true)
+pub async fn release(sh: &Shell<'_, '_>, state: &LockState) -> Result<()> {
+    let host = sh.sel.primary_host.clone();
+    sh.header(Phase::Release);
+    let out = sh
+        .exec_one(&host, Phase::Release, &release_command(sh), true)
         .await?;
     if !out.success() {
         return Err(HostError::command_failed(&host, "rm", &out).into());
     }
-    run.lock.released();
+    state.released();
     Ok(())
 }
 
@@ -198,6 +199,7 @@ fn secs(s: f64) -> String {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::run::Run;
     use crate::runner::script::unmarked;
     use crate::runner::steps::tests::{golden_config, sh_n};
 

@@ -1,5 +1,8 @@
 //! The steps of a deploy, one module each, as Kamal's CLI has one class per concern: each builds its
-//! part of a host's script (a `Script`) from the run's context and reads its own outcome.
+//! part of a host's script (a `Script`) from the run's plan and reads its own outcome. A step gets
+//! what it uses: `&Plan` to compose a script, a `Shell` to run one, and, as arguments of their own,
+//! the shared parts it takes part in (the lock's state, the barrier, `RolloutSync`); only the
+//! all-host `pull_all`s take the run (a host may be left behind, or stop answering Ctrl-C).
 
 pub mod boot;
 pub mod boot_script;

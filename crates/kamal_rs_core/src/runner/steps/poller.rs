@@ -8,22 +8,22 @@ use crate::commands::app::App;
 use crate::error::ErrorKind;
 use crate::output::timeline::{Phase, Status};
 use crate::runner::failure::HostError;
-use crate::runner::run::Run;
 use crate::runner::script::{Script, Shown};
+use crate::runner::shell::Shell;
 
 pub async fn wait_until_ready(
-    run: &Run<'_>,
+    sh: &Shell<'_, '_>,
     host: &str,
     app: &App<'_>,
 ) -> std::result::Result<(), HostError> {
-    let timeouts = run.config.timeouts();
+    let timeouts = sh.config.timeouts();
     let (timeout, delay) = (
         timeouts.deploy_timeout.max(0) as u64,
         timeouts.readiness_delay.max(0) as u64,
     );
     let since = Instant::now();
     let result = poll(
-        run,
+        sh,
         host,
         app,
         since + Duration::from_secs(timeout),
@@ -37,14 +37,15 @@ pub async fn wait_until_ready(
         Status::Failed
     };
     let role = Some(app.role.name.as_str());
-    run.timeline
+    sh.io
+        .timeline
         .record(host, role, Phase::Health, since, Instant::now(), status);
     result
 }
 
 /// Polls until ready, or `deadline`.
 async fn poll(
-    run: &Run<'_>,
+    sh: &Shell<'_, '_>,
     host: &str,
     app: &App<'_>,
     deadline: Instant,
@@ -52,9 +53,9 @@ async fn poll(
     delay: u64,
 ) -> std::result::Result<(), HostError> {
     // Each check is logged; the step is the whole wait (recorded by the caller).
-    let status_cmd = Script::command(Shown::info(Phase::Other, app.status(&run.version)));
+    let status_cmd = Script::command(Shown::info(Phase::Other, app.status(&sh.version)));
     let status = || async {
-        let out = run.exec(host, &status_cmd, &mut |_| {}).await?;
+        let out = sh.exec(host, &status_cmd, &mut |_| {}).await?;
         Ok::<String, HostError>(out.stdout.trim().to_string())
     };
     let interrupted = || HostError::new(ErrorKind::Interrupted, "Interrupted");
@@ -65,14 +66,14 @@ async fn poll(
             break;
         }
         if s == "running" && delay > 0 {
-            run.output.info(&format!(
+            sh.io.output.info(&format!(
                 "Container is running, waiting for readiness delay of {delay} seconds"
             ));
-            run.output.progress(
+            sh.io.output.progress(
                 host,
                 &format!("waiting {delay} s for {} to be ready", app.role.name),
             );
-            if !run.cancel.sleep(Duration::from_secs(delay)).await {
+            if !sh.io.cancel.sleep(Duration::from_secs(delay)).await {
                 return Err(interrupted());
             }
             let s = status().await?;
@@ -91,7 +92,8 @@ async fn poll(
             ));
         }
         attempt += 1;
-        if !run
+        if !sh
+            .io
             .cancel
             .sleep(left.min(Duration::from_secs(attempt)))
             .await
@@ -99,6 +101,6 @@ async fn poll(
             return Err(interrupted());
         }
     }
-    run.output.info("Container is healthy!");
+    sh.io.output.info("Container is healthy!");
     Ok(())
 }

@@ -7,8 +7,9 @@ use crate::config::proxy::ProxySettings;
 use crate::error::ErrorKind;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::{Plan, Run};
+use crate::runner::run::Plan;
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
+use crate::runner::shell::Shell;
 use crate::ssh;
 use crate::value::Map;
 
@@ -16,13 +17,13 @@ use crate::value::Map;
 /// `docker inspect` reads whether kamal-proxy runs on the `kamal` network and its version; on a host
 /// where it does (every deploy after the first) the network create and the start, which would change
 /// nothing there, are not run, and a login with the credentials already stored is skipped.
-pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
+pub fn script(sh: &Shell<'_, '_>, host: &str) -> std::result::Result<Script, HostError> {
     let network_body = format!(
         "out=$({} 2>&1) || case \"$out\" in *\"already exists\"*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
         proxy::NETWORK_CREATE
     );
     let mut s = Script::new();
-    if !run.sel.proxy_hosts.iter().any(|h| h == host) {
+    if !sh.sel.proxy_hosts.iter().any(|h| h == host) {
         s.run(
             Shown::info(Phase::Proxy, proxy::NETWORK_CREATE),
             &network_body,
@@ -42,9 +43,9 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
         &network_body,
     );
     s.line(format!("[ \"$up\" = {} ] || {network}", proxy::RUNNING));
-    let server = run.config.registry().server;
-    if !run.config.registry().local() {
-        let (user, password) = run.credentials()?;
+    let server = sh.config.registry().server;
+    if !sh.config.registry().local() {
+        let (user, password) = sh.credentials()?;
         let login = s.marked(
             Shown::info(Phase::Proxy, registry::login_redacted(server.as_deref())),
             &format!(
@@ -59,7 +60,7 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
         Exit::ProxyTooOld.exit(),
         min = proxy::MINIMUM_VERSION.trim_start_matches('v')
     ));
-    let start = match run_config(run, host) {
+    let start = match run_config(sh, host) {
         Some(run_config) => proxy::start_or_run(&run_config),
         None => proxy::start_or_run_from_boot_config(),
     };
@@ -76,8 +77,8 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
 }
 
 /// The proxy boot inside a host's first script: a failure ends the script with `Exit::ProxyBoot`.
-pub fn in_script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
-    let inner = script(run, host)?;
+pub fn in_script(sh: &Shell<'_, '_>, host: &str) -> std::result::Result<Script, HostError> {
+    let inner = script(sh, host)?;
     let proxy = inner.map(|text| {
         format!(
             "{}; {}",
@@ -89,13 +90,15 @@ pub fn in_script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostE
 }
 
 /// Boots kamal-proxy on one host, as its own command.
-pub async fn boot(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
-    if run.cancel.is_cancelled() {
+pub async fn boot(sh: &Shell<'_, '_>, host: &str) -> std::result::Result<(), HostError> {
+    if sh.io.cancel.is_cancelled() {
         return Ok(());
     }
-    run.output.progress(host, "ensuring kamal-proxy is running");
-    let s = script(run, host)?.map(|text| format!("( {text}\n)"));
-    let out = run.exec(host, &s, &mut |_| {}).await?;
+    sh.io
+        .output
+        .progress(host, "ensuring kamal-proxy is running");
+    let s = script(sh, host)?.map(|text| format!("( {text}\n)"));
+    let out = sh.exec(host, &s, &mut |_| {}).await?;
     outcome(host, &out)
 }
 
@@ -119,11 +122,11 @@ pub fn outcome(host: &str, out: &ssh::Output) -> std::result::Result<(), HostErr
 }
 
 /// The `proxy.run` settings of the proxy roles on this host (validation made them identical).
-fn run_config(run: &Plan<'_>, host: &str) -> Option<Map> {
-    run.roles_on(host)
+fn run_config(sh: &Plan<'_>, host: &str) -> Option<Map> {
+    sh.roles_on(host)
         .into_iter()
         .filter(|r| r.running_proxy())
-        .find_map(|r| ProxySettings::of(run.config, r))
+        .find_map(|r| ProxySettings::of(sh.config, r))
         .and_then(|p| p.run())
 }
 
@@ -131,13 +134,14 @@ fn run_config(run: &Plan<'_>, host: &str) -> Option<Map> {
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::run::Run;
     use crate::runner::steps::tests::{golden, golden_config, run_sh, sh_n};
 
     #[test]
     fn a_proxy_hosts_boot() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = in_script(&run, "10.0.0.1").unwrap();
+        let s = in_script(&run.shell(), "10.0.0.1").unwrap();
         let shown: Vec<&str> = s.shown.iter().map(|s| s.command.as_str()).collect();
         assert_eq!(
             shown,
@@ -153,7 +157,7 @@ mod tests {
         golden("proxy_boot.sh", &s.text());
         sh_n(&s.text());
         // A host of a role without the proxy only gets the network.
-        let worker = script(&run, "10.0.0.3").unwrap();
+        let worker = script(&run.shell(), "10.0.0.3").unwrap();
         assert_eq!(worker.shown.len(), 1);
     }
 

@@ -8,24 +8,24 @@ use crate::commands::app::App;
 use crate::config::KamalMajor;
 use crate::error::Result;
 use crate::runner::options::Command;
-use crate::runner::run::Run;
+use crate::runner::shell::Shell;
 
-pub fn check(run: &Run<'_>) -> Result<()> {
+pub fn check(sh: &Shell<'_, '_>) -> Result<()> {
     // The registry's first: Kamal's first lookup is its `docker login`.
-    run.credentials()?;
-    if run.config.major != KamalMajor::V2 {
+    sh.credentials()?;
+    if sh.config.major != KamalMajor::V2 {
         return Ok(());
     }
-    if !run.options.skip_push && run.options.command != Command::Rollback {
-        for name in run.config.builder().secrets() {
-            run.config.secrets.get(&name)?;
+    if !sh.options.skip_push && sh.options.command != Command::Rollback {
+        for name in sh.config.builder().secrets() {
+            sh.config.secrets.get(&name)?;
         }
     }
-    for host in &run.sel.app_hosts {
-        for role in run.roles_on(host) {
-            let app = App::new(run.config, role);
-            app.env(host).secret_values(&run.config.secrets)?;
-            tls_certificates(run, &app)?;
+    for host in &sh.sel.app_hosts {
+        for role in sh.roles_on(host) {
+            let app = App::new(sh.config, role);
+            app.env(host).secret_values(&sh.config.secrets)?;
+            tls_certificates(sh, &app)?;
         }
     }
     Ok(())

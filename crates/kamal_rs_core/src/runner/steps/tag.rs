@@ -8,30 +8,32 @@ use crate::commands::{app, prune};
 use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::{Plan, Run};
+use crate::runner::run::Plan;
 use crate::runner::script::{booted_gate, or_exit, Exit, Mark, Script, Shown};
+use crate::runner::shell::Shell;
+use crate::runner::state::LockState;
 use crate::ssh;
 
 /// Tag latest (app hosts), prune (deploy), release the lock (`release_lock`), as one line; `None` when
 /// there is nothing to do on this host.
-pub fn script(run: &Plan<'_>, host: &str, release_lock: bool) -> Option<Script> {
-    let c = run.config;
-    let auditor = run.auditor();
+pub fn script(sh: &Plan<'_>, host: &str, release_lock: bool) -> Option<Script> {
+    let c = sh.config;
+    let auditor = sh.auditor();
     let mut s = Script::new();
-    if run.is_app_host(host) {
-        let image = format!("{}:{}", c.repository(), run.version);
+    if sh.is_app_host(host) {
+        let image = format!("{}:{}", c.repository(), sh.version);
         let (now, message) = (
-            run.clock.now(),
+            sh.clock.now(),
             format!("Tagging {image} as the latest image"),
         );
-        let tag = app::tag_latest(c, &run.version);
+        let tag = app::tag_latest(c, &sh.version);
         s.run(
             Shown::debug(Phase::Tag, auditor.record(&now, None, &message)),
             &auditor.record_in_script(&now, None, &message),
         )
         .run(Shown::info(Phase::Tag, &tag), &tag);
     }
-    if run.options.prunes() {
+    if sh.options.prunes() {
         let service = c.service();
         for (message, commands) in [
             (
@@ -46,7 +48,7 @@ pub fn script(run: &Plan<'_>, host: &str, release_lock: bool) -> Option<Script> 
                 ],
             ),
         ] {
-            let now = run.clock.now();
+            let now = sh.clock.now();
             s.run(
                 Shown::debug(Phase::Prune, auditor.record(&now, None, message)),
                 &auditor.record_in_script(&now, None, message),
@@ -57,7 +59,7 @@ pub fn script(run: &Plan<'_>, host: &str, release_lock: bool) -> Option<Script> 
         }
     }
     if release_lock {
-        let release = lock::release_command(run);
+        let release = lock::release_command(sh);
         s.run(Shown::debug(Phase::Release, &release), &release);
     }
     (!s.is_empty()).then(|| s.chain())
@@ -66,9 +68,9 @@ pub fn script(run: &Plan<'_>, host: &str, release_lock: bool) -> Option<Script> 
 /// The tag at the end of a host's last boot script: with several hosts it first waits until every
 /// host's boots succeeded (`booted_gate`; `announced`: the boot said so already), as Kamal tags after
 /// the last boot; a failure in the tag, the prune or the release ends it with `Exit::Tag`.
-pub fn after_boot(run: &Plan<'_>, tag: Script, announced: bool) -> Script {
+pub fn after_boot(sh: &Plan<'_>, tag: Script, announced: bool) -> Script {
     let mut s = Script::new();
-    if run.sel.hosts.len() > 1 {
+    if sh.sel.hosts.len() > 1 {
         s.append(booted_gate(announced));
     } else {
         s.line(Mark::Booted.echo());
@@ -79,17 +81,18 @@ pub fn after_boot(run: &Plan<'_>, tag: Script, announced: bool) -> Script {
 }
 
 /// Whether this host's tag command releases the lock: the primary host, while this run holds it.
-pub fn releases_lock(run: &Run<'_>, host: &str) -> bool {
-    host == run.sel.primary_host && run.lock.to_release()
+pub fn releases_lock(plan: &Plan<'_>, state: &LockState, host: &str) -> bool {
+    host == plan.sel.primary_host && state.to_release()
 }
 
 /// A boot's script also tagged (and pruned, and released the lock).
-pub fn done_in_boot(run: &Run<'_>, host: &str, released: bool) {
+pub fn done_in_boot(sh: &Shell<'_, '_>, state: &LockState, host: &str, released: bool) {
     if released {
-        run.lock.released();
+        state.released();
     }
-    run.output
-        .progress_done(host, &format!("{} live", run.version));
+    sh.io
+        .output
+        .progress_done(host, &format!("{} live", sh.version));
 }
 
 /// A tag (prune, release) that failed after its boot had succeeded.
@@ -100,37 +103,41 @@ pub fn failed(host: &str, out: &ssh::Output) -> HostError {
 /// Every host tags at once, and the primary's command then releases the lock: Kamal releases it after
 /// every tag; here the release may come while another host's `docker tag` is still finishing, which a
 /// second deploy, whose first change is seconds away, cannot tell apart.
-pub async fn tag_all(run: &Run<'_>) -> Result<()> {
-    let release = run.lock.to_release();
-    let primary = run.sel.primary_host.as_str();
-    // A host left behind (`--max-fail`) keeps what it had: `latest` only where the version booted.
-    let hosts = run.active_hosts();
-    run.on_hosts(&hosts, |h| tag_and_prune(run, h, release && h == primary))
+/// `hosts`: the run's active hosts (a host left behind by `--max-fail` keeps what it had: `latest`
+/// only where the version booted).
+pub async fn tag_all(sh: &Shell<'_, '_>, state: &LockState, hosts: &[String]) -> Result<()> {
+    let release = state.to_release();
+    let primary = sh.sel.primary_host.as_str();
+    sh.io
+        .on_hosts(hosts, |h| {
+            tag_and_prune(sh, state, h, release && h == primary)
+        })
         .await
 }
 
 async fn tag_and_prune(
-    run: &Run<'_>,
+    sh: &Shell<'_, '_>,
+    state: &LockState,
     host: &str,
     release_lock: bool,
 ) -> std::result::Result<(), HostError> {
-    let Some(script) = script(run, host, release_lock) else {
+    let Some(script) = script(sh, host, release_lock) else {
         return Ok(());
     };
-    run.output.progress(host, "tagging latest");
-    let out = run.exec(host, &script, &mut |_| {}).await?;
+    sh.io.output.progress(host, "tagging latest");
+    let out = sh.exec(host, &script, &mut |_| {}).await?;
     if !out.success() {
         return Err(failed(host, &out));
     }
     if release_lock {
-        run.lock.released();
+        state.released();
     }
-    let done = if run.is_app_host(host) {
-        format!("{} live", run.version)
+    let done = if sh.is_app_host(host) {
+        format!("{} live", sh.version)
     } else {
         "done".into()
     };
-    run.output.progress_done(host, &done);
+    sh.io.output.progress_done(host, &done);
     Ok(())
 }
 
@@ -139,6 +146,7 @@ mod tests {
     use super::*;
     use crate::runner::options::{Command, DeployOptions};
     use crate::runner::plan;
+    use crate::runner::run::Run;
     use crate::runner::script::{unmarked, Gate};
     use crate::runner::steps::tests::{golden_config, sh_n};
 

@@ -13,9 +13,10 @@ use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::plan;
 use crate::runner::report::RoleState;
-use crate::runner::run::{Plan, Run};
+use crate::runner::run::Plan;
 use crate::runner::script::{guard, Exit, Mark, Script, Shown};
-use crate::runner::steps::boot::{close_barrier, open_barrier};
+use crate::runner::shell::Shell;
+use crate::runner::steps::boot::{close_barrier, open_barrier, Barrier};
 
 /// Poll period of the health waits, in seconds.
 const POLL: f64 = 0.25;
@@ -52,21 +53,21 @@ const UNHEALTHY: Wait = Wait {
 };
 
 /// The boot's script.
-pub fn script(run: &Plan<'_>, host: &str, role: &Role) -> Script {
-    let app = app(run, role);
-    let v = &run.version;
+pub fn script(sh: &Plan<'_>, host: &str, role: &Role) -> Script {
+    let app = app(sh, role);
+    let v = &sh.version;
     let polls = ((1..=app.max_attempts()).sum::<i64>() as f64 / POLL) as i64;
-    let replaced = format!("{v}_replaced_{}", run.clock.hex(8));
-    let hostname = container_hostname(host, &run.clock.hex(6));
+    let replaced = format!("{v}_replaced_{}", sh.clock.hex(8));
+    let hostname = container_hostname(host, &sh.clock.hex(6));
     let rename_audit = audit(
-        run,
+        sh,
         Some(&role.name),
         &format!("Renaming container {v} to {replaced}"),
     );
-    let booted_audit = audit(run, Some(&role.name), &format!("Booted app version {v}"));
+    let booted_audit = audit(sh, Some(&role.name), &format!("Booted app version {v}"));
     let docker_run = app.run(host, v, &hostname);
     let mut s = Script::new();
-    if run.options.stops_stale() {
+    if sh.options.stops_stale() {
         let current = app.current_running_version();
         s.run(
             Shown::info(Phase::Stale, &current),
@@ -129,7 +130,7 @@ pub fn script(run: &Plan<'_>, host: &str, role: &Role) -> Script {
     ));
     // Healthy, or running without a health check (then the readiness delay, as 1.9). The wait is
     // logged as one command: its time is the whole wait.
-    let delay = Some(run.config.timeouts().readiness_delay);
+    let delay = Some(sh.config.timeouts().readiness_delay);
     let stop_new = format!("{} >/dev/null 2>&1", app.stop(v));
     let wait = s.marked(
         Shown::info(Phase::Health, app.status(v)),
@@ -217,12 +218,18 @@ fn poll_loop(
 }
 
 /// Boots one role on one host (past the barrier) and reads its outcome.
-pub async fn boot(run: &Run<'_>, host: &str, role: &Role) -> std::result::Result<(), HostError> {
-    let v1_app = app(run, role);
+pub async fn boot(
+    sh: &Shell<'_, '_>,
+    barrier: Barrier<'_>,
+    host: &str,
+    role: &Role,
+) -> std::result::Result<(), HostError> {
+    let v1_app = app(sh, role);
     let max_attempts = v1_app.max_attempts();
-    run.output
-        .progress(host, &format!("booting {} {}", role.name, run.version));
-    let gatekeeper = plan::gatekeeper(run, role);
+    sh.io
+        .output
+        .progress(host, &format!("booting {} {}", role.name, sh.version));
+    let gatekeeper = plan::gatekeeper(sh, role);
     let mut on_line = |line: &str| {
         let Some((mark, arg)) = Mark::parse(line) else {
             return;
@@ -230,34 +237,35 @@ pub async fn boot(run: &Run<'_>, host: &str, role: &Role) -> std::result::Result
         let retry = |what: &str| {
             // 1.9's poller messages, at the moments it would have checked again.
             let (status, attempt) = arg.split_once(' ').unwrap_or((arg, "?"));
-            run.output.info(&format!(
+            sh.io.output.info(&format!(
                 "container not {what} ({status}), retrying in {attempt}s (attempt {attempt}/{max_attempts})..."
             ));
         };
         match mark {
             Mark::Healthy => {
-                run.output.info("Container is healthy!");
-                run.reports.set_state(host, &role.name, RoleState::Live);
+                sh.io.output.info("Container is healthy!");
+                sh.io.reports.set_state(host, &role.name, RoleState::Live);
                 if gatekeeper {
-                    open_barrier(run, host);
+                    open_barrier(sh, barrier, host);
                 }
             }
             Mark::RetryReady => retry(READY.what),
             Mark::RetryUnhealthy => retry(UNHEALTHY.what),
-            Mark::Stale => run.output.info(&format!(
+            Mark::Stale => sh.io.output.info(&format!(
                 "Stopping stale container for role {} with version {arg}",
                 role.name
             )),
-            Mark::Old => run
+            Mark::Old => sh
+                .io
                 .reports
                 .set_old_version(host, &role.name, Some(arg.into())),
             _ => {}
         }
     };
-    let out = run
+    let out = sh
         .exec(
             host,
-            &script(run, host, role).for_role(&role.name),
+            &script(sh, host, role).for_role(&role.name),
             &mut on_line,
         )
         .await?;
@@ -268,11 +276,13 @@ pub async fn boot(run: &Run<'_>, host: &str, role: &Role) -> std::result::Result
     let error = failure(host, &out);
     if !healthy {
         if gatekeeper {
-            close_barrier(run, host, &error.message);
+            close_barrier(sh, barrier, host, &error.message);
         }
-        run.reports
+        sh.io
+            .reports
             .set_state(host, &role.name, RoleState::Failed(error.message.clone()));
-        run.output
+        sh.io
+            .output
             .info(&format!("Failed to boot {} on {host}", role.name));
     }
     Err(error)
@@ -298,10 +308,10 @@ fn failure(host: &str, out: &crate::ssh::Output) -> HostError {
 }
 
 /// Traefik started (or run) on a host, after the registry login.
-pub async fn boot_traefik(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
-    let (user, password) = run.credentials()?;
-    let server = run.config.registry().server;
-    let start = Traefik { config: run.config }.start_or_run();
+pub async fn boot_traefik(sh: &Shell<'_, '_>, host: &str) -> std::result::Result<(), HostError> {
+    let (user, password) = sh.credentials()?;
+    let server = sh.config.registry().server;
+    let start = Traefik { config: sh.config }.start_or_run();
     let mut s = Script::new();
     s.run(
         Shown::info(Phase::Proxy, registry::login_redacted(server.as_deref())),
@@ -309,7 +319,7 @@ pub async fn boot_traefik(run: &Run<'_>, host: &str) -> std::result::Result<(), 
     )
     .run(Shown::info(Phase::Proxy, &start), &start);
     let s = s.chain();
-    let out = run.exec(host, &s, &mut |_| {}).await?;
+    let out = sh.exec(host, &s, &mut |_| {}).await?;
     if !out.success() {
         return Err(HostError::command_failed(host, "docker", &out));
     }
@@ -320,6 +330,7 @@ pub async fn boot_traefik(run: &Run<'_>, host: &str) -> std::result::Result<(), 
 mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::run::Run;
     use crate::runner::script::unmarked;
     use crate::runner::steps::tests::{golden, run_sh, sh_n};
     use crate::runner::steps::v1::tests::v1_config;
@@ -380,9 +391,9 @@ mod tests {
     fn the_barrier_is_set_once() {
         let c = v1_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        open_barrier(&run, "10.0.0.1");
+        open_barrier(&run.shell(), run.barrier(), "10.0.0.1");
         assert!(
-            !close_barrier(&run, "10.0.0.2", "unhealthy"),
+            !close_barrier(&run.shell(), run.barrier(), "10.0.0.2", "unhealthy"),
             "a later result changes nothing"
         );
         assert_eq!(run.sync.primary(), Some(true));

@@ -19,57 +19,58 @@ use crate::config::Role;
 use crate::error::Result;
 use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
-use crate::runner::run::{Plan, Run};
+use crate::runner::run::Plan;
 use crate::runner::script::{Script, Shown};
+use crate::runner::shell::Shell;
 
-pub fn app<'a>(run: &'a Plan<'_>, role: &'a Role) -> AppV1<'a> {
-    AppV1::new(run.config, role, &run.run_id)
+pub fn app<'a>(sh: &'a Plan<'_>, role: &'a Role) -> AppV1<'a> {
+    AppV1::new(sh.config, role, &sh.run_id)
 }
 
 /// 1.9's audit line (unquoted) for `message`.
-pub fn audit(run: &Plan<'_>, role: Option<&str>, message: &str) -> String {
-    let line = run.auditor().line(&run.clock.now(), role, message);
-    cmd::audit(run.sd(), &line)
+pub fn audit(sh: &Plan<'_>, role: Option<&str>, message: &str) -> String {
+    let line = sh.auditor().line(&sh.clock.now(), role, message);
+    cmd::audit(sh.sd(), &line)
 }
 
 /// Traefik runs on a host when one of its roles runs it.
-pub fn runs_traefik(run: &Plan<'_>, host: &str) -> bool {
-    run.roles_on(host)
+pub fn runs_traefik(sh: &Plan<'_>, host: &str) -> bool {
+    sh.roles_on(host)
         .iter()
-        .any(|r| app(run, r).running_traefik())
+        .any(|r| app(sh, r).running_traefik())
 }
 
 /// 1.9's `app boot` line.
-pub fn say_start(run: &Run<'_>) {
-    run.header(Phase::Boot);
+pub fn say_start(sh: &Shell<'_, '_>) {
+    sh.header(Phase::Boot);
 }
 
 /// A config read as 1.x only because it has no `builder.arch` (Kamal 2 requires one) is deployed
 /// with Traefik, as Kamal 1.9.3 would: the run says so first.
-pub fn say_why_v1(run: &Run<'_>) {
-    if run.config.v1_by_elimination {
-        run.output.warn(
+pub fn say_why_v1(sh: &Shell<'_, '_>) {
+    if sh.config.v1_by_elimination {
+        sh.io.output.warn(
             "Deploying as Kamal 1.x (Traefik): the config has no builder.arch, which Kamal 2 requires",
         );
     }
 }
 
 /// 1.9's tag (every host) and prune (deploy), with the `healthcheck-S` containers pruned too.
-fn tag_script(run: &Plan<'_>) -> Script {
-    let c = run.config;
-    let image = format!("{}:{}", c.repository(), run.version);
+fn tag_script(sh: &Plan<'_>) -> Script {
+    let c = sh.config;
+    let image = format!("{}:{}", c.repository(), sh.version);
     let mut s = Script::new();
-    let tag_audit = audit(run, None, &format!("Tagging {image} as the latest image"));
-    let tag = app::tag_latest(c, &run.version);
+    let tag_audit = audit(sh, None, &format!("Tagging {image} as the latest image"));
+    let tag = app::tag_latest(c, &sh.version);
     s.run(Shown::debug(Phase::Tag, &tag_audit), &tag_audit)
         .run(Shown::info(Phase::Tag, &tag), &tag);
-    if run.options.prunes() {
+    if sh.options.prunes() {
         let service = c.service();
         let steps = [
-            (audit(run, None, "Pruned containers"), true),
+            (audit(sh, None, "Pruned containers"), true),
             (prune::containers(&service, c.retain_containers()), false),
-            (cmd::prune_healthcheck_containers(run.sd()), false),
-            (audit(run, None, "Pruned images"), true),
+            (cmd::prune_healthcheck_containers(sh.sd()), false),
+            (audit(sh, None, "Pruned images"), true),
             (prune::dangling_images(&service), false),
             (
                 prune::tagged_images(&service, &c.repository(), &c.latest_tag()),
@@ -89,19 +90,21 @@ fn tag_script(run: &Plan<'_>) -> Script {
 }
 
 /// `latest` tagged on every host (and, for `deploy`, old containers and images pruned).
-pub async fn tag_all(run: &Run<'_>) -> Result<()> {
-    run.on_hosts(&run.sel.hosts, |h| tag_and_prune(run, h))
+pub async fn tag_all(sh: &Shell<'_, '_>) -> Result<()> {
+    sh.io
+        .on_hosts(&sh.sel.hosts, |h| tag_and_prune(sh, h))
         .await
 }
 
-async fn tag_and_prune(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
-    run.output.progress(host, "tagging latest");
-    let out = run.exec(host, &tag_script(run), &mut |_| {}).await?;
+async fn tag_and_prune(sh: &Shell<'_, '_>, host: &str) -> std::result::Result<(), HostError> {
+    sh.io.output.progress(host, "tagging latest");
+    let out = sh.exec(host, &tag_script(sh), &mut |_| {}).await?;
     if !out.success() {
         return Err(HostError::command_failed(host, "docker", &out));
     }
-    run.output
-        .progress_done(host, &format!("{} live", run.version));
+    sh.io
+        .output
+        .progress_done(host, &format!("{} live", sh.version));
     Ok(())
 }
 
@@ -109,6 +112,7 @@ async fn tag_and_prune(run: &Run<'_>, host: &str) -> std::result::Result<(), Hos
 pub(crate) mod tests {
     use super::*;
     use crate::runner::options::DeployOptions;
+    use crate::runner::run::Run;
     use crate::runner::steps::tests::sh_n;
     use crate::test_support::config;
     use serde_json::json;

@@ -10,20 +10,22 @@ use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
 use crate::runner::script::{Exit, Mark, Script, Shown};
+use crate::runner::shell::Shell;
 use crate::runner::steps::pull;
+use crate::runner::sync::RolloutSync;
 
 /// One host's pull as one line; with `deploy`, the registry login first.
-pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostError> {
+pub fn script(sh: &Shell<'_, '_>, host: &str) -> std::result::Result<Script, HostError> {
     let mut s = Script::new();
-    if run.options.boots_proxy() {
-        s.append(pull::login(run)?);
+    if sh.options.boots_proxy() {
+        s.append(pull::login(sh)?);
     }
-    let mut files: Vec<String> = run
+    let mut files: Vec<String> = sh
         .roles_on(host)
         .iter()
-        .map(|r| app(run, r).env_file_path())
+        .map(|r| app(sh, r).env_file_path())
         .collect();
-    if run.options.boots_proxy() && runs_traefik(run, host) {
+    if sh.options.boots_proxy() && runs_traefik(sh, host) {
         files.push(Traefik::env_file_path().into());
     }
     for f in &files {
@@ -34,9 +36,9 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
         ));
     }
     let line = audit(
-        run,
+        sh,
         None,
-        &format!("Pulled image with version {}", run.version),
+        &format!("Pulled image with version {}", sh.version),
     );
     let mut audit_part = Script::new();
     audit_part
@@ -45,17 +47,21 @@ pub fn script(run: &Run<'_>, host: &str) -> std::result::Result<Script, HostErro
             &server::ensure_directory(".kamal"),
         )
         .run(Shown::debug(Phase::Pull, &line), &line);
-    s.append(pull::image(run, audit_part));
+    s.append(pull::image(sh, audit_part));
     Ok(s.chain())
 }
 
-pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostError> {
-    let s = script(run, host)?;
-    run.output.progress(
+pub async fn pull(
+    sh: &Shell<'_, '_>,
+    sync: &RolloutSync,
+    host: &str,
+) -> std::result::Result<(), HostError> {
+    let s = script(sh, host)?;
+    sh.io.output.progress(
         host,
-        &format!("pulling {}:{}", run.config.repository(), run.version),
+        &format!("pulling {}:{}", sh.config.repository(), sh.version),
     );
-    let out = pull::exec_interruptible(run, host, s).await?;
+    let out = pull::exec_interruptible(sh, sync, host, s).await?;
     if let Some(file) = Mark::MissingEnv.find(&out.stdout) {
         return Err(HostError::new(
             ErrorKind::Configuration,
@@ -65,24 +71,27 @@ pub async fn pull(run: &Run<'_>, host: &str) -> std::result::Result<(), HostErro
         ));
     }
     if !out.success() {
-        return Err(pull::failed(run, host, &out));
+        return Err(pull::failed(sh, host, &out));
     }
-    run.output.progress(host, "pulled, waiting for the lock");
+    sh.io.output.progress(host, "pulled, waiting for the lock");
     Ok(())
 }
 
+/// Every host pulls (takes the run: a host may stop answering Ctrl-C).
 pub async fn pull_all(run: &Run<'_>) -> Result<()> {
-    for (say, hosts) in pull::pull_order(run).await? {
+    let sh = &run.shell();
+    for (say, hosts) in pull::pull_order(sh).await? {
         if let Some(say) = say {
-            run.output.say(&say);
+            sh.io.output.say(&say);
         }
-        run.on_hosts(&hosts, |h| async move {
-            tokio::select! {
-                r = pull(run, h) => r,
-                e = crate::runner::interrupt::unresponsive_after_interrupt(run, h) => Err(e),
-            }
-        })
-        .await?;
+        sh.io
+            .on_hosts(&hosts, |h| async move {
+                tokio::select! {
+                    r = pull(sh, &run.sync, h) => r,
+                    e = crate::runner::interrupt::unresponsive_after_interrupt(run, h) => Err(e),
+                }
+            })
+            .await?;
     }
     Ok(())
 }
@@ -99,7 +108,7 @@ mod tests {
     fn a_1_9_pull_checks_the_env_files_first() {
         let c = v1_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = script(&run, "10.0.0.1").unwrap();
+        let s = script(&run.shell(), "10.0.0.1").unwrap();
         let text = unmarked(&s.text());
         assert!(text.contains(" && { [ -f .kamal/env/roles/app-web.env ] || { echo \"kamal-rs:missing-env .kamal/env/roles/app-web.env\"; exit 84; }; } && { [ -f .kamal/env/traefik/traefik.env ] || "));
         assert!(text.contains(" && mkdir -p .kamal && echo [2026-12-01T10:00:00Z] [deployer@example.com] Pulled image with version v2 >> .kamal/app-audit.log && { docker pull registry.example.com/app:v2 </dev/null & bg=$!; wait $bg; }"));
