@@ -12,7 +12,7 @@ class PanicTest < Minitest::Test
 
   HOSTS = %w[10.213.0.11 10.213.0.12].freeze
   LOCK = ".kamal/lock-app".freeze
-  PANIC = %r{internal error: kamal_rs panicked: fault injected at locked on 10\.213\.0\.11 at crates/kamal_rs_core/src/runner/steps/lock\.rs:\d+:\d+}
+  PANIC = %r{internal error: kamal_rs panicked: fault injected at locked on 10\.213\.0\.11 at crates/kamal_rs_core/src/runner/rollout\.rs:\d+:\d+}
 
   def self.app
     @app ||= begin

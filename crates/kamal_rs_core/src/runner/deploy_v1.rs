@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use super::groups;
 use super::run::Run;
 use super::steps::build::Build;
-use super::steps::hooks::run_hook;
 use super::steps::lock;
 use super::steps::v1::{boot, pull, runs_traefik, say_start, say_why_v1, tag_all};
 use crate::error::Result;
@@ -18,14 +17,7 @@ use crate::output::timeline::Phase;
 pub async fn deploy(run: &Run<'_>) -> Result<()> {
     let deploy = run.options.boots_proxy();
     say_why_v1(&run.shell());
-    run_hook(
-        &run.hook_context(),
-        "pre-connect",
-        &run.sel.hosts,
-        &[],
-        true,
-    )
-    .await?;
+    run.hook("pre-connect", &run.sel.hosts, &[], true).await?;
     if deploy {
         // Locally (unless -P), then on every host with the pull.
         run.io.output.say("Log into image registry...");
@@ -48,7 +40,7 @@ pub async fn deploy(run: &Run<'_>) -> Result<()> {
     pull::pull_all(run).await?;
     run.io.checkpoint()?;
     lock::acquire_on_primary(&run.shell(), &run.lock).await?;
-    run_hook(&run.hook_context(), "pre-deploy", &run.sel.hosts, &[], true).await?;
+    run.hook("pre-deploy", &run.sel.hosts, &[], true).await?;
     if deploy {
         run.shell().header(Phase::Proxy);
         let hosts: Vec<String> = run

@@ -12,19 +12,11 @@ use crate::output::timeline::Phase;
 use crate::runner::failure::HostError;
 use crate::runner::run::Run;
 use crate::runner::script::{ensure_run_directory, Script, Shown};
-use crate::runner::steps::hooks::run_hook;
 use crate::runner::steps::lock;
 
 pub async fn run(run: &Run<'_>) -> Result<()> {
     say_why_v1(&run.shell());
-    run_hook(
-        &run.hook_context(),
-        "pre-connect",
-        &run.sel.hosts,
-        &[],
-        true,
-    )
-    .await?;
+    run.hook("pre-connect", &run.sel.hosts, &[], true).await?;
     run.connect_all().await?;
     run.io.touched.store(true, Ordering::SeqCst);
     run.io

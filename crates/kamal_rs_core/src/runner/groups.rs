@@ -10,7 +10,6 @@ use super::budget;
 use super::canary;
 use super::rollout::boot_host;
 use super::run::Run;
-use super::steps::hooks::run_hook;
 use crate::config::KamalMajor;
 use crate::error::Result;
 
@@ -54,7 +53,7 @@ async fn boot_group(run: &Run<'_>, group: &[String], v1: bool) -> Result<()> {
     }
     // Kamal 1.9 has no app-boot hooks.
     if !v1 {
-        run_hook(&run.hook_context(), "pre-app-boot", &hosts, &[], false).await?;
+        run.hook("pre-app-boot", &hosts, &[], false).await?;
     }
     budget::on_hosts(run, &hosts, |h| boot_host(run, h, None)).await?;
     if !v1 {
@@ -63,7 +62,7 @@ async fn boot_group(run: &Run<'_>, group: &[String], v1: bool) -> Result<()> {
             .filter(|h| !run.budget.is_left_behind(h))
             .cloned()
             .collect();
-        run_hook(&run.hook_context(), "post-app-boot", &booted, &[], false).await?;
+        run.hook("post-app-boot", &booted, &[], false).await?;
     }
     Ok(())
 }

@@ -18,7 +18,6 @@ use super::report::{DeployReport, LeftBehind, LockOutcome};
 use super::run::Run;
 use super::state::Lock;
 use super::steps::build::Build;
-use super::steps::hooks::run_hook;
 use super::steps::{lock, proxy, pull, secrets, tag};
 use super::{deploy_v1, env_push};
 use super::{groups, revert, rollback, rollout};
@@ -102,15 +101,9 @@ async fn finish(run: &Run<'_>, loggers: &Loggers, result: Result<()>) -> DeployR
                 "KAMAL_RUNTIME".to_string(),
                 format!("{}", runtime.round() as i64),
             )];
-            run_hook(
-                &run.hook_context(),
-                "post-deploy",
-                &run.sel.hosts,
-                &env,
-                true,
-            )
-            .await
-            .err()
+            run.hook("post-deploy", &run.sel.hosts, &env, true)
+                .await
+                .err()
         }
         Err(e) => Some(e),
     };
@@ -129,39 +122,18 @@ async fn steps(run: &Run<'_>) -> Result<()> {
         // Each host connects and goes on to its script at once: a host that cannot be reached stops
         // every boot at the pull barrier, as a failed pull does.
         run.shell().header(Phase::Pull);
-        run_hook(
-            &run.hook_context(),
-            "pre-connect",
-            &run.sel.hosts,
-            &[],
-            true,
-        )
-        .await?;
+        run.hook("pre-connect", &run.sel.hosts, &[], true).await?;
         run.shell().prepare_connections()?;
     } else if run.options.skip_push {
         run.shell().header(Phase::Pull);
-        run_hook(
-            &run.hook_context(),
-            "pre-connect",
-            &run.sel.hosts,
-            &[],
-            true,
-        )
-        .await?;
+        run.hook("pre-connect", &run.sel.hosts, &[], true).await?;
         run.connect_all().await?;
     } else {
         // Connecting touches nothing on the servers, so it overlaps the build; a failed build still
         // stops before the first remote command.
         run.shell()
             .say_step(Phase::Pull, "Build and push app image...");
-        run_hook(
-            &run.hook_context(),
-            "pre-connect",
-            &run.sel.hosts,
-            &[],
-            true,
-        )
-        .await?;
+        run.hook("pre-connect", &run.sel.hosts, &[], true).await?;
         let build = Build::new(run.hook_context());
         let (built, connected) = tokio::join!(build.push(), run.connect_all());
         built?;
@@ -172,14 +144,8 @@ async fn steps(run: &Run<'_>) -> Result<()> {
     } else {
         pull_then_lock(run).await?;
         run.io.checkpoint()?;
-        run_hook(
-            &run.hook_context(),
-            "pre-deploy",
-            &run.active_hosts(),
-            &[],
-            true,
-        )
-        .await?;
+        run.hook("pre-deploy", &run.active_hosts(), &[], true)
+            .await?;
         if run.options.boots_proxy() {
             run.shell().header(Phase::Proxy);
             let sh = run.shell();

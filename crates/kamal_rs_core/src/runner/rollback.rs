@@ -19,7 +19,6 @@ use super::plan;
 use super::rollout;
 use super::run::{Plan, Run};
 use super::script::{Mark, Script};
-use super::steps::hooks::run_hook;
 use super::steps::v1;
 use super::steps::{check, lock, tag};
 use crate::commands::app::App;
@@ -68,14 +67,8 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
     }
     prepare(run).await?;
     available(run).await?;
-    run_hook(
-        &run.hook_context(),
-        "pre-deploy",
-        &run.active_hosts(),
-        &[],
-        true,
-    )
-    .await?;
+    run.hook("pre-deploy", &run.active_hosts(), &[], true)
+        .await?;
     match run.config.major {
         KamalMajor::V1 => v1::say_start(&run.shell()),
         KamalMajor::V2 => run.shell().header(Phase::Boot),
@@ -95,14 +88,7 @@ pub async fn run(run: &Run<'_>) -> Result<()> {
 async fn per_host(run: &Run<'_>) -> Result<()> {
     if !run.shell().connected() {
         v1::say_why_v1(&run.shell());
-        run_hook(
-            &run.hook_context(),
-            "pre-connect",
-            &run.sel.hosts,
-            &[],
-            true,
-        )
-        .await?;
+        run.hook("pre-connect", &run.sel.hosts, &[], true).await?;
         // Each host connects and goes on to its script at once, as in a deploy's per-host rollout: a
         // host that cannot be reached stops every boot at the barrier.
         run.shell().prepare_connections()?;
@@ -123,14 +109,7 @@ async fn per_host(run: &Run<'_>) -> Result<()> {
 async fn connect(run: &Run<'_>) -> Result<()> {
     if !run.shell().connected() {
         v1::say_why_v1(&run.shell());
-        run_hook(
-            &run.hook_context(),
-            "pre-connect",
-            &run.sel.hosts,
-            &[],
-            true,
-        )
-        .await?;
+        run.hook("pre-connect", &run.sel.hosts, &[], true).await?;
         run.connect_all().await?;
     }
     Ok(())

@@ -62,7 +62,7 @@ pub async fn per_host_rollout(run: &Run<'_>) -> Result<()> {
         };
         if takes_lock {
             // Whatever ended the primary's script, nobody waits for a lock that never came.
-            lock::settled(&run.lock, &run.sync, &run.sel.primary_host, false);
+            lock_settled(run, false);
         }
         if let Err(e) = &result {
             if budget::leave_behind(run, h, e) {
@@ -116,7 +116,7 @@ async fn take_lock(run: &Run<'_>, in_script: bool) -> Result<()> {
     } else {
         Ok(())
     };
-    lock::settled(&run.lock, &run.sync, &run.sel.primary_host, result.is_ok());
+    lock_settled(run, result.is_ok());
     result
 }
 
@@ -254,6 +254,17 @@ pub async fn boot_host(
     result
 }
 
+/// The lock is held (or will not be): hosts waiting to boot go on (the steps' headings follow as
+/// each step first begins).
+fn lock_settled(run: &Run<'_>, held: bool) {
+    if held {
+        run.lock.taken();
+        crate::runner::panics::fault_point("locked", &run.sel.primary_host);
+    }
+    // No lock, no boot anywhere.
+    run.sync.settle_lock(held);
+}
+
 fn waiting_for_others(run: &Run<'_>, host: &str) {
     run.io.output.progress(
         host,
@@ -369,7 +380,7 @@ fn on_mark(run: &Run<'_>, boot: &Boot<'_, '_>, line: &str) {
         return;
     };
     match mark {
-        Mark::Locked => lock::settled(&run.lock, &run.sync, &run.sel.primary_host, true),
+        Mark::Locked => lock_settled(run, true),
         Mark::Ready => run.sync.pulled(boot.host),
         Mark::Pid => run.sync.before_boot(boot.host, arg),
         Mark::Boot => run.sync.reached_boot(boot.host),

@@ -230,6 +230,17 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Runs a hook if it exists (`steps/hooks.rs`), as Kamal's CLI does between its steps.
+    pub async fn hook(
+        &self,
+        name: &str,
+        hosts: &[String],
+        extra: &[(String, String)],
+        with_secrets: bool,
+    ) -> Result<()> {
+        super::steps::hooks::run_hook(&self.hook_context(), name, hosts, extra, with_secrets).await
+    }
+
     /// The run's hosts less those left behind (`--max-fail`): the steps after the rollout act on these.
     pub fn active_hosts(&self) -> Vec<String> {
         self.sel

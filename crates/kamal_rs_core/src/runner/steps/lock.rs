@@ -13,7 +13,6 @@ use crate::runner::run::Plan;
 use crate::runner::script::{holding_interrupts, Exit, Mark, Script, Shown};
 use crate::runner::shell::Shell;
 use crate::runner::state::LockState;
-use crate::runner::sync::RolloutSync;
 use crate::ssh;
 
 /// The lock's directory: `.kamal/lock-S[-D]`, or 1.x's `.kamal/locks/S[-D]`.
@@ -159,17 +158,6 @@ pub async fn refused(sh: &Shell<'_, '_>, host: &str, out: &ssh::Output) -> HostE
         Err(e) => e,
     };
     error.into()
-}
-
-/// The lock is held (or will not be): hosts waiting to boot go on (the steps' headings follow as
-/// each step first begins).
-pub fn settled(state: &LockState, sync: &RolloutSync, primary_host: &str, held: bool) {
-    if held {
-        state.taken();
-        crate::runner::panics::fault_point("locked", primary_host);
-    }
-    // No lock, no boot anywhere.
-    sync.settle_lock(held);
 }
 
 /// Releases the lock (when this run holds it).
