@@ -247,8 +247,7 @@ fn said(message: &str) -> Option<String> {
         std::iter::once(first)
             .chain(section.iter().copied())
             .map(str::trim)
-            .filter(|l| !l.is_empty() && *l != "Nothing written")
-            .last()
+            .rfind(|l| !l.is_empty() && *l != "Nothing written")
             .map(str::to_string)
     };
     last(&lines[err + 1..], lines[err]).or_else(|| last(&lines[out + 1..err], lines[out]))

@@ -126,40 +126,6 @@ fn split_marker(line: &str) -> (Option<&str>, Option<&str>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_marker_after_output_without_a_newline_is_still_a_marker() {
-        assert_eq!(
-            split_marker("kamal-rs:end 3 0"),
-            (None, Some("kamal-rs:end 3 0"))
-        );
-        assert_eq!(
-            split_marker("Message: Automatic deploy lockkamal-rs:end 3 0"),
-            (
-                Some("Message: Automatic deploy lock"),
-                Some("kamal-rs:end 3 0")
-            )
-        );
-        assert_eq!(split_marker("plain output"), (Some("plain output"), None));
-        assert_eq!(
-            split_marker("say kamal-rs:nonsense"),
-            (Some("say kamal-rs:nonsense"), None)
-        );
-        let out = ssh::Output {
-            status: Some(0),
-            stdout: "kamal-rs:start 0\nLocked by: me\nMessage: lockkamal-rs:end 0 0\n".into(),
-            stderr: String::new(),
-        };
-        assert_eq!(
-            without_command_marks(out).stdout,
-            "Locked by: me\nMessage: lock\n"
-        );
-    }
-}
-
 /// One script's log: each shown command's `Running` and `Finished` lines as its markers arrive, its
 /// output lines under its id, and the host's steps.
 struct CommandLog<'r, 'a> {
@@ -284,5 +250,39 @@ impl<'r, 'a> CommandLog<'r, 'a> {
             },
         };
         self.steps.close(Instant::now(), step_status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_after_output_without_a_newline_is_still_a_marker() {
+        assert_eq!(
+            split_marker("kamal-rs:end 3 0"),
+            (None, Some("kamal-rs:end 3 0"))
+        );
+        assert_eq!(
+            split_marker("Message: Automatic deploy lockkamal-rs:end 3 0"),
+            (
+                Some("Message: Automatic deploy lock"),
+                Some("kamal-rs:end 3 0")
+            )
+        );
+        assert_eq!(split_marker("plain output"), (Some("plain output"), None));
+        assert_eq!(
+            split_marker("say kamal-rs:nonsense"),
+            (Some("say kamal-rs:nonsense"), None)
+        );
+        let out = ssh::Output {
+            status: Some(0),
+            stdout: "kamal-rs:start 0\nLocked by: me\nMessage: lockkamal-rs:end 0 0\n".into(),
+            stderr: String::new(),
+        };
+        assert_eq!(
+            without_command_marks(out).stdout,
+            "Locked by: me\nMessage: lock\n"
+        );
     }
 }

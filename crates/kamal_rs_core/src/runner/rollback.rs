@@ -288,7 +288,6 @@ mod tests {
     use super::*;
     use crate::runner::options::{Command, DeployOptions};
     use crate::runner::script::PREFIX;
-    use crate::runner::steps::boot::Boot;
     use crate::runner::steps::tests::{golden_config, sh_n};
 
     fn rollback() -> DeployOptions {
@@ -320,24 +319,16 @@ mod tests {
     fn the_boot_stops_no_stale_container() {
         let c = golden_config();
         let run = Run::for_test(&c, rollback());
-        let s = Boot::new(
-            run.shell(),
-            run.barrier(),
-            "10.0.0.1",
-            c.role("web").unwrap(),
-        )
-        .script(false, false)
-        .unwrap();
+        let s = run
+            .boot("10.0.0.1", c.role("web").unwrap())
+            .script(false, false)
+            .unwrap();
         assert!(!s.text().contains("for stale in"));
         let deploy = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(
-            deploy.shell(),
-            deploy.barrier(),
-            "10.0.0.1",
-            c.role("web").unwrap(),
-        )
-        .script(false, false)
-        .unwrap();
+        let s = deploy
+            .boot("10.0.0.1", c.role("web").unwrap())
+            .script(false, false)
+            .unwrap();
         assert!(s.text().contains("for stale in"));
     }
 

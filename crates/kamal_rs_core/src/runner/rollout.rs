@@ -293,7 +293,7 @@ async fn boot_role(
             .output
             .progress(host, &format!("booting {} {}", role.name, run.version));
     }
-    let boot = Boot::new(run.shell(), run.barrier(), host, role);
+    let boot = run.boot(host, role);
     let listed_in_background = first.is_some();
     let (script, tag) = role_script(run, &boot, first)?;
     // Past the boot's start (a script without a first part starts there).
@@ -541,12 +541,7 @@ mod tests {
         assert!(plan::tags_in_boot(&run));
         let web = c.role("web").unwrap();
         let first = first_script(&run, "10.0.0.1", true).unwrap();
-        let (script, tag) = role_script(
-            &run,
-            &Boot::new(run.shell(), run.barrier(), "10.0.0.1", web),
-            Some(first),
-        )
-        .unwrap();
+        let (script, tag) = role_script(&run, &run.boot("10.0.0.1", web), Some(first)).unwrap();
         assert_eq!(tag, Some(true), "the primary host releases the lock");
         let text = script.text();
         assert_in_order(
@@ -567,12 +562,7 @@ mod tests {
         );
         sh_n(&text);
         let first = first_script(&run, "10.0.0.2", false).unwrap();
-        let (script, tag) = role_script(
-            &run,
-            &Boot::new(run.shell(), run.barrier(), "10.0.0.2", web),
-            Some(first),
-        )
-        .unwrap();
+        let (script, tag) = role_script(&run, &run.boot("10.0.0.2", web), Some(first)).unwrap();
         assert_eq!(tag, Some(false));
         assert!(!script.text().contains("rm -r .kamal/lock-app"));
         assert_eq!(
@@ -600,7 +590,7 @@ mod tests {
             ("10.0.0.3", "workers"),
         ] {
             let first = first_script(&run, host, host == "10.0.0.1").unwrap();
-            let boot = Boot::new(run.shell(), run.barrier(), host, c.role(role).unwrap());
+            let boot = run.boot(host, c.role(role).unwrap());
             let (script, tag) = role_script(&run, &boot, Some(first)).unwrap();
             assert_eq!(tag, None);
             assert!(!script.text().contains("docker tag"), "{host}");

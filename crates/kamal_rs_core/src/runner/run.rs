@@ -15,7 +15,7 @@ use super::performer::{Clock, Performer};
 use super::report::Reports;
 use super::shell::{Io, Shell};
 use super::state::LockState;
-use super::steps::boot::Barrier;
+use super::steps::boot::{Barrier, Boot};
 use super::steps::hooks::{HookContext, Hooks};
 use super::sync::RolloutSync;
 use crate::commands::auditor::Auditor;
@@ -219,6 +219,11 @@ impl<'a> Run<'a> {
             sync: &self.sync,
             budget: &self.budget,
         }
+    }
+
+    /// One (host, role) boot of this run.
+    pub fn boot<'r>(&'r self, host: &'r str, role: &'a Role) -> Boot<'r, 'a> {
+        Boot::new(self.shell(), self.barrier(), host, role)
     }
 
     /// What running a hook uses (`steps/hooks.rs`).

@@ -394,14 +394,10 @@ mod tests {
     fn a_proxy_roles_boot() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(
-            run.shell(),
-            run.barrier(),
-            "10.0.0.2",
-            c.role("web").unwrap(),
-        )
-        .script(false, false)
-        .unwrap();
+        let s = run
+            .boot("10.0.0.2", c.role("web").unwrap())
+            .script(false, false)
+            .unwrap();
         golden("web_boot.sh", &s.text());
         sh_n(&s.text());
         let upload = s.shown.iter().position(|s| s.upload).unwrap();
@@ -424,14 +420,10 @@ mod tests {
     fn a_role_without_the_proxy_boots_and_reports_started() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(
-            run.shell(),
-            run.barrier(),
-            "10.0.0.3",
-            c.role("workers").unwrap(),
-        )
-        .script(false, false)
-        .unwrap();
+        let s = run
+            .boot("10.0.0.3", c.role("workers").unwrap())
+            .script(false, false)
+            .unwrap();
         golden("workers_boot.sh", &s.text());
         sh_n(&s.text());
     }
@@ -456,14 +448,10 @@ mod tests {
             "proxy": {"hosts": ["app.example.com"], "ssl": {"certificate_pem": "CERT", "private_key_pem": "KEY"}}
         }));
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(
-            run.shell(),
-            run.barrier(),
-            "10.0.0.1",
-            c.role("web").unwrap(),
-        )
-        .script(true, false)
-        .unwrap();
+        let s = run
+            .boot("10.0.0.1", c.role("web").unwrap())
+            .script(true, false)
+            .unwrap();
         std::fs::remove_dir_all(&dir).ok();
         let text = s.text();
         golden(
@@ -485,14 +473,10 @@ mod tests {
     fn the_container_scan_runs_in_sh_and_bash() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let s = Boot::new(
-            run.shell(),
-            run.barrier(),
-            "10.0.0.2",
-            c.role("web").unwrap(),
-        )
-        .script(false, false)
-        .unwrap();
+        let s = run
+            .boot("10.0.0.2", c.role("web").unwrap())
+            .script(false, false)
+            .unwrap();
         let docker = StandInDocker::new(
             "scan",
             "#!/bin/sh\necho \"$*\" >>\"$HOME/docker.log\"\ncase \"$1 $2\" in\n\
@@ -562,12 +546,7 @@ mod tests {
     fn failures_read_as_kamals() {
         let c = golden_config();
         let run = Run::for_test(&c, DeployOptions::default());
-        let boot = Boot::new(
-            run.shell(),
-            run.barrier(),
-            "10.0.0.1",
-            c.role("web").unwrap(),
-        );
+        let boot = run.boot("10.0.0.1", c.role("web").unwrap());
         let out = |status: i32, stdout: &str| ssh::Output {
             status: Some(status),
             stdout: stdout.into(),
