@@ -2,12 +2,15 @@
 //! host, read as Kamal's own code reads (cli → commander → commands):
 //!
 //! - `main.rs`: the command from start to end (Kamal's `cli/main.rb`), and the report;
-//! - `run.rs`: the run's context (Kamal's commander): config, options, hosts, log; `connect.rs` its
-//!   SSH connections, `exec.rs` a script run on a host with its log;
+//! - `run.rs`: the run (Kamal's commander): its `Plan` (what a step may read: config, options, hosts),
+//!   and what its hosts share (the lock, the failure budget, `RolloutSync`); `shell.rs`: what a step
+//!   acts through (`Io`: output, reports, connections) and its way to the hosts (`Shell`);
+//!   `connect.rs` the SSH connections, `exec.rs` a script run on a host with its log;
 //! - `sync.rs`: every wait across hosts (`RolloutSync`), a method each;
 //! - `rollout.rs`: how hosts move through their steps, and how one host's script is composed;
 //! - `steps/`: one module per step (lock, pull, proxy, boot, tag, hooks, build), each building its part
-//!   of a script and reading its own outcome; the command strings themselves are in `commands/`;
+//!   of a script and reading its own outcome, given only what it uses; the command strings themselves
+//!   are in `commands/`;
 //! - `rollback.rs`: `rollback`, the boot of a version whose containers are still there;
 //! - `v1/`: Kamal 1.9's steps for 1.x (Traefik) configs, on the same parts;
 //! - `script/`: scripts from typed parts (markers, exit codes, the commands shown in the log);
