@@ -138,6 +138,8 @@ impl<'r, 'a> Shell<'r, 'a> {
         let text = match phase {
             Phase::Pull => format!("pulling {}:{v}", self.config.repository()),
             Phase::Lock => "taking the deploy lock".into(),
+            // A rollback pulls nothing: its containers are there already.
+            Phase::LockWait if rollback => "waiting for the lock".into(),
             Phase::LockWait => "pulled, waiting for the lock".into(),
             Phase::Check => format!("checking for {v}"),
             Phase::Proxy if self.config.major == KamalMajor::V1 => {
