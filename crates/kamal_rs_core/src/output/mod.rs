@@ -7,9 +7,8 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressDrawTarget};
 use live::Live;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,36 +100,23 @@ const RESET: &str = "\x1b[0m";
 impl Output {
     /// `live_hosts`: show the per-host live view for these hosts (only used on a terminal).
     pub fn new(verbosity: Verbosity, terminal: bool, live_hosts: &[String]) -> Output {
-        let live =
-            (terminal && verbosity == Verbosity::Normal && !live_hosts.is_empty()).then(|| {
-                let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-                if live_hosts.len() > fleet::PER_HOST_UP_TO {
-                    return Live::fleet(multi, live_hosts);
-                }
-                let width = live_hosts.iter().map(String::len).max().unwrap_or(0);
-                let style = ProgressStyle::with_template(&format!(
-                    "  {{spinner}} {{prefix:{width}}}  {{wide_msg}}"
-                ))
-                .expect("valid template");
-                let bars = live_hosts
-                    .iter()
-                    .map(|h| {
-                        let bar = multi.add(
-                            ProgressBar::new_spinner()
-                                .with_style(style.clone())
-                                .with_prefix(h.clone()),
-                        );
-                        bar.set_message("waiting");
-                        bar.enable_steady_tick(Duration::from_millis(120));
-                        (h.clone(), bar)
-                    })
-                    .collect();
-                Live {
-                    multi,
-                    bars,
-                    fleet: None,
-                }
-            });
+        Output::drawn_on(
+            verbosity,
+            terminal,
+            live_hosts,
+            ProgressDrawTarget::stdout(),
+        )
+    }
+
+    /// An output whose live view (on a terminal) is drawn on `target`.
+    fn drawn_on(
+        verbosity: Verbosity,
+        terminal: bool,
+        live_hosts: &[String],
+        target: ProgressDrawTarget,
+    ) -> Output {
+        let live = (terminal && verbosity == Verbosity::Normal && !live_hosts.is_empty())
+            .then(|| Live::new(MultiProgress::with_draw_target(target), live_hosts));
         Output {
             verbosity,
             color: terminal,
@@ -511,26 +497,18 @@ impl Output {
         if let Some(fleet) = &live.fleet {
             return fleet.set(host, &text, outcome);
         }
-        if let Some((_, bar)) = live.bars.iter().find(|(h, _)| h == host) {
-            match outcome {
-                fleet::Outcome::Running => bar.set_message(text),
-                _ => bar.finish_with_message(text),
-            }
-        }
+        live.set_host(host, text, outcome);
     }
 
-    /// Ends the live view. A host's own line keeps its last state on screen, and so does a large
-    /// fleet's view when every host got to an end; one that stopped with hosts still in progress is
-    /// cleared, as the grouped summary printed next tells where each stopped (left on screen, it was
-    /// drawn again under that summary, its hosts still "in progress").
+    /// Ends the live view. A host's line that got to an end (live, failed) keeps it on screen, and so
+    /// does a large fleet's view when every host got to an end; a line still in progress is cleared,
+    /// as the summary printed next tells where each host stopped (left on screen, it was drawn again
+    /// under that summary with a step that was over: "releasing the deploy lock" after a failed run had
+    /// released it, its hosts still "in progress").
     pub fn finish(&self) {
         self.say_held();
         if let Some(live) = &self.live {
-            for bar in live.bars.iter().map(|(_, b)| b) {
-                if !bar.is_finished() {
-                    bar.finish();
-                }
-            }
+            live.finish_hosts();
             if let Some(fleet) = &live.fleet {
                 let hosts = fleet.hosts.lock().unwrap_or_else(|e| e.into_inner());
                 let stopped = hosts.iter().any(|h| h.outcome == fleet::Outcome::Running);

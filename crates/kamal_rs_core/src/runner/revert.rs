@@ -38,8 +38,13 @@ pub async fn revert(run: &Run<'_>) -> Outcome {
             continue;
         }
         match live.iter().find_map(|r| r.old_version.clone()) {
-            Some(v) if v != run.version => by_version.entry(v).or_default().push(host.host),
-            _ => not_reverted.push((host.host, "no version before this run".to_string())),
+            // The version it runs now: nothing to go back to (its container was the one renamed).
+            Some(v) if version_of(&v) == run.version => {
+                let why = format!("it ran {} before this run too", run.version);
+                not_reverted.push((host.host, why))
+            }
+            Some(v) => by_version.entry(v).or_default().push(host.host),
+            None => not_reverted.push((host.host, "no version before this run".to_string())),
         }
     }
     if by_version.is_empty() {
@@ -119,5 +124,24 @@ async fn roll_back(run: &Run<'_>, version: &str, hosts: &[String]) -> super::rep
             main::run(nested).await
         }
         Err(e) => super::report::DeployReport::failed_early(e, 0.0),
+    }
+}
+
+/// The version a container ran: one renamed out of the way (`V_replaced_<hex>`, as a boot of V does
+/// when V's container is there already) ran V, and there is no image of its own name to go back to.
+fn version_of(container_version: &str) -> &str {
+    container_version
+        .split_once("_replaced_")
+        .map_or(container_version, |(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renamed_container_ran_its_version() {
+        assert_eq!(version_of("v2_replaced_30997d97e9847d2f"), "v2");
+        assert_eq!(version_of("v1"), "v1");
     }
 }
