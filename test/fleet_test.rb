@@ -124,6 +124,19 @@ class FleetTest < Minitest::Test
     switched.each { |ip| assert_equal state_of(ip), ours[ip], "#{ip}: the revert left what kamal rollback v1 leaves" }
   end
 
+  # A redeploy of the version every host runs, failing on one: the others ran that version before, so
+  # there is nothing to go back to (their old container was renamed `v1_replaced_<hex>`, a name no
+  # image has); the run says so instead of failing a rollback to that name.
+  def test_revert_on_failure_of_the_running_version_has_nothing_to_revert
+    remote(WEB[3], "rm -f /root/health/up")
+    status, out = run_kamal_rs(@app, "redeploy", "-P", "--version", "v1", "--revert-on-failure")
+    assert_equal 1, status, out
+    (HOSTS - [ WEB[3] ]).each { |ip| assert_includes out, "not reverted: #{ip}: it ran v1 before this run too" }
+    refute_match(/its rollback to|Reverting/, out)
+    assert_versions(HOSTS.to_h { |ip| [ ip, "v1" ] })
+    assert_no_lock
+  end
+
   # (c) A canary wave: `--canary 1 --canary-wait 3` boots the first web host, watches it 3 s, then the
   # others. A canary whose new container is never healthy stops the run there: exit 1, the canary
   # named, no other host changed, the canary serving v1 (with --revert-on-failure). All healthy: every
