@@ -169,28 +169,28 @@ impl<'r, 'a> Boot<'r, 'a> {
             .reports
             .set_state(host, role, RoleState::Failed(error.message.clone()));
         if self.gatekeeper() && close_barrier(&sh, self.barrier, host, &error.message) {
-            match sh
-                .exec_one(host, Phase::Other, &self.app.logs(&sh.version), false)
-                .await
-            {
-                Ok(out) => out
-                    .stdout
-                    .lines()
-                    .for_each(|l| sh.io.output.info_on(host, l)),
-                Err(_) => sh
-                    .io
-                    .output
-                    .info_on(host, &format!("Could not fetch logs for {}", sh.version)),
-            }
-            let health = self.app.health_json(&sh.version);
-            if let Ok(out) = sh.exec_one(host, Phase::Other, &health, false).await {
-                sh.io.output.info_on(host, out.stdout.trim());
-            }
+            self.show_logs_and_health().await;
         }
         let _ = sh
             .exec_one(host, Phase::Other, &self.app.stop(&sh.version), false)
             .await;
         error
+    }
+
+    /// The new container's logs, then its health, each as one ERROR message, as Kamal's
+    /// `close_barrier` shows them (`lib/kamal/cli/app/boot.rb`, Kamal 2.12.0); a command that fails
+    /// (no such container: `xargs docker logs` without an id) ends it with `Could not fetch logs for V`.
+    async fn show_logs_and_health(&self) {
+        let (sh, host, v) = (self.sh, self.host, &self.sh.version);
+        for command in [self.app.logs(v), self.app.health_json(v)] {
+            match sh.exec_one(host, Phase::Other, &command, false).await {
+                Ok(out) if out.success() => sh.io.output.error_on(host, out.stdout.trim()),
+                _ => {
+                    let text = format!("Could not fetch logs for {v}");
+                    return sh.io.output.error_on(host, &text);
+                }
+            }
+        }
     }
 
     /// The connection died while the script ran (`booting`: past its boot's start). What the host runs
