@@ -30,6 +30,10 @@ class DeployV1Test < Minitest::Test
     HOSTS.each { |ip| assert_match(/#{Regexp.escape(ip)}: \.kamal\/env\/roles\/app-\w+-staging\.env is missing\. .*run `kamal-rs env push`/, out) }
     refute_includes out, "Acquiring the deploy lock"
     assert_equal "", remote(WEB[0], "ls -d .kamal/locks/app-staging 2>/dev/null").first
+  ensure
+    # The app's containers are still there: a test after this one (a rollback) needs their env files.
+    status, out = kamal_rs("env", "push", "-d", "staging")
+    assert_equal 0, status, "putting the env files back: env push:\n#{out}"
   end
 
   def test_02_env_push_uploads_the_env_files_mode_400
